@@ -1,0 +1,593 @@
+//! The local API and UI host on 127.0.0.1: share creation by streamed multipart upload, share
+//! views, revocation, live events over a WebSocket, and local authentication.
+//!
+//! Invariants:
+//! - Every request's `Host` must be `127.0.0.1:<port>` or `localhost:<port>` (DNS rebinding);
+//!   WebSocket `Origin`, when sent, must be one of those origins.
+//! - Every `/api/` route needs the installation token, as `Authorization: Bearer` or as the
+//!   HttpOnly, SameSite=Strict cookie that the launch URL (`/?token=…`) sets.
+//! - An upload is streamed into the blob store chunk by chunk; it becomes a share only when
+//!   every part arrived and was imported. A refused or broken upload leaves nothing visible.
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::{
+        DefaultBodyLimit, Multipart, Query, Request, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use bytes::Bytes;
+use veilshare_shared::{
+    ApiError, CreateShareFields, ErrorKind, Event, MAX_FILES_PER_SHARE, P2pStatus, ShareId,
+    ShareView, Status, TorStatus, form,
+};
+
+use crate::{
+    shares::{ShareError, Shares},
+    store::{StoreError, StoredFile},
+};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "veilshare_session";
+/// Free space kept in reserve beyond an upload (the store's outboards and database need some).
+const DISK_RESERVE: u64 = 64 << 20;
+
+/// Settings and shared state of the local API.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    shares: Shares,
+    token: Arc<str>,
+    port: u16,
+    public_base: Option<String>,
+    tor: TorStatus,
+}
+
+impl AdminState {
+    /// State for a listener on `port`.
+    pub fn new(shares: Shares, token: String, port: u16, public_base: Option<String>) -> Self {
+        Self {
+            shares,
+            token: token.into(),
+            port,
+            public_base,
+            tor: TorStatus::Disabled,
+        }
+    }
+}
+
+/// An API error: status, and JSON body with a message for people.
+#[derive(Debug)]
+pub struct Failure(StatusCode, ApiError);
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let status = match kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(
+            status,
+            ApiError {
+                kind,
+                message: message.into(),
+            },
+        )
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        &self.1.message
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        if error.is_no_space() {
+            return Self::new(
+                ErrorKind::InsufficientStorage,
+                "the disk that holds veilshare's data is full; free some space and try again",
+            );
+        }
+        if matches!(error, StoreError::Busy) {
+            return Self::new(ErrorKind::Internal, error.to_string());
+        }
+        tracing::error!(error = %error, "storage failed");
+        Self::new(
+            ErrorKind::Internal,
+            format!("storage failed ({error}); see veilshare's log"),
+        )
+    }
+}
+
+impl From<ShareError> for Failure {
+    fn from(error: ShareError) -> Self {
+        match error {
+            ShareError::NotFound(id) => Self::new(
+                ErrorKind::NotFound,
+                format!("there is no share with id {id}"),
+            ),
+            ShareError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// The local router.
+pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/api/status", get(status))
+        .route(
+            "/api/shares",
+            get(list_shares)
+                .post(create_share)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/shares/{id}", get(get_share).delete(revoke_share))
+        .route("/api/events", get(events))
+        .fallback(api_not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/", get(launch))
+        .merge(api)
+        .merge(ui)
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .with_state(state)
+}
+
+fn allowed_origin(state: &AdminState, origin: &str) -> bool {
+    origin == format!("http://127.0.0.1:{}", state.port)
+        || origin == format!("http://localhost:{}", state.port)
+}
+
+async fn check_host(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let ok =
+        host == format!("127.0.0.1:{}", state.port) || host == format!("localhost:{}", state.port);
+    if !ok {
+        return Failure::new(
+            ErrorKind::Forbidden,
+            "this address only answers as 127.0.0.1 or localhost with its port",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The token from `Authorization: Bearer …` or the session cookie.
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn token_matches(state: &AdminState, presented: &str) -> bool {
+    constant_time_eq::constant_time_eq(presented.as_bytes(), state.token.as_bytes())
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    match presented_token(request.headers()) {
+        Some(token) if token_matches(&state, &token) => next.run(request).await,
+        Some(_) => Failure::new(
+            ErrorKind::Unauthorized,
+            "wrong token; open the launch URL that veilshare printed, or use the token in the api-token file of its data directory",
+        )
+        .into_response(),
+        None => Failure::new(
+            ErrorKind::Unauthorized,
+            "this API needs the token: open the launch URL that veilshare printed, or send `Authorization: Bearer <token>`",
+        )
+        .into_response(),
+    }
+}
+
+async fn api_not_found() -> Failure {
+    Failure::new(ErrorKind::NotFound, "no such API route")
+}
+
+/// `/`: with `?token=`, sets the session cookie and drops the token from the address bar;
+/// without, hands over to the UI.
+async fn launch(
+    State(state): State<AdminState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = query.get("token") else {
+        return crate::ui::index(
+            presented_token(&headers).is_some_and(|t| token_matches(&state, &t)),
+        );
+    };
+    if !token_matches(&state, token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<!doctype html><title>veilshare</title><p>This launch link is not valid (any more). Use the one veilshare printed when it started.</p>"),
+        )
+            .into_response();
+    }
+    let mut response = Redirect::to("/").into_response();
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn status(State(state): State<AdminState>) -> Json<Status> {
+    Json(Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        tor: state.tor.clone(),
+        p2p: P2pStatus::Idle,
+        public_base: state.public_base.clone(),
+    })
+}
+
+async fn list_shares(State(state): State<AdminState>) -> Json<Vec<ShareView>> {
+    Json(state.shares.list())
+}
+
+fn parse_id(id: &str) -> Result<ShareId, Failure> {
+    ShareId::parse(id).ok_or_else(|| {
+        Failure::new(
+            ErrorKind::NotFound,
+            format!("{id:?} is not a share id (26 characters, a–z and 2–7)"),
+        )
+    })
+}
+
+async fn get_share(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ShareView>, Failure> {
+    let id = parse_id(&id)?;
+    state
+        .shares
+        .view(&id)
+        .map(Json)
+        .ok_or_else(|| ShareError::NotFound(id.to_string()).into())
+}
+
+async fn revoke_share(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<ShareView>, Failure> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.shares.revoke(&id).await?))
+}
+
+async fn events(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !allowed_origin(&state, origin) {
+            return Failure::new(ErrorKind::Forbidden, "foreign origin").into_response();
+        }
+    }
+    let receiver = state.shares.events().subscribe();
+    upgrade.on_upgrade(move |socket| forward_events(socket, receiver))
+}
+
+async fn forward_events(
+    mut socket: WebSocket,
+    mut receiver: tokio::sync::broadcast::Receiver<Event>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            event = receiver.recv() => {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "an event subscriber fell behind");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let Ok(json) = serde_json::to_string(&event) else { continue };
+                if socket.send(Message::Text(json.into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Makes an upload id safe to echo: the client's when sane, else a fresh one.
+fn upload_id(query: &HashMap<String, String>) -> String {
+    query
+        .get(form::UPLOAD_ID_QUERY)
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .cloned()
+        .unwrap_or_else(|| crate::shares::new_share_id().to_string())
+}
+
+async fn create_share(
+    State(state): State<AdminState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<ShareView>), Failure> {
+    let upload_id = upload_id(&query);
+    let result = receive_upload(&state, &upload_id, &headers, multipart).await;
+    if let Err(failure) = &result {
+        tracing::info!(upload = %upload_id, reason = failure.message(), "upload refused");
+        state.shares.events().publish(Event::UploadFailed {
+            upload_id: upload_id.clone(),
+            message: failure.message().to_owned(),
+        });
+    }
+    result.map(|view| (StatusCode::CREATED, Json(view)))
+}
+
+async fn receive_upload(
+    state: &AdminState,
+    upload_id: &str,
+    headers: &HeaderMap,
+    mut multipart: Multipart,
+) -> Result<ShareView, Failure> {
+    let store = state.shares.store().clone();
+    let total = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let free = store.free_space().map_err(|e| {
+        Failure::new(
+            ErrorKind::Internal,
+            format!("cannot read the free disk space: {e}"),
+        )
+    })?;
+    let allowed = free.saturating_sub(DISK_RESERVE + free / 100);
+    if let Some(total) = total
+        && total > allowed
+    {
+        return Err(no_room(total, allowed));
+    }
+    let permit = store.import_permit().await?;
+    let mut fields = CreateShareFields::default();
+    let mut files: Vec<StoredFile> = Vec::new();
+    let mut temp_tags = Vec::new();
+    let mut progress = Progress::new(state, upload_id, total);
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_failure)? {
+        let Some(file_name) = field.file_name().map(str::to_owned) else {
+            let name = field.name().unwrap_or_default().to_owned();
+            let value = read_text_field(&mut field, &name).await?;
+            fields.set(&name, &value).map_err(Failure::bad_request)?;
+            continue;
+        };
+        veilshare_shared::validate_file_name(&file_name).map_err(Failure::bad_request)?;
+        if files.iter().any(|f| f.name == file_name) {
+            return Err(Failure::bad_request(format!(
+                "two files are named {file_name:?}; names in one share must differ"
+            )));
+        }
+        if files.len() >= MAX_FILES_PER_SHARE {
+            return Err(Failure::bad_request(format!(
+                "a share holds at most {MAX_FILES_PER_SHARE} files; zip them first"
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+        let import = store.import_stream(&permit, crate::store::receiver_stream(rx));
+        let pump = async {
+            let mut crc = crc32fast::Hasher::new();
+            let mut size = 0u64;
+            loop {
+                let chunk = match field.chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(error) => {
+                        let _ = tx.send(Err(io::Error::other("upload broke off"))).await;
+                        return Err(multipart_failure(error));
+                    }
+                };
+                size += chunk.len() as u64;
+                if progress.received + chunk.len() as u64 > allowed {
+                    let _ = tx.send(Err(io::Error::other("no room"))).await;
+                    return Err(no_room(progress.received + chunk.len() as u64, allowed));
+                }
+                crc.update(&chunk);
+                progress.add(chunk.len() as u64);
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The store stopped reading: its error comes from the import.
+                    break;
+                }
+            }
+            drop(tx);
+            Ok((size, crc.finalize()))
+        };
+        let (imported, pumped) = tokio::join!(import, pump);
+        let (size, crc32) = pumped?;
+        let temp_tag = imported?;
+        files.push(StoredFile {
+            name: file_name,
+            size,
+            hash: veilshare_shared::ContentHash::parse(&temp_tag.hash().to_hex()).ok_or_else(
+                || Failure::new(ErrorKind::Internal, "the store returned a bad hash"),
+            )?,
+            crc32,
+        });
+        temp_tags.push(temp_tag);
+    }
+    progress.finish();
+    if files.is_empty() {
+        return Err(Failure::bad_request(
+            "the upload has no files: send at least one file part",
+        ));
+    }
+    let collection = store.store_collection(&permit, &files).await?;
+    let view = state
+        .shares
+        .create(upload_id, files, collection, fields, permit)
+        .await?;
+    drop(temp_tags);
+    Ok(view)
+}
+
+fn no_room(wanted: u64, allowed: u64) -> Failure {
+    Failure::new(
+        ErrorKind::InsufficientStorage,
+        format!(
+            "not enough free disk space: the upload needs {} but only {} can be stored; free some space or share fewer files",
+            crate::public::human_size(wanted),
+            crate::public::human_size(allowed)
+        ),
+    )
+}
+
+fn multipart_failure(error: axum::extract::multipart::MultipartError) -> Failure {
+    Failure::bad_request(format!(
+        "the upload could not be read: {}",
+        error.body_text()
+    ))
+}
+
+async fn read_text_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<String, Failure> {
+    const LIMIT: usize = 4096;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_failure)? {
+        if bytes.len() + chunk.len() > LIMIT {
+            return Err(Failure::bad_request(format!(
+                "the form field {name:?} is longer than {LIMIT} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::bad_request(format!("the form field {name:?} is not UTF-8 text")))
+}
+
+/// Throttled upload progress events.
+struct Progress<'a> {
+    state: &'a AdminState,
+    upload_id: &'a str,
+    total: Option<u64>,
+    received: u64,
+    last: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(state: &'a AdminState, upload_id: &'a str, total: Option<u64>) -> Self {
+        Self {
+            state,
+            upload_id,
+            total,
+            received: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, bytes: u64) {
+        self.received += bytes;
+        if self.last.elapsed() >= Duration::from_millis(100) {
+            self.publish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.last = Instant::now();
+        self.state.shares.events().publish(Event::UploadProgress {
+            upload_id: self.upload_id.to_owned(),
+            received: self.received,
+            total: self.total,
+        });
+    }
+}
+
+/// Reads the installation token, creating it (mode 0600) at first start.
+pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt, os::unix::fs::PermissionsExt};
+    let path = token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => {
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the token file was readable by others; making it private");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(token.trim().to_owned());
+        }
+        Ok(_) => std::fs::remove_file(&path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let token = data_encoding::BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}
+
+/// Where the token lives.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("api-token")
+}

@@ -1,0 +1,449 @@
+//! Command-line parsing and the commands. Arguments are turned into validated settings once
+//! ([`ServeSettings`]); nothing downstream re-checks them.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use veilshare_shared::{ApiError, ShareView};
+
+use crate::{
+    admin::{self, AdminState},
+    events::EventBus,
+    public,
+    shares::{Shares, SharesConfig},
+    store::Store,
+};
+
+/// Privacy-first file sharing over Tor onion services.
+#[derive(Debug, Parser)]
+#[command(name = "veilshare", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the app: the local UI and API, and the public sites of the shares.
+    Serve(ServeArgs),
+    /// List the shares of a running veilshare.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a share of a running veilshare now: its links stop working and its data is deleted.
+    Revoke {
+        /// The share's id (from `veilshare list`).
+        id: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+struct DataDirArg {
+    /// Where veilshare keeps its data [default: the platform's data directory].
+    #[arg(long, env = "VEILSHARE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Address of the local UI and API; loopback only.
+    #[arg(long, default_value = "127.0.0.1:7463")]
+    listen: SocketAddr,
+    /// Also serve public links over plain HTTP at this address (for tests and LANs; off by
+    /// default). Anyone who can reach it and has a link can download.
+    #[arg(long)]
+    public_listen: Option<SocketAddr>,
+    /// Do not use Tor.
+    #[arg(long)]
+    no_tor: bool,
+    /// Do not open the browser; only print the launch URL.
+    #[arg(long)]
+    no_browser: bool,
+}
+
+/// Validated settings of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Data directory (exists).
+    pub data_dir: PathBuf,
+    /// Local API address (loopback).
+    pub listen: SocketAddr,
+    /// Plain public listener.
+    pub public_listen: Option<SocketAddr>,
+    /// Tor off.
+    pub no_tor: bool,
+    /// Do not open a browser.
+    pub no_browser: bool,
+}
+
+impl ServeArgs {
+    fn validate(self) -> Result<ServeSettings> {
+        if !self.listen.ip().is_loopback() {
+            bail!(
+                "--listen {} is not a loopback address; the local API only listens on 127.0.0.1 or ::1",
+                self.listen
+            );
+        }
+        let data_dir = self.data.resolve()?;
+        Ok(ServeSettings {
+            data_dir,
+            listen: self.listen,
+            public_listen: self.public_listen,
+            no_tor: self.no_tor,
+            no_browser: self.no_browser,
+        })
+    }
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf> {
+        let dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => directories::ProjectDirs::from("org", "veilshare", "veilshare")
+                .context("cannot find a home directory for veilshare's data; pass --data-dir")?
+                .data_dir()
+                .to_path_buf(),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        Ok(dir)
+    }
+}
+
+/// Where a running instance tells the CLI how to reach it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Base URL of the local API.
+    pub api: String,
+    /// Base URL of the plain public listener.
+    pub public: Option<String>,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// File name of [`InstanceInfo`] in the data directory.
+pub const INSTANCE_FILE: &str = "instance.json";
+
+/// Runs the program; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEILSHARE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,iroh=warn,iroh_blobs=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => serve(cli.serve.validate()?).await,
+        Some(Command::Serve(args)) => serve(args.validate()?).await,
+        Some(Command::List { data, json }) => list(&data.resolve()?, json).await,
+        Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
+    }
+}
+
+/// Holds an exclusive lock on the data directory for the life of the process.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        let running = read_instance(data_dir)
+            .map(|info| format!(" at {}", info.api))
+            .unwrap_or_default();
+        bail!(
+            "another veilshare is already running with the data directory {}{running}",
+            data_dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Runs the app until Ctrl-C or SIGTERM.
+pub async fn serve(settings: ServeSettings) -> Result<()> {
+    let _lock = lock_data_dir(&settings.data_dir)?;
+    if !settings.no_tor {
+        tracing::warn!("this build has no Tor support yet; running without it (as with --no-tor)");
+    }
+    let token = admin::load_or_create_token(&settings.data_dir)
+        .context("cannot read or create the API token")?;
+    let api_listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another program using that port? choose another with --listen)",
+                settings.listen
+            )
+        })?;
+    let api_addr = api_listener.local_addr()?;
+    let public_listener = match settings.public_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for public links"))?,
+        ),
+        None => None,
+    };
+    let public_base = match &public_listener {
+        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+        None => None,
+    };
+    let store = Store::open(&settings.data_dir.join("store"))
+        .await
+        .context("cannot open the store")?;
+    let events = EventBus::default();
+    let shares = Shares::start(
+        store.clone(),
+        events,
+        SharesConfig {
+            public_base: public_base.clone(),
+        },
+    )
+    .await
+    .context("cannot load the shares")?;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(listener) = public_listener {
+        let app = public::router(shares.clone());
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    let state = AdminState::new(
+        shares.clone(),
+        token.clone(),
+        api_addr.port(),
+        public_base.clone(),
+    );
+    let app = admin::router(state, crate::ui::router());
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        axum::serve(api_listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+
+    let info = InstanceInfo {
+        api: format!("http://{api_addr}"),
+        public: public_base,
+        pid: std::process::id(),
+    };
+    write_instance(&settings.data_dir, &info)?;
+    let launch = format!("http://{api_addr}/?token={token}");
+    tracing::info!(api = %info.api, public = ?info.public, "veilshare is running");
+    // The launch URL goes to standard output, so that scripts and people can pick it up.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("veilshare is running. Open {launch}");
+    }
+    if !settings.no_browser
+        && let Err(error) = webbrowser::open(&launch)
+    {
+        tracing::warn!(%error, "could not open a browser; open the URL above yourself");
+    }
+
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    // Downloads in flight get a moment to end cleanly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    let _ = std::fs::remove_file(settings.data_dir.join(INSTANCE_FILE));
+    store.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn write_instance(data_dir: &Path, info: &InstanceInfo) -> Result<()> {
+    let path = data_dir.join(INSTANCE_FILE);
+    let temp = data_dir.join(format!("{INSTANCE_FILE}.tmp"));
+    std::fs::write(&temp, serde_json::to_vec_pretty(info)?)
+        .with_context(|| format!("cannot write {}", temp.display()))?;
+    std::fs::rename(&temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn read_instance(data_dir: &Path) -> Result<InstanceInfo> {
+    let path = data_dir.join(INSTANCE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "veilshare is not running with the data directory {} (start it with `veilshare serve`)",
+            data_dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+}
+
+/// A client of a running instance's API.
+struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    fn connect(data_dir: &Path) -> Result<Self> {
+        let info = read_instance(data_dir)?;
+        let token = std::fs::read_to_string(admin::token_path(data_dir))
+            .context("cannot read the API token of the running veilshare")?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            base: info.api,
+            token: token.trim().to_owned(),
+            http,
+        })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach veilshare at {} (is it still running?)",
+                    self.base
+                )
+            })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let message = match response.json::<ApiError>().await {
+                Ok(error) => error.message,
+                Err(_) => status.to_string(),
+            };
+            bail!("{message}");
+        }
+        Ok(response.json().await?)
+    }
+}
+
+async fn list(data_dir: &Path, json: bool) -> Result<()> {
+    let client = ApiClient::connect(data_dir)?;
+    let shares: Vec<ShareView> = client
+        .call(client.http.get(format!("{}/api/shares", client.base)))
+        .await?;
+    let mut out = String::new();
+    if json {
+        out = serde_json::to_string_pretty(&shares)?;
+    } else if shares.is_empty() {
+        out.push_str("no shares");
+    } else {
+        use std::fmt::Write;
+        for share in &shares {
+            let downloads = match share.policy.max_downloads {
+                Some(max) => format!("{}/{max}", share.downloads_completed),
+                None => share.downloads_completed.to_string(),
+            };
+            let link = share
+                .links
+                .onion
+                .as_deref()
+                .or(share.links.local.as_deref())
+                .unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{}  {:<22}  {:>3} files  {:>10}  downloads {:<7}  {}",
+                share.id,
+                share.state.label(),
+                share.files.len(),
+                public::human_size(share.total_size),
+                downloads,
+                link
+            );
+        }
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", out.trim_end());
+    }
+    Ok(())
+}
+
+async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
+    let client = ApiClient::connect(data_dir)?;
+    let share: ShareView = client
+        .call(
+            client
+                .http
+                .delete(format!("{}/api/shares/{id}", client.base)),
+        )
+        .await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("share {} is {}", share.id, share.state.label());
+    }
+    Ok(())
+}

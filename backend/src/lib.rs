@@ -1,0 +1,11 @@
+//! veilshare: privacy-first peer-to-peer file sharing. The binary in `main.rs` is a thin shell
+//! over this library; `ARCHITECTURE.md` maps the modules and their invariants.
+
+pub mod admin;
+pub mod cli;
+pub mod events;
+pub mod policy;
+pub mod public;
+pub mod shares;
+pub mod store;
+pub mod ui;

@@ -1,0 +1,639 @@
+//! The public site of a share: a server-rendered page that works without JavaScript, a
+//! `manifest.json` for programs, the whole content at `download` (the file itself, or a zip of
+//! several) and each file at `files/{name}`, with `Range`, `If-Range`, ETags and `HEAD`.
+//!
+//! Invariants:
+//! - Knows nothing of Tor or of the local API: listeners hand it streams, it asks `shares` to
+//!   admit and count every transfer.
+//! - Serves exactly one share per request, chosen by the URL (`/s/{id}/…`) or fixed by the
+//!   listener ([`single_share_router`], for onion services); nothing else is reachable.
+//! - Every response carries the security headers of `DESIGN.md`; pages load nothing external.
+//! - Never leaks a file path, an internal error or another share's existence.
+
+mod page;
+pub use page::human_size;
+pub mod zip;
+
+use std::{collections::HashMap, io, sync::LazyLock};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{FromRequestParts, Path, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+};
+use base64::Engine;
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Serialize;
+use sha2::Digest;
+use veilshare_shared::{ContentHash, ShareId};
+
+use crate::{
+    policy::Refusal,
+    shares::{Admission, PublicShare, Shares, Transfer, now_secs},
+    store::ShareRecord,
+};
+use zip::{Segment, ZipInput, ZipLayout};
+
+/// The stylesheet of the public pages, inlined and allowed by its hash in the CSP.
+const STYLE: &str = include_str!("public.css");
+
+static CSP: LazyLock<String> = LazyLock::new(|| {
+    let digest = sha2::Sha256::digest(STYLE.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; form-action 'none'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+});
+
+/// The share a listener is bound to (onion services serve one share at their root).
+#[derive(Debug, Clone)]
+struct FixedShare(ShareId);
+
+/// The router for a plain public listener: every share at `/s/{id}/`.
+pub fn router(shares: Shares) -> Router {
+    Router::new()
+        .route("/s/{id}", get(add_slash))
+        .nest("/s/{id}/", share_routes())
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(shares)
+}
+
+/// The router for one share at the root (what an onion service serves).
+pub fn single_share_router(shares: Shares, id: ShareId) -> Router {
+    share_routes()
+        .fallback(not_found)
+        .layer(axum::Extension(FixedShare(id)))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(shares)
+}
+
+fn share_routes() -> Router<Shares> {
+    Router::new()
+        .route("/", get(share_page))
+        .route("/manifest.json", get(manifest))
+        .route("/download", get(download).head(download))
+        .route("/files/{name}", get(file).head(file))
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(headers, "content-security-policy", &CSP);
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "cross-origin-opener-policy", "same-origin");
+    set(headers, "cross-origin-resource-policy", "same-origin");
+    set(
+        headers,
+        "permissions-policy",
+        "interest-cohort=(), camera=(), microphone=(), geolocation=()",
+    );
+    set(headers, "x-robots-tag", "noindex, nofollow");
+    set(headers, "cache-control", "no-store");
+    response
+}
+
+/// The share a request is about: fixed by the listener or taken from the URL.
+struct ShareKey(ShareId);
+
+impl FromRequestParts<Shares> for ShareKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shares) -> Result<Self, Response> {
+        if let Some(FixedShare(id)) = parts.extensions.get::<FixedShare>() {
+            return Ok(Self(id.clone()));
+        }
+        let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found_page())?;
+        params
+            .get("id")
+            .and_then(|id| ShareId::parse(id))
+            .map(Self)
+            .ok_or_else(not_found_page)
+    }
+}
+
+async fn add_slash(Path(id): Path<String>) -> Response {
+    match ShareId::parse(&id) {
+        Some(id) => Redirect::permanent(&format!("/s/{id}/")).into_response(),
+        None => not_found_page(),
+    }
+}
+
+async fn not_found() -> Response {
+    not_found_page()
+}
+
+fn not_found_page() -> Response {
+    page::message(
+        StatusCode::NOT_FOUND,
+        "Nothing here",
+        "There is no share at this address. Check that you copied the whole link.",
+    )
+}
+
+fn ended_page() -> Response {
+    page::message(
+        StatusCode::GONE,
+        "This share has ended",
+        "Its download limit was reached, it expired, or its owner revoked it. The files are no \
+         longer available here.",
+    )
+}
+
+// The error is the page to answer with; these helpers run once per request.
+#[allow(clippy::result_large_err)]
+fn lookup(shares: &Shares, id: &ShareId) -> Result<PublicShare, Response> {
+    let share = shares.public_share(id).ok_or_else(not_found_page)?;
+    if share.record.state.is_ended() || share.record.data_deleted {
+        return Err(ended_page());
+    }
+    Ok(share)
+}
+
+async fn share_page(State(shares): State<Shares>, ShareKey(id): ShareKey) -> Response {
+    match lookup(&shares, &id) {
+        Ok(share) => page::share(&share, now_secs()),
+        Err(response) => response,
+    }
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    label: Option<&'a str>,
+    content_hash: &'a ContentHash,
+    total_size: u64,
+    files: Vec<ManifestFile<'a>>,
+    /// Relative URL of the whole content.
+    download: &'static str,
+    downloads_remaining: Option<u32>,
+    expires_at: Option<u64>,
+    accepting_downloads: bool,
+}
+
+#[derive(Serialize)]
+struct ManifestFile<'a> {
+    name: &'a str,
+    size: u64,
+    blake3: &'a ContentHash,
+    /// Relative URL of this file.
+    path: String,
+}
+
+async fn manifest(State(shares): State<Shares>, ShareKey(id): ShareKey) -> Response {
+    let share = match lookup(&shares, &id) {
+        Ok(share) => share,
+        Err(response) => return response,
+    };
+    let record = &share.record;
+    let manifest = Manifest {
+        label: record.label.as_deref(),
+        content_hash: &record.collection,
+        total_size: record.content_size(),
+        files: record
+            .files
+            .iter()
+            .map(|f| ManifestFile {
+                name: &f.name,
+                size: f.size,
+                blake3: &f.hash,
+                path: file_path(&f.name),
+            })
+            .collect(),
+        download: "download",
+        downloads_remaining: crate::policy::remaining(&record.policy, &record.ledger),
+        expires_at: record.policy.expires_at,
+        accepting_downloads: share.accepts_downloads(now_secs()),
+    };
+    match serde_json::to_vec_pretty(&manifest) {
+        Ok(json) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            json,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Characters left alone in a path segment: RFC 3986 unreserved.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `files/<name>` with the name percent-encoded.
+pub fn file_path(name: &str) -> String {
+    format!("files/{}", utf8_percent_encode(name, PATH_SEGMENT))
+}
+
+/// RFC 5987 `attr-char`s are left alone in `filename*`.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition: attachment` for any Unicode name (RFC 6266): an ASCII fallback in
+/// `filename` and the exact name in `filename*`.
+pub fn content_disposition(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(name, ATTR_CHAR)
+    )
+}
+
+/// What a content URL serves.
+enum Content {
+    /// One stored file.
+    File { hash: ContentHash, size: u64 },
+    /// A zip of all files, with their hashes in layout order.
+    Zip {
+        layout: ZipLayout,
+        hashes: Vec<ContentHash>,
+    },
+}
+
+struct Resource {
+    /// `download` or `files/<name>`, for the ledger and events.
+    label: String,
+    download_name: String,
+    mime: String,
+    etag: String,
+    content: Content,
+}
+
+impl Resource {
+    fn len(&self) -> u64 {
+        match &self.content {
+            Content::File { size, .. } => *size,
+            Content::Zip { layout, .. } => layout.len(),
+        }
+    }
+
+    fn payload_in(&self, start: u64, end: u64) -> u64 {
+        match &self.content {
+            Content::File { .. } => end - start,
+            Content::Zip { layout, .. } => layout.payload_in(start, end),
+        }
+    }
+}
+
+fn whole_resource(record: &ShareRecord) -> Resource {
+    if let [_] = record.files.as_slice() {
+        return file_resource(record, 0, "download".into());
+    }
+    let inputs: Vec<ZipInput> = record
+        .files
+        .iter()
+        .map(|f| ZipInput {
+            name: f.name.clone(),
+            size: f.size,
+            crc32: f.crc32,
+        })
+        .collect();
+    let base = record
+        .label
+        .as_deref()
+        .filter(|l| veilshare_shared::validate_file_name(l).is_ok())
+        .unwrap_or("veilshare");
+    Resource {
+        label: "download".into(),
+        download_name: format!("{base}.zip"),
+        mime: "application/zip".into(),
+        etag: format!("\"zip-{}\"", record.collection),
+        content: Content::Zip {
+            layout: ZipLayout::new(&inputs, record.created_at),
+            hashes: record.files.iter().map(|f| f.hash.clone()).collect(),
+        },
+    }
+}
+
+fn file_resource(record: &ShareRecord, index: usize, label: String) -> Resource {
+    let file = &record.files[index];
+    Resource {
+        label,
+        download_name: file.name.clone(),
+        mime: mime_guess::from_path(&file.name)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned(),
+        etag: format!("\"{}\"", file.hash),
+        content: Content::File {
+            hash: file.hash.clone(),
+            size: file.size,
+        },
+    }
+}
+
+async fn download(
+    State(shares): State<Shares>,
+    ShareKey(id): ShareKey,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let share = match lookup(&shares, &id) {
+        Ok(share) => share,
+        Err(response) => return response,
+    };
+    let resource = whole_resource(&share.record);
+    serve(&shares, &id, &share, resource, &method, &headers)
+}
+
+async fn file(
+    State(shares): State<Shares>,
+    ShareKey(id): ShareKey,
+    Path(params): Path<HashMap<String, String>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let share = match lookup(&shares, &id) {
+        Ok(share) => share,
+        Err(response) => return response,
+    };
+    let name = params.get("name").map(String::as_str).unwrap_or_default();
+    let Some(index) = share.record.files.iter().position(|f| f.name == name) else {
+        return page::message(
+            StatusCode::NOT_FOUND,
+            "No such file",
+            "This share has no file by that name. Go back to the share's page for the list.",
+        );
+    };
+    let resource = file_resource(&share.record, index, file_path(name));
+    serve(&shares, &id, &share, resource, &method, &headers)
+}
+
+/// The byte range to send, from `Range` and `If-Range`.
+enum Wanted {
+    Whole,
+    Part(u64, u64),
+}
+
+// The error is the page to answer with; these helpers run once per request.
+#[allow(clippy::result_large_err)]
+fn wanted_range(headers: &HeaderMap, len: u64, etag: &str) -> Result<Wanted, Response> {
+    let Some(range) = headers.get(header::RANGE) else {
+        return Ok(Wanted::Whole);
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        // Only a strong ETag match keeps the range; dates never match (we send no Last-Modified).
+        if if_range.as_bytes() != etag.as_bytes() {
+            return Ok(Wanted::Whole);
+        }
+    }
+    let unsatisfiable = |message: &str| {
+        let mut response = page::message(StatusCode::RANGE_NOT_SATISFIABLE, "Bad range", message);
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        response
+    };
+    let text = range
+        .to_str()
+        .map_err(|_| unsatisfiable("The Range header is not valid text."))?;
+    let parsed = http_range_header::parse_range_header(text).map_err(|_| {
+        unsatisfiable("The Range header is malformed; use for example `bytes=100-`.")
+    })?;
+    let ranges = parsed.validate(len).map_err(|_| {
+        unsatisfiable(&format!(
+            "The requested range lies outside the content, which is {len} bytes long."
+        ))
+    })?;
+    match ranges.as_slice() {
+        [only] => {
+            let (start, last) = (*only.start(), *only.end());
+            if start == 0 && last + 1 == len {
+                Ok(Wanted::Whole)
+            } else {
+                Ok(Wanted::Part(start, last + 1))
+            }
+        }
+        // Several ranges: RFC 9110 lets us ignore the header and send the whole.
+        _ => Ok(Wanted::Whole),
+    }
+}
+
+fn refusal_page(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Ended => ended_page(),
+        Refusal::Busy => {
+            let mut response = page::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Busy: try again soon",
+                "Every download this share still allows is in progress right now. If one of them \
+                 fails, a download becomes free again: try again in a minute.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            response
+        }
+        Refusal::OverBudget => {
+            let mut response = page::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Not enough downloads left for that",
+                "What this share still allows is less than a whole copy, because interrupted \
+                 downloads used part of it. If your own download was interrupted, resume it \
+                 (your browser's Resume button or `veilshare get` do that) instead of starting \
+                 again.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            response
+        }
+    }
+}
+
+fn serve(
+    shares: &Shares,
+    id: &ShareId,
+    share: &PublicShare,
+    resource: Resource,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let len = resource.len();
+    let (status, start, end) = match wanted_range(headers, len, &resource.etag) {
+        Ok(Wanted::Whole) => (StatusCode::OK, 0, len),
+        Ok(Wanted::Part(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Err(response) => return response,
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, &resource.mime)
+        .header(header::CONTENT_LENGTH, end - start)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &resource.etag)
+        .header(
+            header::CONTENT_DISPOSITION,
+            content_disposition(&resource.download_name),
+        );
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", end - 1),
+        );
+    }
+    if *method == Method::HEAD {
+        if !share.accepts_downloads(now_secs()) {
+            return ended_page();
+        }
+        return builder
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let payload = resource.payload_in(start, end);
+    let transfer = match shares.begin_transfer(id, &resource.label, start, end, payload) {
+        Ok(transfer) => transfer,
+        Err(Admission::NotFound) => return not_found_page(),
+        Err(Admission::Refused(refusal)) => return refusal_page(refusal),
+    };
+    let body = metered_body(shares, resource, start, end, transfer);
+    builder
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Bytes of the response, each flagged as content (counted) or zip structure (not counted).
+fn content_stream(
+    shares: &Shares,
+    resource: &Resource,
+    start: u64,
+    end: u64,
+) -> BoxStream<'static, io::Result<(Bytes, bool)>> {
+    let store = shares.store().clone();
+    match &resource.content {
+        Content::File { hash, .. } => store
+            .read_range(hash, start, end)
+            .map(|chunk| chunk.map(|bytes| (bytes, true)))
+            .boxed(),
+        Content::Zip { layout, hashes } => {
+            let parts = layout.slice(start, end);
+            let hashes = hashes.clone();
+            futures::stream::iter(parts)
+                .flat_map(move |(segment, from, to)| match segment {
+                    Segment::Header(bytes) => {
+                        let piece = bytes.slice(from as usize..to as usize);
+                        futures::stream::once(async move { Ok((piece, false)) }).boxed()
+                    }
+                    Segment::File { index, .. } => match hashes.get(index) {
+                        Some(hash) => store
+                            .read_range(hash, from, to)
+                            .map(|chunk| chunk.map(|bytes| (bytes, true)))
+                            .boxed(),
+                        None => futures::stream::once(async {
+                            Err(io::Error::other("zip layout out of step with its files"))
+                        })
+                        .boxed(),
+                    },
+                })
+                .boxed()
+        }
+    }
+}
+
+/// The response body: content bytes, counted into the transfer as they go, cut when the owner
+/// revokes, and the transfer marked finished only when every byte was handed over.
+fn metered_body(
+    shares: &Shares,
+    resource: Resource,
+    start: u64,
+    end: u64,
+    transfer: Transfer,
+) -> Body {
+    let stream = content_stream(shares, &resource, start, end);
+    let expected = end - start;
+    let cancel = transfer.cancelled().clone();
+    struct Meter {
+        stream: BoxStream<'static, io::Result<(Bytes, bool)>>,
+        transfer: Option<Transfer>,
+        sent: u64,
+        payload: u64,
+        expected: u64,
+        failed: bool,
+        cancel: tokio_util::sync::CancellationToken,
+    }
+    let meter = Meter {
+        stream,
+        transfer: Some(transfer),
+        sent: 0,
+        payload: 0,
+        expected,
+        failed: false,
+        cancel,
+    };
+    let body = futures::stream::unfold(meter, |mut meter| async move {
+        if meter.failed {
+            return None;
+        }
+        let next = tokio::select! {
+            biased;
+            () = meter.cancel.cancelled() => Some(Err(io::Error::other("the share was revoked"))),
+            item = meter.stream.next() => item,
+        };
+        match next {
+            Some(Ok((bytes, is_payload))) => {
+                meter.sent += bytes.len() as u64;
+                if is_payload {
+                    meter.payload += bytes.len() as u64;
+                }
+                if let Some(transfer) = meter.transfer.as_mut() {
+                    transfer.set_sent(meter.payload);
+                }
+                Some((Ok(bytes), meter))
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "a download stopped");
+                meter.failed = true;
+                Some((Err(error), meter))
+            }
+            None => {
+                if meter.sent == meter.expected {
+                    if let Some(transfer) = meter.transfer.take() {
+                        transfer.finish();
+                    }
+                } else {
+                    tracing::error!(
+                        sent = meter.sent,
+                        expected = meter.expected,
+                        "short read from the store"
+                    );
+                }
+                None
+            }
+        }
+    });
+    Body::from_stream(body)
+}

@@ -1,0 +1,731 @@
+//! Storage: the content-addressed blobs (iroh-blobs' file store, BLAKE3) and the share catalog
+//! (records and download ledger, in redb).
+//!
+//! Invariants:
+//! - A share's blobs are held by the named tag `share/<id>`; the tag is set (and synced) before
+//!   the catalog record is written, so a crash in between leaves an orphan tag that
+//!   [`Store::open`] removes, never a visible record without data.
+//! - Blobs are only deleted by garbage collection, which runs only when asked for and never
+//!   while an import holds the import gate (iroh-blobs can otherwise lose blobs created during a
+//!   collection run).
+//! - Every catalog change is one redb write transaction, durable when the call returns.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use iroh_blobs::{
+    Hash,
+    api::TempTag,
+    format::collection::Collection,
+    store::{
+        GcConfig, ProtectOutcome,
+        fs::{FsStore, options::Options},
+    },
+};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, watch};
+use veilshare_shared::{ContentHash, Policy, ShareId, ShareState};
+
+use crate::policy::Ledger;
+
+/// Share records by id (JSON values).
+const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
+/// The download ledger: (share id, sequence number) → JSON [`TransferRecord`].
+const TRANSFERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("transfers");
+
+const TAG_PREFIX: &str = "share/";
+/// How often the collector wakes to see whether a run was asked for.
+const GC_TICK: Duration = Duration::from_millis(250);
+/// Chunk size for reading blob data from disk.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The blob store failed.
+    #[error("blob store failed while {context}: {message}")]
+    Blobs {
+        /// What we were doing.
+        context: &'static str,
+        /// The store's message (its error types are not `'static` friendly).
+        message: String,
+        /// Whether the disk was full.
+        no_space: bool,
+    },
+    /// The catalog database failed.
+    #[error("share catalog failed")]
+    Catalog(#[from] redb::Error),
+    /// A catalog record could not be (de)serialized.
+    #[error("share catalog record is corrupt")]
+    Corrupt(#[from] serde_json::Error),
+    /// A file-system operation failed.
+    #[error("{context}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A record to be created exists already.
+    #[error("share {0} exists already")]
+    Exists(ShareId),
+    /// Storage maintenance held the import gate for too long.
+    #[error("storage is busy with maintenance; try again in a moment")]
+    Busy,
+}
+
+impl StoreError {
+    fn blobs(context: &'static str, error: impl std::fmt::Display) -> Self {
+        let message = error.to_string();
+        let no_space = message.contains("No space left") || message.contains("StorageFull");
+        Self::Blobs {
+            context,
+            message,
+            no_space,
+        }
+    }
+
+    /// Whether this failure came from a full disk.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Self::Blobs { no_space, .. } => *no_space,
+            Self::Io { source, .. } => is_no_space(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means the disk is full.
+pub fn is_no_space(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28)
+}
+
+fn redb_err(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Catalog(error.into())
+}
+
+/// One stored file of a share.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Validated file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 hash.
+    pub hash: ContentHash,
+    /// CRC-32 of the content, computed during import, so that zips can be laid out ahead.
+    pub crc32: u32,
+}
+
+/// A share as persisted in the catalog.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ShareRecord {
+    /// Identifier.
+    pub id: ShareId,
+    /// Label.
+    pub label: Option<String>,
+    /// Files in upload order.
+    pub files: Vec<StoredFile>,
+    /// Hash of the collection (hash sequence) holding the files and their names.
+    pub collection: ContentHash,
+    /// Policy.
+    pub policy: Policy,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Life state.
+    pub state: ShareState,
+    /// Unix seconds when it ended.
+    pub ended_at: Option<u64>,
+    /// Download counters.
+    pub ledger: Ledger,
+    /// Whether the stored copy was deleted after the share ended.
+    pub data_deleted: bool,
+    /// Whether the share is also shared directly over iroh.
+    pub direct: bool,
+    /// A problem to show, in plain words.
+    pub problem: Option<String>,
+}
+
+impl ShareRecord {
+    /// Total content size.
+    pub fn content_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// One entry of the download ledger.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TransferRecord {
+    /// `download` or `files/<name>`.
+    pub resource: String,
+    /// First byte of the response.
+    pub start: u64,
+    /// One past the last byte of the response.
+    pub end: u64,
+    /// Content bytes sent.
+    pub sent: u64,
+    /// Whether the response ran to its end.
+    pub finished: bool,
+    /// Unix seconds.
+    pub ended_at: u64,
+}
+
+/// The collector's gate and bookkeeping, shared with iroh-blobs' GC callback.
+#[derive(Debug)]
+struct GcControl {
+    gate: Arc<RwLock<()>>,
+    wanted: AtomicU64,
+    requested: AtomicBool,
+    /// The write guard of the run in progress and the request generation it serves.
+    held: Mutex<Option<(OwnedRwLockWriteGuard<()>, u64)>>,
+    done: watch::Sender<u64>,
+}
+
+impl GcControl {
+    /// Called by iroh-blobs before each collection run.
+    fn before_run(&self) -> ProtectOutcome {
+        let finished = self.held.lock().ok().and_then(|mut held| held.take());
+        if let Some((guard, generation)) = finished {
+            drop(guard);
+            self.done
+                .send_modify(|done| *done = (*done).max(generation));
+        }
+        if !self.requested.swap(false, Ordering::SeqCst) {
+            return ProtectOutcome::Abort;
+        }
+        let generation = self.wanted.load(Ordering::SeqCst);
+        match self.gate.clone().try_write_owned() {
+            Ok(guard) => {
+                if let Ok(mut held) = self.held.lock() {
+                    *held = Some((guard, generation));
+                }
+                ProtectOutcome::Continue
+            }
+            Err(_) => {
+                // An import is running; try again at the next tick.
+                self.requested.store(true, Ordering::SeqCst);
+                ProtectOutcome::Abort
+            }
+        }
+    }
+}
+
+/// The blob store and the catalog.
+#[derive(Debug, Clone)]
+pub struct Store {
+    blobs: FsStore,
+    blob_root: PathBuf,
+    catalog: Arc<redb::Database>,
+    gc: Arc<GcControl>,
+}
+
+/// Holds the import gate: garbage collection waits while one exists.
+#[derive(Debug)]
+pub struct ImportPermit(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`, removes what a crash may have left
+    /// (temporary files, orphan tags) and starts the collector.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let blob_root = data_dir.join("blobs");
+        let temp = blob_root.join("temp");
+        clear_dir(&temp)?;
+        let gc = Arc::new(GcControl {
+            gate: Arc::new(RwLock::new(())),
+            wanted: AtomicU64::new(0),
+            requested: AtomicBool::new(false),
+            held: Mutex::new(None),
+            done: watch::channel(0).0,
+        });
+        let mut options = Options::new(&blob_root);
+        let callback_gc = gc.clone();
+        options.gc = Some(GcConfig {
+            interval: GC_TICK,
+            add_protected: Some(Arc::new(move |_live| {
+                let gc = callback_gc.clone();
+                Box::pin(async move { gc.before_run() })
+            })),
+        });
+        let blobs = FsStore::load_with_opts(blob_root.join("blobs.db"), options)
+            .await
+            .map_err(|e| StoreError::blobs("opening the blob store", e))?;
+        let catalog_path = data_dir.join("catalog.redb");
+        let catalog = tokio::task::spawn_blocking(move || -> Result<redb::Database, StoreError> {
+            let db = redb::Database::create(&catalog_path).map_err(redb_err)?;
+            let tx = db.begin_write().map_err(redb_err)?;
+            tx.open_table(SHARES).map_err(redb_err)?;
+            tx.open_table(TRANSFERS).map_err(redb_err)?;
+            tx.commit().map_err(redb_err)?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            context: "opening the catalog".into(),
+            source: io::Error::other(e),
+        })??;
+        let store = Self {
+            blobs,
+            blob_root,
+            catalog: Arc::new(catalog),
+            gc,
+        };
+        store.remove_orphan_tags().await?;
+        Ok(store)
+    }
+
+    /// Removes `share/*` tags whose share has no record or whose data was already deleted,
+    /// then collects garbage (a crash can leave either, and half-imported blobs).
+    async fn remove_orphan_tags(&self) -> Result<(), StoreError> {
+        let records = self.list().await?;
+        let mut tags = self
+            .blobs
+            .tags()
+            .list_prefix(TAG_PREFIX)
+            .await
+            .map_err(|e| StoreError::blobs("listing tags", e))?;
+        let mut orphans = Vec::new();
+        while let Some(tag) = tags.next().await {
+            let tag = tag.map_err(|e| StoreError::blobs("listing tags", e))?;
+            let name = String::from_utf8_lossy(&tag.name.0).into_owned();
+            let id = name.strip_prefix(TAG_PREFIX).unwrap_or_default();
+            let keep = records
+                .iter()
+                .any(|r| r.id.as_str() == id && !r.data_deleted && !r.state.is_ended());
+            if !keep {
+                orphans.push(name);
+            }
+        }
+        for name in &orphans {
+            tracing::info!(tag = %name, "removing a tag left without a live share");
+            self.blobs
+                .tags()
+                .delete(name)
+                .await
+                .map_err(|e| StoreError::blobs("removing an orphan tag", e))?;
+        }
+        self.collect_garbage().await;
+        Ok(())
+    }
+
+    /// Waits for the import gate (garbage collection excludes imports).
+    pub async fn import_permit(&self) -> Result<ImportPermit, StoreError> {
+        let gate = self.gc.gate.clone();
+        match tokio::time::timeout(Duration::from_secs(60), gate.read_owned()).await {
+            Ok(guard) => Ok(ImportPermit(guard)),
+            Err(_) => Err(StoreError::Busy),
+        }
+    }
+
+    /// Imports a byte stream as one blob, returning a temporary tag (which protects it until
+    /// dropped) and its size. Hold an [`ImportPermit`] around the whole share creation.
+    pub async fn import_stream(
+        &self,
+        _permit: &ImportPermit,
+        stream: impl Stream<Item = io::Result<Bytes>> + Send + Sync + 'static,
+    ) -> Result<TempTag, StoreError> {
+        self.blobs
+            .blobs()
+            .add_stream(stream)
+            .await
+            .temp_tag()
+            .await
+            .map_err(|e| StoreError::blobs("importing a file", e))
+    }
+
+    /// Stores the collection of a share's files (names and hashes) and returns its temp tag.
+    pub async fn store_collection(
+        &self,
+        _permit: &ImportPermit,
+        files: &[StoredFile],
+    ) -> Result<TempTag, StoreError> {
+        let mut collection = Collection::default();
+        for file in files {
+            let hash: Hash = file
+                .hash
+                .as_str()
+                .parse()
+                .map_err(|e| StoreError::blobs("building the collection", e))?;
+            collection.push(file.name.clone(), hash);
+        }
+        collection
+            .store(&self.blobs)
+            .await
+            .map_err(|e| StoreError::blobs("storing the collection", e))
+    }
+
+    /// Sets the share's named tag and makes it durable.
+    pub async fn tag_share(&self, id: &ShareId, collection: &TempTag) -> Result<(), StoreError> {
+        let name = format!("{TAG_PREFIX}{id}");
+        self.blobs
+            .tags()
+            .set(name, collection.hash_and_format())
+            .await
+            .map_err(|e| StoreError::blobs("tagging a share", e))?;
+        self.blobs
+            .sync_db()
+            .await
+            .map_err(|e| StoreError::blobs("syncing the blob store", e))
+    }
+
+    /// Removes the share's tag and collects its blobs (unless another live share holds them).
+    pub async fn delete_share_data(&self, id: &ShareId) -> Result<(), StoreError> {
+        self.blobs
+            .tags()
+            .delete(format!("{TAG_PREFIX}{id}"))
+            .await
+            .map_err(|e| StoreError::blobs("removing a share's tag", e))?;
+        self.collect_garbage().await;
+        Ok(())
+    }
+
+    /// Asks for a collection run and waits until one that started after this call has ended.
+    pub async fn collect_garbage(&self) {
+        let generation = self.gc.wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.gc.requested.store(true, Ordering::SeqCst);
+        let mut done = self.gc.done.subscribe();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(120),
+            done.wait_for(|done| *done >= generation),
+        )
+        .await;
+        if waited.is_err() {
+            tracing::warn!("garbage collection did not finish within two minutes");
+        }
+    }
+
+    /// A stream of the bytes `start..end` of a blob of `size` bytes.
+    pub fn read_range(
+        &self,
+        hash: &ContentHash,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let hash: Option<Hash> = hash.as_str().parse().ok();
+        let blobs = self.blobs.clone();
+        let path = hash.map(|h| Options::new(&self.blob_root).path.data_path(&h));
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        tokio::spawn(async move {
+            let Some(hash) = hash else {
+                let _ = tx.send(Err(io::Error::other("bad hash"))).await;
+                return;
+            };
+            match path.map(std::fs::File::open) {
+                Some(Ok(file)) => {
+                    // Large blobs live in their own data file: read it on a blocking thread.
+                    let _ =
+                        tokio::task::spawn_blocking(move || read_file_range(file, start, end, tx))
+                            .await;
+                }
+                _ => {
+                    // Small blobs are inlined in the store's database.
+                    let result = blobs.blobs().get_bytes(hash).await;
+                    let item = match result {
+                        Ok(bytes) => {
+                            let len = bytes.len() as u64;
+                            if end > len || start > end {
+                                Err(io::Error::other("range beyond the stored blob"))
+                            } else {
+                                Ok(bytes.slice(start as usize..end as usize))
+                            }
+                        }
+                        Err(e) => Err(io::Error::other(e.to_string())),
+                    };
+                    let _ = tx.send(item).await;
+                }
+            }
+        });
+        receiver_stream(rx)
+    }
+
+    /// Free bytes on the file system that holds the blobs.
+    pub fn free_space(&self) -> io::Result<u64> {
+        free_space(&self.blob_root)
+    }
+
+    /// All share records.
+    pub async fn list(&self) -> Result<Vec<ShareRecord>, StoreError> {
+        let db = self.catalog.clone();
+        blocking(move || {
+            let tx = db.begin_read().map_err(redb_err)?;
+            let table = tx.open_table(SHARES).map_err(redb_err)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(redb_err)? {
+                let (_, value) = item.map_err(redb_err)?;
+                out.push(serde_json::from_slice::<ShareRecord>(value.value())?);
+            }
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Writes a new share record; fails if the id exists.
+    pub async fn insert(&self, record: ShareRecord) -> Result<(), StoreError> {
+        let db = self.catalog.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(redb_err)?;
+            {
+                let mut table = tx.open_table(SHARES).map_err(redb_err)?;
+                if table.get(record.id.as_str()).map_err(redb_err)?.is_some() {
+                    return Err(StoreError::Exists(record.id.clone()));
+                }
+                let json = serde_json::to_vec(&record)?;
+                table
+                    .insert(record.id.as_str(), json.as_slice())
+                    .map_err(redb_err)?;
+            }
+            tx.commit().map_err(redb_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces a share record, and appends a ledger entry in the same transaction.
+    pub async fn update(
+        &self,
+        record: ShareRecord,
+        transfer: Option<TransferRecord>,
+    ) -> Result<(), StoreError> {
+        let db = self.catalog.clone();
+        blocking(move || {
+            let tx = db.begin_write().map_err(redb_err)?;
+            {
+                let mut table = tx.open_table(SHARES).map_err(redb_err)?;
+                let json = serde_json::to_vec(&record)?;
+                table
+                    .insert(record.id.as_str(), json.as_slice())
+                    .map_err(redb_err)?;
+            }
+            if let Some(transfer) = transfer {
+                let mut ledger = tx.open_table(TRANSFERS).map_err(redb_err)?;
+                let id = record.id.as_str();
+                let next = ledger
+                    .range((id, 0)..=(id, u64::MAX))
+                    .map_err(redb_err)?
+                    .next_back()
+                    .transpose()
+                    .map_err(redb_err)?
+                    .map_or(0, |(key, _)| key.value().1 + 1);
+                let json = serde_json::to_vec(&transfer)?;
+                ledger
+                    .insert((id, next), json.as_slice())
+                    .map_err(redb_err)?;
+            }
+            tx.commit().map_err(redb_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The ledger entries of one share, oldest first.
+    pub async fn transfers(&self, id: &ShareId) -> Result<Vec<TransferRecord>, StoreError> {
+        let db = self.catalog.clone();
+        let id = id.clone();
+        blocking(move || {
+            let tx = db.begin_read().map_err(redb_err)?;
+            let table = tx.open_table(TRANSFERS).map_err(redb_err)?;
+            let id = id.as_str();
+            let mut out = Vec::new();
+            for item in table.range((id, 0)..=(id, u64::MAX)).map_err(redb_err)? {
+                let (_, value) = item.map_err(redb_err)?;
+                out.push(serde_json::from_slice(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Stops the blob store (flushes its database).
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.blobs.shutdown().await {
+            tracing::warn!(%error, "blob store did not shut down cleanly");
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io {
+            context: "catalog task failed".into(),
+            source: io::Error::other(e),
+        })?
+}
+
+fn read_file_range(
+    file: std::fs::File,
+    start: u64,
+    end: u64,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) {
+    use std::os::unix::fs::FileExt;
+    let mut offset = start;
+    while offset < end {
+        let want = usize::try_from((end - offset).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+        let mut buf = BytesMut::zeroed(want);
+        let item = match file.read_at(&mut buf, offset) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stored blob is shorter than its record",
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                offset += n as u64;
+                Ok(buf.freeze())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A stream of what a channel receives.
+pub fn receiver_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + Sync + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Free bytes available to us on the file system holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+fn clear_dir(dir: &Path) -> Result<(), StoreError> {
+    let io_err = |context: String| move |source| StoreError::Io { context, source };
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
+                std::fs::remove_file(entry.path())
+                    .map_err(io_err(format!("removing {}", entry.path().display())))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("reading {}", dir.display()))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> ShareRecord {
+        ShareRecord {
+            id: ShareId::parse(id).expect("id"),
+            label: None,
+            files: vec![],
+            collection: ContentHash::parse(&"0".repeat(64)).expect("hash"),
+            policy: Policy::default(),
+            created_at: 1,
+            state: ShareState::Live,
+            ended_at: None,
+            ledger: Ledger::default(),
+            data_deleted: false,
+            direct: false,
+            problem: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn catalog_round_trips_and_refuses_duplicates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("open");
+        let rec = record("aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        store.insert(rec.clone()).await.expect("insert");
+        assert!(matches!(
+            store.insert(rec.clone()).await,
+            Err(StoreError::Exists(_))
+        ));
+        let transfer = TransferRecord {
+            resource: "download".into(),
+            start: 0,
+            end: 10,
+            sent: 10,
+            finished: true,
+            ended_at: 2,
+        };
+        store
+            .update(rec.clone(), Some(transfer.clone()))
+            .await
+            .expect("update");
+        store
+            .update(rec.clone(), Some(transfer.clone()))
+            .await
+            .expect("update");
+        assert_eq!(store.transfers(&rec.id).await.expect("ledger").len(), 2);
+        assert_eq!(store.list().await.expect("list"), vec![rec]);
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn deleting_a_share_collects_its_blobs_but_keeps_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("open");
+        let mut hashes = Vec::new();
+        for (id, byte) in [
+            ("aaaaaaaaaaaaaaaaaaaaaaaaaa", 1u8),
+            ("bbbbbbbbbbbbbbbbbbbbbbbbbb", 2u8),
+        ] {
+            let permit = store.import_permit().await.expect("permit");
+            let data = Bytes::from(vec![byte; 100_000]);
+            let tt = store
+                .import_stream(&permit, futures::stream::iter([Ok(data)]))
+                .await
+                .expect("import");
+            let hash = ContentHash::parse(&tt.hash().to_hex()).expect("hex");
+            let file = StoredFile {
+                name: "f".into(),
+                size: 100_000,
+                hash: hash.clone(),
+                crc32: 0,
+            };
+            let collection = store
+                .store_collection(&permit, &[file])
+                .await
+                .expect("collection");
+            let id = ShareId::parse(id).expect("id");
+            store.tag_share(&id, &collection).await.expect("tag");
+            hashes.push((id, hash));
+        }
+        let path = |h: &ContentHash| {
+            Options::new(&dir.path().join("blobs"))
+                .path
+                .data_path(&h.as_str().parse().expect("hash"))
+        };
+        assert!(path(&hashes[0].1).exists());
+        store.delete_share_data(&hashes[0].0).await.expect("delete");
+        assert!(!path(&hashes[0].1).exists(), "revoked data still on disk");
+        assert!(
+            path(&hashes[1].1).exists(),
+            "live share's data was collected"
+        );
+        let kept: Vec<u8> = store
+            .read_range(&hashes[1].1, 10, 20)
+            .map(|b| b.expect("read").to_vec())
+            .concat()
+            .await;
+        assert_eq!(kept, vec![2u8; 10]);
+        store.shutdown().await;
+    }
+}

@@ -1,0 +1,497 @@
+//! Typed models shared by the veilshare UI (WASM) and the backend.
+//!
+//! Pure data and serde: no tokio, no axum, no web-sys, no I/O. Everything here compiles for
+//! `wasm32-unknown-unknown`. The JSON shapes of these types are the local API's contract
+//! (see `DESIGN.md`, "Local API").
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest number of downloads a policy may allow.
+pub const MAX_DOWNLOADS_LIMIT: u32 = 1_000_000;
+/// Longest expiry a policy may ask for, in seconds (one year).
+pub const MAX_EXPIRES_IN_SECS: u64 = 365 * 24 * 60 * 60;
+/// Longest label, in bytes of UTF-8.
+pub const MAX_LABEL_BYTES: usize = 200;
+/// Longest file name, in bytes of UTF-8 (what common file systems accept).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Most files in one share.
+pub const MAX_FILES_PER_SHARE: usize = 10_000;
+
+/// Names of the `multipart/form-data` fields of `POST /api/shares` (besides the file parts).
+pub mod form {
+    /// Optional maximum number of downloads, a decimal integer ≥ 1.
+    pub const MAX_DOWNLOADS: &str = "max_downloads";
+    /// Optional lifetime in seconds from creation, a decimal integer ≥ 1.
+    pub const EXPIRES_IN_SECS: &str = "expires_in_secs";
+    /// Optional free text shown on the share's page.
+    pub const LABEL: &str = "label";
+    /// Optional `true`/`false`: also share over iroh (reveals the sender's IP address).
+    pub const DIRECT: &str = "direct";
+    /// Query parameter naming an upload so that its progress events can be followed.
+    pub const UPLOAD_ID_QUERY: &str = "upload";
+}
+
+/// The unguessable identifier of a share: 26 characters of lowercase base32 (130 bits, 128 random).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct ShareId(String);
+
+impl ShareId {
+    /// Length of the textual form.
+    pub const LEN: usize = 26;
+
+    /// Parses a share id, checking its alphabet and length.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == Self::LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The textual form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ShareId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A BLAKE3 hash in lowercase hex (64 characters).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    /// Parses 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The hex form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One file of a share.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The file name as uploaded (validated: no path separators, no control characters).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 hash of the content.
+    pub hash: ContentHash,
+}
+
+/// What a share allows. Both limits are optional; a share with neither lives until revoked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Number of complete downloads after which the share is revoked.
+    pub max_downloads: Option<u32>,
+    /// Unix time in seconds after which no new download starts.
+    pub expires_at: Option<u64>,
+}
+
+/// Where a share is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareState {
+    /// Stored; its onion service is being published.
+    Publishing,
+    /// Downloads may start.
+    Live,
+    /// Ended: the download limit was reached.
+    Exhausted,
+    /// Ended: the expiry passed.
+    Expired,
+    /// Ended: the owner revoked it.
+    Revoked,
+}
+
+impl ShareState {
+    /// Whether the share has ended for good.
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Exhausted | Self::Expired | Self::Revoked)
+    }
+
+    /// A short human word for the state.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Publishing => "publishing",
+            Self::Live => "live",
+            Self::Exhausted => "download limit reached",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// The addresses at which a share can be fetched.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ShareLinks {
+    /// `http://<56 chars>.onion/` when Tor is on and the service is published.
+    pub onion: Option<String>,
+    /// `http://<addr>/s/<id>/` when a plain public listener is on.
+    pub local: Option<String>,
+    /// An iroh ticket when the share is also shared directly.
+    pub ticket: Option<String>,
+}
+
+/// A share as the API, the UI and the CLI see it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ShareView {
+    /// Identifier.
+    pub id: ShareId,
+    /// Optional label given at creation.
+    pub label: Option<String>,
+    /// The files, in upload order.
+    pub files: Vec<FileEntry>,
+    /// Sum of the file sizes.
+    pub total_size: u64,
+    /// BLAKE3 hash of the share's collection (names and file hashes).
+    pub content_hash: ContentHash,
+    /// The policy.
+    pub policy: Policy,
+    /// Unix time in seconds of creation.
+    pub created_at: u64,
+    /// Complete downloads so far.
+    pub downloads_completed: u32,
+    /// Transfers running now.
+    pub downloads_in_flight: u32,
+    /// Downloads still allowed, when limited.
+    pub downloads_remaining: Option<u32>,
+    /// Where the share is in its life.
+    pub state: ShareState,
+    /// Unix time in seconds when the share ended.
+    pub ended_at: Option<u64>,
+    /// Whether the share was also shared directly over iroh.
+    pub direct: bool,
+    /// A problem worth showing (publication failed, storage trouble), in plain words.
+    pub problem: Option<String>,
+    /// Where to fetch it.
+    pub links: ShareLinks,
+}
+
+/// The validated non-file fields of a create request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CreateShareFields {
+    /// See [`form::MAX_DOWNLOADS`].
+    pub max_downloads: Option<u32>,
+    /// See [`form::EXPIRES_IN_SECS`].
+    pub expires_in_secs: Option<u64>,
+    /// See [`form::LABEL`].
+    pub label: Option<String>,
+    /// See [`form::DIRECT`].
+    pub direct: bool,
+}
+
+impl CreateShareFields {
+    /// Sets one text field from its form name and value, checking it. The error is a message
+    /// for the user.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        match name {
+            form::MAX_DOWNLOADS => {
+                self.max_downloads = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_max_downloads(value)?)
+                }
+            }
+            form::EXPIRES_IN_SECS => {
+                self.expires_in_secs = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_expires_in(value)?)
+                }
+            }
+            form::LABEL => {
+                if value.len() > MAX_LABEL_BYTES {
+                    return Err(format!("the label is longer than {MAX_LABEL_BYTES} bytes"));
+                }
+                if value.chars().any(char::is_control) {
+                    return Err("the label contains control characters".into());
+                }
+                self.label = (!value.is_empty()).then(|| value.to_owned());
+            }
+            form::DIRECT => {
+                self.direct = match value {
+                    "" | "false" | "0" | "off" => false,
+                    "true" | "1" | "on" => true,
+                    _ => return Err(format!("`direct` must be true or false, not {value:?}")),
+                }
+            }
+            other => return Err(format!("unknown form field {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+fn parse_max_downloads(value: &str) -> Result<u32, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=u64::from(MAX_DOWNLOADS_LIMIT)).contains(&n) => {
+            Ok(u32::try_from(n).unwrap_or(MAX_DOWNLOADS_LIMIT))
+        }
+        Ok(_) => Err(format!(
+            "max_downloads must be between 1 and {MAX_DOWNLOADS_LIMIT} (leave it out for no limit)"
+        )),
+        Err(_) => Err(format!(
+            "max_downloads must be a whole number, not {value:?}"
+        )),
+    }
+}
+
+fn parse_expires_in(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=MAX_EXPIRES_IN_SECS).contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "expires_in_secs must be between 1 and {MAX_EXPIRES_IN_SECS} (one year; leave it out for no expiry)"
+        )),
+        Err(_) => Err(format!(
+            "expires_in_secs must be a whole number of seconds, not {value:?}"
+        )),
+    }
+}
+
+/// Checks an uploaded file name. The error is a message for the user.
+///
+/// Names are kept as given when they are safe to show and to write on any common file system:
+/// no path separators, no `.` or `..`, no control characters, at most
+/// [`MAX_FILE_NAME_BYTES`] bytes.
+pub fn validate_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.trim().is_empty() {
+        return Err("a file has an empty name".into());
+    }
+    if name.len() > MAX_FILE_NAME_BYTES {
+        return Err(format!(
+            "the file name starting {:?} is longer than {MAX_FILE_NAME_BYTES} bytes",
+            name.chars().take(32).collect::<String>()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a file name"));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(format!(
+            "the file name {name:?} looks like a path; send file names without folders"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the file name {name:?} contains control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The Tor side of the app, as `GET /api/status` and events report it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TorStatus {
+    /// Tor is turned off (`--no-tor`).
+    Disabled,
+    /// Connecting to the Tor network; `progress` in 0.0..=1.0.
+    Bootstrapping {
+        /// Fraction done.
+        progress: f32,
+        /// What it is doing, in plain words.
+        message: String,
+    },
+    /// Ready to publish onion services.
+    Ready,
+    /// It cannot connect; `message` says why and what to do.
+    Failed {
+        /// The problem in plain words.
+        message: String,
+    },
+}
+
+/// The direct (iroh) side of the app.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum P2pStatus {
+    /// No endpoint is open (no direct share needs one).
+    Idle,
+    /// An endpoint is open with this endpoint id.
+    Running {
+        /// The endpoint id.
+        endpoint_id: String,
+    },
+}
+
+/// `GET /api/status`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Status {
+    /// The program's version.
+    pub version: String,
+    /// Tor state.
+    pub tor: TorStatus,
+    /// Direct-sharing state.
+    pub p2p: P2pStatus,
+    /// Base URL of the plain public listener, when on.
+    pub public_base: Option<String>,
+}
+
+/// Something that happened, as sent on `GET /api/events`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Bytes of an upload received so far (all parts together).
+    UploadProgress {
+        /// The id the client gave in the `upload` query parameter, or one made up.
+        upload_id: String,
+        /// Bytes received so far.
+        received: u64,
+        /// The request's length, when the client said it.
+        total: Option<u64>,
+    },
+    /// An upload was refused or failed; nothing was kept.
+    UploadFailed {
+        /// The upload.
+        upload_id: String,
+        /// Why, in plain words.
+        message: String,
+    },
+    /// A share was created (its state says whether it is live or publishing).
+    ShareCreated {
+        /// The upload it came from.
+        upload_id: String,
+        /// The new share.
+        share: ShareView,
+    },
+    /// A share's counters, state or links changed.
+    ShareUpdated {
+        /// The share as it is now.
+        share: ShareView,
+    },
+    /// A download started.
+    DownloadStarted {
+        /// The share.
+        id: ShareId,
+        /// What is being fetched: `download` or `files/<name>`.
+        resource: String,
+        /// Bytes this transfer will send.
+        bytes: u64,
+    },
+    /// A transfer ended; `completed_downloads` is the share's new count.
+    DownloadEnded {
+        /// The share.
+        id: ShareId,
+        /// Bytes sent.
+        sent: u64,
+        /// Whether the transfer ran to its end.
+        finished: bool,
+        /// The share's complete downloads now.
+        downloads_completed: u32,
+    },
+    /// A share ended (limit, expiry, owner) and its data is being deleted.
+    ShareEnded {
+        /// The share as it is now.
+        share: ShareView,
+    },
+    /// Tor's state changed.
+    Tor {
+        /// The new state.
+        status: TorStatus,
+    },
+}
+
+/// What kind of failure an API error is; the HTTP status follows from it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed or a value is out of range (400).
+    BadRequest,
+    /// Missing or wrong credentials (401).
+    Unauthorized,
+    /// Not allowed from here (foreign `Host` or `Origin`) (403).
+    Forbidden,
+    /// No such share (404).
+    NotFound,
+    /// The upload is bigger than allowed (413).
+    PayloadTooLarge,
+    /// Not enough free disk space (507).
+    InsufficientStorage,
+    /// Something broke on our side (500).
+    Internal,
+}
+
+/// The JSON body of every API error.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// What happened and what to do, in plain words.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_id_rejects_foreign_alphabet_and_length() {
+        assert!(ShareId::parse("abcdefghijklmnopqrstuvwxyz").is_some());
+        assert!(ShareId::parse("abcdefghijklmnopqrstuvwxy").is_none());
+        assert!(ShareId::parse("abcdefghijklmnopqrstuvwxy1").is_none());
+        assert!(ShareId::parse("../../etc/passwd_________x").is_none());
+    }
+
+    #[test]
+    fn policy_fields_are_range_checked() {
+        let mut fields = CreateShareFields::default();
+        assert!(fields.set(form::MAX_DOWNLOADS, "0").is_err());
+        assert!(fields.set(form::MAX_DOWNLOADS, "-1").is_err());
+        assert!(fields.set(form::MAX_DOWNLOADS, "1000001").is_err());
+        assert!(fields.set(form::EXPIRES_IN_SECS, "0").is_err());
+        assert!(fields.set(form::EXPIRES_IN_SECS, "99999999999").is_err());
+        assert!(fields.set(form::DIRECT, "maybe").is_err());
+        assert!(fields.set("colour", "red").is_err());
+        assert_eq!(fields, CreateShareFields::default());
+        fields.set(form::MAX_DOWNLOADS, " 3 ").expect("valid");
+        fields.set(form::EXPIRES_IN_SECS, "600").expect("valid");
+        fields.set(form::LABEL, "for Ana").expect("valid");
+        assert_eq!(fields.max_downloads, Some(3));
+        assert_eq!(fields.expires_in_secs, Some(600));
+        assert_eq!(fields.label.as_deref(), Some("for Ana"));
+    }
+
+    #[test]
+    fn file_names_that_look_like_paths_are_refused() {
+        for bad in ["", " ", ".", "..", "a/b", "..\\x", "a\0b", "line\nbreak"] {
+            assert!(validate_file_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_file_name(&"é".repeat(128)).is_err());
+        for good in ["report.pdf", "Ünïcødé 文件 🎉.txt", ".hidden", "a b"] {
+            assert!(validate_file_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn event_json_is_tagged() {
+        let event = Event::Tor {
+            status: TorStatus::Ready,
+        };
+        let json = serde_json::to_string(&event).expect("serialize");
+        assert_eq!(json, r#"{"type":"tor","status":{"state":"ready"}}"#);
+    }
+}

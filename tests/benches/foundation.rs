@@ -1,0 +1,420 @@
+//! Foundation benchmarks, side by side in one run on a 1 GiB file:
+//! - download through veilshare's public listener vs Debian's nginx (sendfile) serving it;
+//! - import (upload through the API into the store) vs `b3sum` + `cp`;
+//! - peak RSS of the server under 50 concurrent downloads (nginx's worker as the reference).
+//!
+//! Run with `cargo xtask bench` (it installs nginx and b3sum and builds the release binary).
+//! Prints ratios at the end; criterion keeps the details under `<target>/criterion`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+use futures::StreamExt;
+
+const SIZE: u64 = 1 << 30;
+const CONCURRENT: usize = 50;
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    // <target>/release/deps/foundation-…
+    exe.ancestors().nth(3).expect("target dir").to_path_buf()
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("VEILSHARE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/veilshare"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn write_random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut file =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
+    let mut state = seed | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0;
+    while written < len {
+        for chunk in buf.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&buf).expect("write");
+        written += buf.len() as u64;
+    }
+    file.flush().expect("flush");
+}
+
+/// Peak resident set size of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Veilshare {
+    child: Child,
+    api: String,
+    token: String,
+}
+
+impl Veilshare {
+    fn start(data_dir: &Path) -> Self {
+        let instance = data_dir.join("instance.json");
+        let _ = std::fs::remove_file(&instance);
+        let child = Command::new(binary())
+            .args([
+                "serve",
+                "--no-browser",
+                "--no-tor",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--public-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("VEILSHARE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start veilshare");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let info: serde_json::Value = loop {
+            if let Some(info) = std::fs::read_to_string(&instance)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+            {
+                break info;
+            }
+            assert!(Instant::now() < deadline, "veilshare did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let token = std::fs::read_to_string(data_dir.join("api-token")).expect("token");
+        Self {
+            child,
+            api: info["api"].as_str().expect("api").to_owned(),
+            token: token.trim().to_owned(),
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn upload(http: &reqwest::Client, server: &Veilshare, path: &Path) -> serde_json::Value {
+    let file = tokio::fs::File::open(path).await.expect("open");
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    let part =
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), SIZE)
+            .file_name("big.bin");
+    let form = reqwest::multipart::Form::new().part("files", part);
+    let response = http
+        .post(format!("{}/api/shares", server.api))
+        .bearer_auth(&server.token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("view")
+}
+
+async fn drain(http: &reqwest::Client, url: &str) -> u64 {
+    let response = http.get(url).send().await.expect("GET");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let mut stream = response.bytes_stream();
+    let mut total = 0;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.expect("chunk").len() as u64;
+    }
+    total
+}
+
+fn start_nginx(dir: &Path, root: &Path, port: u16) -> Child {
+    let conf = dir.join("nginx.conf");
+    let user = if Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+    {
+        "user root;"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; sendfile on; tcp_nopush on; \
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; \
+             uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; \
+             server {{ listen 127.0.0.1:{port}; root {r}; }} }}\n",
+            d = dir.display(),
+            r = root.display()
+        ),
+    )
+    .expect("nginx.conf");
+    let nginx = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("-v")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .expect("nginx is not installed: run `cargo xtask bench`");
+    let child = Command::new(nginx)
+        .args(["-e", &dir.join("error.log").to_string_lossy(), "-c"])
+        .arg(&conf)
+        .spawn()
+        .expect("start nginx");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Median time per iteration of a criterion benchmark, from its saved estimates.
+fn median_ns(group: &str, function: &str) -> Option<f64> {
+    let path = target_dir()
+        .join("criterion")
+        .join(group)
+        .join(function)
+        .join("new/estimates.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let work = tempfile::Builder::new()
+        .prefix("veilshare-bench")
+        .tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
+        .expect("work dir");
+    let files = work.path().join("files");
+    std::fs::create_dir_all(&files).expect("files dir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755));
+    }
+    let source = files.join("big.bin");
+    eprintln!("writing a 1 GiB test file");
+    write_random_file(&source, SIZE, 42);
+
+    let data_dir = work.path().join("veilshare");
+    let server = Veilshare::start(&data_dir);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let share = runtime.block_on(upload(&http, &server, &source));
+    let share_url = format!(
+        "{}download",
+        share["links"]["local"].as_str().expect("link")
+    );
+    let nginx_port = free_port();
+    let mut nginx = start_nginx(work.path(), &files, nginx_port);
+    let nginx_url = format!("http://127.0.0.1:{nginx_port}/big.bin");
+
+    let mut criterion = Criterion::default()
+        .output_directory(&target_dir().join("criterion"))
+        .configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("download_1GiB");
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .measurement_time(Duration::from_secs(15))
+            .warm_up_time(Duration::from_secs(2))
+            .throughput(Throughput::Bytes(SIZE));
+        group.bench_function("veilshare", |b| {
+            b.to_async(&runtime).iter(|| async {
+                assert_eq!(drain(&http, &share_url).await, SIZE);
+            })
+        });
+        group.bench_function("nginx_sendfile", |b| {
+            b.to_async(&runtime).iter(|| async {
+                assert_eq!(drain(&http, &nginx_url).await, SIZE);
+            })
+        });
+        group.finish();
+    }
+    {
+        let mut group = criterion.benchmark_group("import_1GiB");
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .measurement_time(Duration::from_secs(20))
+            .warm_up_time(Duration::from_secs(1))
+            .throughput(Throughput::Bytes(SIZE));
+        let import_source = files.join("import.bin");
+        write_random_file(&import_source, SIZE, 7);
+        group.bench_function("veilshare", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let view = runtime.block_on(upload(&http, &server, &import_source));
+                    total += start.elapsed();
+                    // Revoke and wait for the copy to be collected, outside the timing.
+                    let id = view["id"].as_str().expect("id").to_owned();
+                    let hash = view["files"][0]["hash"].as_str().expect("hash").to_owned();
+                    runtime.block_on(async {
+                        http.delete(format!("{}/api/shares/{id}", server.api))
+                            .bearer_auth(&server.token)
+                            .send()
+                            .await
+                            .expect("revoke");
+                    });
+                    let blob = data_dir.join(format!("store/blobs/data/{hash}.data"));
+                    while blob.exists() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                total
+            })
+        });
+        let copy = work.path().join("copy.bin");
+        group.bench_function("b3sum_plus_cp", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let hashed = Command::new("b3sum")
+                        .arg(&import_source)
+                        .stdout(Stdio::null())
+                        .status()
+                        .expect("b3sum is not installed: run `cargo xtask bench`");
+                    assert!(hashed.success());
+                    assert!(
+                        Command::new("cp")
+                            .arg(&import_source)
+                            .arg(&copy)
+                            .status()
+                            .expect("cp")
+                            .success()
+                    );
+                    total += start.elapsed();
+                    let _ = std::fs::remove_file(&copy);
+                }
+                total
+            })
+        });
+        group.finish();
+        let _ = std::fs::remove_file(&import_source);
+    }
+    criterion.final_summary();
+
+    // Peak memory under 50 concurrent downloads, on a fresh server (peak counters start at 0).
+    server.stop();
+    let server = Veilshare::start(&data_dir);
+    let list: serde_json::Value = runtime.block_on(async {
+        http.get(format!("{}/api/shares", server.api))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json")
+    });
+    let share_url = format!(
+        "{}download",
+        list[0]["links"]["local"].as_str().expect("link")
+    );
+    let idle_rss = peak_rss(server.child.id());
+    let started = Instant::now();
+    runtime.block_on(async {
+        let downloads = (0..CONCURRENT).map(|_| {
+            let http = http.clone();
+            let url = share_url.clone();
+            tokio::spawn(async move { drain(&http, &url).await })
+        });
+        for result in futures::future::join_all(downloads).await {
+            assert_eq!(result.expect("task"), SIZE);
+        }
+    });
+    let concurrent_secs = started.elapsed().as_secs_f64();
+    let veilshare_peak = peak_rss(server.child.id());
+    let nginx_worker_peak = std::fs::read_to_string(work.path().join("nginx.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .map(|master| {
+            // The worker is the master's child.
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .map(peak_rss)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    server.stop();
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+
+    let gib_per_s = |ns: f64| SIZE as f64 / (ns / 1e9) / (1u64 << 30) as f64;
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    println!("\n=== veilshare foundation benchmark (1 GiB, loopback, medians) ===");
+    if let (Some(ours), Some(nginx)) = (
+        median_ns("download_1GiB", "veilshare"),
+        median_ns("download_1GiB", "nginx_sendfile"),
+    ) {
+        println!(
+            "download: veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x)",
+            gib_per_s(ours),
+            gib_per_s(nginx),
+            nginx / ours
+        );
+    }
+    if let (Some(ours), Some(reference)) = (
+        median_ns("import_1GiB", "veilshare"),
+        median_ns("import_1GiB", "b3sum_plus_cp"),
+    ) {
+        println!(
+            "import: veilshare {:.2} s ({:.2} GiB/s), b3sum + cp {:.2} s, ratio {:.2}x (target >= 0.7x)",
+            ours / 1e9,
+            gib_per_s(ours),
+            reference / 1e9,
+            reference / ours
+        );
+    }
+    println!(
+        "peak RSS under {CONCURRENT} concurrent 1 GiB downloads: veilshare {:.1} MiB (idle {:.1} MiB; target < 150 MB), nginx worker {:.1} MiB; {:.1} GiB served in {:.1} s",
+        mib(veilshare_peak),
+        mib(idle_rss),
+        mib(nginx_worker_peak),
+        CONCURRENT as f64,
+        concurrent_secs
+    );
+}

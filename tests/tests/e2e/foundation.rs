@@ -1,0 +1,798 @@
+//! The foundation end to end: real `veilshare serve` processes on loopback, real HTTP clients,
+//! real files on disk.
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use veilshare_shared::{ApiError, ShareState};
+
+use crate::util::{Server, data, eventually, fetch, free_port, run_cli};
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+#[tokio::test]
+async fn share_is_created_through_the_api_and_downloaded_byte_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let big = data(3 << 20, 1);
+    let small = b"hello, world\n".to_vec();
+    let view = server
+        .create(
+            &[("report final.pdf", &big), ("naïve – 文件.txt", &small)],
+            &[("label", "For Ana <3"), ("max_downloads", "5")],
+        )
+        .await;
+    assert_eq!(view.state, ShareState::Live);
+    assert_eq!(view.files[0].hash.as_str(), blake3_hex(&big));
+    assert_eq!(view.files[1].hash.as_str(), blake3_hex(&small));
+    assert_eq!(view.total_size, (big.len() + small.len()) as u64);
+    let link = view.links.local.clone().expect("local link");
+    assert!(link.starts_with(&server.public) && link.ends_with(&format!("/s/{}/", view.id)));
+
+    // The page works without JavaScript, escapes the label, and carries the headers.
+    let page = server.http.get(&link).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("For Ana &lt;3"), "label not escaped");
+    assert!(
+        !html.contains("<script"),
+        "public page must not need JavaScript"
+    );
+    assert!(html.contains(&blake3_hex(&big)));
+    assert!(html.contains("files/na%C3%AFve%20%E2%80%93%20%E6%96%87%E4%BB%B6.txt"));
+
+    // The manifest lists the files with their hashes.
+    let manifest: serde_json::Value = server
+        .http
+        .get(format!("{link}manifest.json"))
+        .send()
+        .await
+        .expect("manifest")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(manifest["files"][0]["blake3"], blake3_hex(&big));
+    assert_eq!(manifest["downloads_remaining"], 5);
+
+    // One file, with its Unicode name in Content-Disposition.
+    let response = server
+        .http
+        .get(format!(
+            "{link}{}",
+            manifest["files"][1]["path"].as_str().expect("path")
+        ))
+        .send()
+        .await
+        .expect("file");
+    let disposition = response.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        disposition.contains("filename*=UTF-8''na%C3%AFve%20%E2%80%93%20%E6%96%87%E4%BB%B6.txt"),
+        "{disposition}"
+    );
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        small.as_slice()
+    );
+
+    // Everything, as a zip that a standard reader accepts (CRCs checked).
+    let (status, zip_bytes) = fetch(&server.http, &format!("{link}download"))
+        .await
+        .expect("zip");
+    assert_eq!(status, 200);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).expect("zip");
+    let mut first = Vec::new();
+    std::io::Read::read_to_end(
+        &mut archive.by_name("report final.pdf").expect("entry"),
+        &mut first,
+    )
+    .expect("read");
+    assert_eq!(blake3_hex(&first), blake3_hex(&big));
+
+    // HEAD answers with the length and does not count.
+    let head = server
+        .http
+        .head(format!("{link}download"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), 200);
+    assert!(
+        head.headers()[header::ETAG]
+            .to_str()
+            .expect("etag")
+            .starts_with("\"zip-")
+    );
+    let view = server.view(&view.id).await;
+    // Per-file download (13 bytes) plus one zip: one copy and 13 bytes.
+    assert_eq!(view.downloads_completed, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn max_downloads_two_under_ten_concurrent_downloads_gives_exactly_two_copies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(8 << 20, 2);
+    let view = server
+        .create(&[("data.bin", &content)], &[("max_downloads", "2")])
+        .await;
+    let url = format!("{}download", view.links.local.expect("link"));
+    let attempts = (0..10).map(|_| {
+        let http = server.http.clone();
+        let url = url.clone();
+        tokio::spawn(async move { fetch(&http, &url).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut complete = 0;
+    for result in results {
+        let (status, body) = result.expect("task").expect("request");
+        match status {
+            200 => {
+                assert_eq!(body.len(), content.len(), "a 200 must carry the whole file");
+                assert_eq!(blake3_hex(&body), blake3_hex(&content));
+                complete += 1;
+            }
+            429 | 410 => {
+                let text = String::from_utf8_lossy(&body);
+                assert!(text.contains("<h1>"), "refusals come with a page: {text}");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(complete, 2);
+    let view = server
+        .wait_view(&view.id, "the share to be exhausted and deleted", |v| {
+            v.state == ShareState::Exhausted && v.downloads_in_flight == 0
+        })
+        .await;
+    assert_eq!(view.downloads_completed, 2);
+    let (status, _) = fetch(&server.http, &url).await.expect("after");
+    assert_eq!(status, 410);
+    eventually("the stored copy to be deleted", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn interrupted_download_does_not_count_and_resumes_with_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(64 << 20, 3);
+    let view = server
+        .create(&[("big.bin", &content)], &[("max_downloads", "1")])
+        .await;
+    let url = format!("{}download", view.links.local.clone().expect("link"));
+
+    let response = server.http.get(&url).send().await.expect("GET");
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()[header::ETAG].clone();
+    let mut stream = response.bytes_stream();
+    let mut received = Vec::new();
+    while received.len() < 16 << 20 {
+        received.extend_from_slice(&stream.next().await.expect("more").expect("chunk"));
+    }
+    drop(stream);
+    let view = server
+        .wait_view(&view.id, "the interrupted transfer to end", |v| {
+            v.downloads_in_flight == 0
+        })
+        .await;
+    assert_eq!(
+        view.downloads_completed, 0,
+        "an interrupted download must not count"
+    );
+    assert_eq!(view.state, ShareState::Live);
+
+    let resumed = server
+        .http
+        .get(&url)
+        .header(header::RANGE, format!("bytes={}-", received.len()))
+        .header(header::IF_RANGE, etag)
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resumed.headers()[header::CONTENT_RANGE],
+        format!(
+            "bytes {}-{}/{}",
+            received.len(),
+            content.len() - 1,
+            content.len()
+        )
+        .as_str()
+    );
+    received.extend_from_slice(&resumed.bytes().await.expect("rest"));
+    assert_eq!(blake3_hex(&received), blake3_hex(&content));
+    let view = server
+        .wait_view(&view.id, "the download to count", |v| {
+            v.downloads_completed == 1
+        })
+        .await;
+    assert_eq!(view.downloads_remaining, Some(0));
+    server
+        .wait_view(&view.id, "the share to end", |v| {
+            v.state == ShareState::Exhausted
+        })
+        .await;
+
+    // A stale If-Range (another ETag) means the whole content, not a range.
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stale_if_range_gets_the_whole_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(100_000, 4);
+    let view = server.create(&[("a.bin", &content)], &[]).await;
+    let url = format!("{}download", view.links.local.expect("link"));
+    let response = server
+        .http
+        .get(&url)
+        .header(header::RANGE, "bytes=10-")
+        .header(header::IF_RANGE, "\"not-the-etag\"")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.expect("body").len(), content.len());
+    let response = server
+        .http
+        .get(&url)
+        .header(header::RANGE, "bytes=-10")
+        .send()
+        .await
+        .expect("suffix");
+    assert_eq!(response.status(), 206);
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        &content[content.len() - 10..]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_lets_running_transfers_finish_then_revokes_and_deletes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(48 << 20, 5);
+    let view = server
+        .create(&[("slow.bin", &content)], &[("expires_in_secs", "2")])
+        .await;
+    let url = format!("{}download", view.links.local.clone().expect("link"));
+    let response = server.http.get(&url).send().await.expect("GET");
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut received = stream.next().await.expect("first").expect("chunk").to_vec();
+
+    let ended = server
+        .wait_view(&view.id, "the share to expire", |v| {
+            v.state == ShareState::Expired
+        })
+        .await;
+    assert!(ended.ended_at.is_some());
+    let (status, _) = fetch(&server.http, &url).await.expect("after expiry");
+    assert_eq!(status, 410, "no new download may start after expiry");
+    assert!(
+        !server.stored_blob_files().is_empty(),
+        "data deleted under a running transfer"
+    );
+
+    while let Some(chunk) = stream.next().await {
+        received.extend_from_slice(&chunk.expect("the running transfer must finish"));
+    }
+    assert_eq!(blake3_hex(&received), blake3_hex(&content));
+    eventually("the stored copy to be deleted", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn owner_revoke_cuts_running_transfers_and_deletes_the_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(64 << 20, 6);
+    let view = server.create(&[("x.bin", &content)], &[]).await;
+    let url = format!("{}download", view.links.local.clone().expect("link"));
+    let response = server.http.get(&url).send().await.expect("GET");
+    let mut stream = response.bytes_stream();
+    let mut received = stream.next().await.expect("first").expect("chunk").len();
+
+    let (ok, stdout, stderr) = run_cli(&[
+        "revoke",
+        view.id.as_str(),
+        "--data-dir",
+        server.data_dir.to_str().expect("utf8"),
+    ])
+    .await
+    .expect("cli");
+    assert!(ok, "revoke failed: {stderr}");
+    assert!(stdout.contains("revoked"), "{stdout}");
+
+    let mut cut = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => received += bytes.len(),
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        cut || received < content.len(),
+        "a revoked transfer ran to its end"
+    );
+    let (status, _) = fetch(&server.http, &url).await.expect("after");
+    assert_eq!(status, 410);
+    eventually("the stored copy to be deleted", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+    let view = server.view(&view.id).await;
+    assert_eq!(view.state, ShareState::Revoked);
+    assert!(view.links.local.is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_counts_states_and_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = Server::start_on(dir.path(), port).await;
+    let content = data(1 << 20, 7);
+    let kept = server
+        .create(&[("kept.bin", &content)], &[("max_downloads", "3")])
+        .await;
+    let gone = server.create(&[("gone.bin", b"bye")], &[]).await;
+    let link = kept.links.local.clone().expect("link");
+    let (status, _) = fetch(&server.http, &format!("{link}download"))
+        .await
+        .expect("GET");
+    assert_eq!(status, 200);
+    server
+        .wait_view(&kept.id, "the download to count", |v| {
+            v.downloads_completed == 1
+        })
+        .await;
+    server
+        .api(Method::DELETE, &format!("/api/shares/{}", gone.id))
+        .send()
+        .await
+        .expect("revoke");
+    server.stop().await;
+
+    let server = Server::start_on(dir.path(), port).await;
+    let after = server.view(&kept.id).await;
+    assert_eq!(after.downloads_completed, 1);
+    assert_eq!(after.downloads_remaining, Some(2));
+    assert_eq!(after.state, ShareState::Live);
+    assert_eq!(after.links.local.as_deref(), Some(link.as_str()));
+    assert_eq!(server.view(&gone.id).await.state, ShareState::Revoked);
+    let (status, body) = fetch(&server.http, &format!("{link}download"))
+        .await
+        .expect("GET");
+    assert_eq!(status, 200);
+    assert_eq!(blake3_hex(&body), blake3_hex(&content));
+    server
+        .wait_view(&kept.id, "the second download to count", |v| {
+            v.downloads_completed == 2
+        })
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn share_that_expired_while_down_is_revoked_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = server
+        .create(
+            &[("soon.bin", &data(200_000, 8))],
+            &[("expires_in_secs", "2")],
+        )
+        .await;
+    server.kill9().await;
+    // Let the expiry pass while the server is down.
+    let expires_at = view.policy.expires_at.expect("expiry");
+    eventually("the expiry to pass", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        (now >= expires_at).then_some(())
+    })
+    .await;
+    let server = Server::start(dir.path()).await;
+    let view = server
+        .wait_view(&view.id, "the share to be expired", |v| {
+            v.state == ShareState::Expired
+        })
+        .await;
+    assert!(view.links.local.is_none());
+    eventually("the stored copy to be deleted", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_an_upload_leaves_no_share_and_a_consistent_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let existing = server.create(&[("keep.bin", &data(300_000, 9))], &[]).await;
+
+    // Stream a large upload by hand and stop feeding it half-way.
+    let url = format!("{}/api/shares", server.api);
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("addr")
+        .to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let boundary = "XyZ";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"half.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let total = 200 << 20;
+    let request = format!(
+        "POST /api/shares HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+        server.token,
+        head.len() + total
+    );
+    socket.write_all(request.as_bytes()).await.expect("headers");
+    let chunk = data(1 << 20, 10);
+    for _ in 0..40 {
+        socket.write_all(&chunk).await.expect("body");
+    }
+    eventually("the upload to reach the store", || async {
+        (!server.temp_files().is_empty()).then_some(())
+    })
+    .await;
+    server.kill9().await;
+    drop(socket);
+
+    let server = Server::start(dir.path()).await;
+    let shares = server.list().await;
+    assert_eq!(shares.len(), 1, "a half-made share became visible");
+    assert_eq!(shares[0].id, existing.id);
+    assert!(
+        server.temp_files().is_empty(),
+        "temporary upload files were left behind"
+    );
+    assert_eq!(
+        server.stored_blob_files(),
+        vec![format!("{}.data", existing.files[0].hash)],
+        "only the kept share's data may remain"
+    );
+    let (status, body) = fetch(
+        &server.http,
+        &format!("{}download", shares[0].links.local.clone().expect("link")),
+    )
+    .await
+    .expect("GET");
+    assert_eq!((status, body.len()), (200, 300_000));
+    server.create(&[("again.bin", b"works")], &[]).await;
+    server.stop().await;
+}
+
+async fn expect_api_error(response: reqwest::Response, status: u16, needle: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    let error: ApiError = response.json().await.expect("JSON error body");
+    assert!(
+        error.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(50_000, 11);
+    let view = server.create(&[("ok.bin", &content)], &[]).await;
+    let link = view.links.local.clone().expect("link");
+
+    // Bad ranges.
+    for (range, needle) in [("bytes=abc", "malformed"), ("bytes=999999-", "outside")] {
+        let response = server
+            .http
+            .get(format!("{link}download"))
+            .header(header::RANGE, range)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 416, "{range}");
+        assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes */50000");
+        assert!(
+            response.text().await.expect("page").contains(needle),
+            "{range}"
+        );
+    }
+
+    // Bad policy values.
+    for (field, value, needle) in [
+        ("max_downloads", "0", "between 1 and"),
+        ("max_downloads", "lots", "whole number"),
+        ("expires_in_secs", "-5", "whole number"),
+        ("expires_in_secs", "999999999999", "between 1 and"),
+        ("direct", "perhaps", "true or false"),
+        ("colour", "red", "unknown form field"),
+    ] {
+        let response = server
+            .create_raw(&[("x.bin", b"x")], &[(field, value)])
+            .await;
+        expect_api_error(response, 400, needle).await;
+    }
+
+    // Unknown shares.
+    let unknown = "aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let (status, _) = fetch(&server.http, &format!("{}/s/{unknown}/", server.public))
+        .await
+        .expect("GET");
+    assert_eq!(status, 404);
+    let (status, _) = fetch(
+        &server.http,
+        &format!("{}/s/../../etc/passwd", server.public),
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 404);
+    let response = server
+        .api(Method::GET, &format!("/api/shares/{unknown}"))
+        .send()
+        .await
+        .expect("GET");
+    expect_api_error(response, 404, "no share").await;
+    let response = server
+        .api(Method::DELETE, "/api/shares/nope")
+        .send()
+        .await
+        .expect("DELETE");
+    expect_api_error(response, 404, "not a share id").await;
+    let (status, _) = fetch(&server.http, &format!("{link}files/missing.txt"))
+        .await
+        .expect("GET");
+    assert_eq!(status, 404);
+
+    // Path-like, huge, duplicate and missing file names; no files at all.
+    let long_name = format!("{}.txt", "n".repeat(300));
+    for (files, needle) in [
+        (vec![("../../etc/passwd", &b"x"[..])], "looks like a path"),
+        (vec![("a\\b.txt", &b"x"[..])], "looks like a path"),
+        (vec![("..", &b"x"[..])], "not a file name"),
+        (
+            vec![(long_name.as_str(), &b"x"[..])],
+            "longer than 255 bytes",
+        ),
+        (
+            vec![("same.txt", &b"1"[..]), ("same.txt", &b"2"[..])],
+            "two files are named",
+        ),
+    ] {
+        let response = server.create_raw(&files, &[]).await;
+        expect_api_error(response, 400, needle).await;
+    }
+    let response = server
+        .create_raw(&[], &[("label", "nothing attached")])
+        .await;
+    expect_api_error(response, 400, "no files").await;
+
+    // Missing and wrong tokens.
+    let response = server
+        .http
+        .get(format!("{}/api/shares", server.api))
+        .send()
+        .await
+        .expect("GET");
+    expect_api_error(response, 401, "needs the token").await;
+    let response = server
+        .http
+        .get(format!("{}/api/shares", server.api))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("GET");
+    expect_api_error(response, 401, "wrong token").await;
+
+    // A foreign Host (DNS rebinding) is refused, even with the token.
+    let response = server
+        .api(Method::GET, "/api/shares")
+        .header(header::HOST, "attacker.example")
+        .send()
+        .await
+        .expect("GET");
+    expect_api_error(response, 403, "127.0.0.1 or localhost").await;
+
+    // A WebSocket from a foreign origin is refused; our own origin is accepted.
+    let port = server.api.rsplit(':').next().expect("port").to_owned();
+    for (origin, expected) in [
+        ("http://attacker.example".to_owned(), 403),
+        (format!("http://localhost:{port}"), 101),
+    ] {
+        let response = server
+            .api(Method::GET, "/api/events")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(header::ORIGIN, origin.as_str())
+            .send()
+            .await
+            .expect("upgrade");
+        assert_eq!(response.status().as_u16(), expected, "{origin}");
+    }
+
+    // An upload bigger than the free disk is refused before a byte is stored.
+    let addr = server.api.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /api/shares HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n--B\r\n",
+        server.token,
+        1u64 << 60
+    );
+    socket.write_all(request.as_bytes()).await.expect("send");
+    let mut reply = vec![0u8; 4096];
+    let n = socket.read(&mut reply).await.expect("reply");
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 507"), "{reply}");
+    assert!(reply.contains("not enough free disk space"), "{reply}");
+
+    // Nothing changed: one share, the same one, still downloadable; only its data is stored.
+    let shares = server.list().await;
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].id, view.id);
+    assert_eq!(shares[0].downloads_completed, 0);
+    eventually("refused uploads' blobs to be collected", || async {
+        server.temp_files().is_empty().then_some(())
+    })
+    .await;
+    let (status, body) = fetch(&server.http, &format!("{link}download"))
+        .await
+        .expect("GET");
+    assert_eq!((status, body.len()), (200, content.len()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn launch_url_sets_an_http_only_cookie_that_opens_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = http
+        .get(format!("{}/?token={}", server.api, server.token))
+        .send()
+        .await
+        .expect("launch");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[header::LOCATION], "/");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_owned();
+    let response = http
+        .get(format!("{}/api/shares", server.api))
+        .header(header::COOKIE, pair)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(response.status(), 200);
+    let response = http
+        .get(format!("{}/?token=wrong", server.api))
+        .send()
+        .await
+        .expect("bad launch");
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_report_uploads_downloads_and_endings() {
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let mut request = format!("{}/api/events", server.api.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+
+    let view = server
+        .create(&[("e.bin", &data(2 << 20, 12))], &[("max_downloads", "1")])
+        .await;
+    let (status, _) = fetch(
+        &server.http,
+        &format!("{}download", view.links.local.clone().expect("link")),
+    )
+    .await
+    .expect("GET");
+    assert_eq!(status, 200);
+
+    let mut seen = Vec::new();
+    let wanted = [
+        "upload_progress",
+        "share_created",
+        "download_started",
+        "download_ended",
+        "share_ended",
+    ];
+    let all_seen = tokio::time::timeout(crate::util::DEADLINE, async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                let event: serde_json::Value = serde_json::from_str(&text).expect("json event");
+                seen.push(event["type"].as_str().unwrap_or_default().to_owned());
+                if wanted.iter().all(|w| seen.iter().any(|s| s == w)) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(all_seen.is_ok(), "events seen: {seen:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cli_lists_shares_of_the_running_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = server
+        .create(&[("l.bin", b"listed")], &[("max_downloads", "4")])
+        .await;
+    let data_dir = server.data_dir.to_str().expect("utf8").to_owned();
+    let (ok, stdout, stderr) = run_cli(&["list", "--data-dir", &data_dir])
+        .await
+        .expect("cli");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(view.id.as_str()) && stdout.contains("0/4"),
+        "{stdout}"
+    );
+    server.stop().await;
+    let (ok, _, stderr) = run_cli(&["list", "--data-dir", &data_dir])
+        .await
+        .expect("cli");
+    assert!(!ok);
+    assert!(stderr.contains("not running"), "{stderr}");
+}

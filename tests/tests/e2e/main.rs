@@ -1,0 +1,4 @@
+//! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
+
+mod foundation;
+mod util;

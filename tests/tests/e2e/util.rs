@@ -1,0 +1,285 @@
+//! Helpers shared by the end-to-end tests: start a real `veilshare serve` on loopback, talk to
+//! its API, wait on conditions with deadlines.
+
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use veilshare_shared::ShareView;
+
+/// How long a condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of the `veilshare` binary built next to this test binary (or `VEILSHARE_BIN`).
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("VEILSHARE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("veilshare");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test` (it builds the binary first)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` until it returns `Some`, or fails after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A running `veilshare serve`.
+pub struct Server {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub api: String,
+    pub public: String,
+    pub public_port: u16,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a fresh port with its data in `data_dir`.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, free_port()).await
+    }
+
+    /// Starts a server whose public listener uses `public_port`.
+    pub async fn start_on(data_dir: &Path, public_port: u16) -> Self {
+        let instance = data_dir.join("instance.json");
+        let _ = std::fs::remove_file(&instance);
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let stderr_log = data_dir.with_extension(format!("{}.log", rand::random::<u32>()));
+        let log = std::fs::File::create(&stderr_log).expect("log file");
+        let child = Command::new(binary())
+            .args([
+                "serve",
+                "--no-browser",
+                "--no-tor",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--public-listen")
+            .arg(format!("127.0.0.1:{public_port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("VEILSHARE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start veilshare");
+        let info: Value = eventually("the server to write instance.json", || async {
+            let text = std::fs::read_to_string(&instance).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .await;
+        let api = info["api"].as_str().expect("api").to_owned();
+        let public = info["public"].as_str().expect("public").to_owned();
+        let token = std::fs::read_to_string(data_dir.join("api-token"))
+            .expect("token")
+            .trim()
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        Self {
+            child,
+            data_dir: data_dir.to_owned(),
+            api,
+            public,
+            public_port,
+            token,
+            http,
+            stderr_log,
+        }
+    }
+
+    /// An authenticated API request.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+    }
+
+    /// Creates a share from (name, bytes) files and form fields; returns the raw response.
+    pub async fn create_raw(
+        &self,
+        files: &[(&str, &[u8])],
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        for (name, data) in files {
+            let part = reqwest::multipart::Part::bytes(data.to_vec()).file_name(name.to_string());
+            form = form.part("files", part);
+        }
+        self.api(reqwest::Method::POST, "/api/shares")
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST /api/shares")
+    }
+
+    /// Creates a share and returns its view.
+    pub async fn create(&self, files: &[(&str, &[u8])], fields: &[(&str, &str)]) -> ShareView {
+        let response = self.create_raw(files, fields).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 201, "create failed: {text}");
+        serde_json::from_str(&text).expect("share view")
+    }
+
+    /// The current view of a share.
+    pub async fn view(&self, id: &veilshare_shared::ShareId) -> ShareView {
+        self.api(reqwest::Method::GET, &format!("/api/shares/{id}"))
+            .send()
+            .await
+            .expect("GET share")
+            .json()
+            .await
+            .expect("share view")
+    }
+
+    /// All shares.
+    pub async fn list(&self) -> Vec<ShareView> {
+        self.api(reqwest::Method::GET, "/api/shares")
+            .send()
+            .await
+            .expect("GET shares")
+            .json()
+            .await
+            .expect("share list")
+    }
+
+    /// Waits until a share's view satisfies `pred`.
+    pub async fn wait_view(
+        &self,
+        id: &veilshare_shared::ShareId,
+        what: &str,
+        pred: impl Fn(&ShareView) -> bool,
+    ) -> ShareView {
+        eventually(what, || async {
+            let view = self.view(id).await;
+            pred(&view).then_some(view)
+        })
+        .await
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+
+    /// Kills the server with SIGKILL.
+    pub async fn kill9(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Files in the blob store's data folder (large blobs live there).
+    pub fn stored_blob_files(&self) -> Vec<String> {
+        list_dir(&self.data_dir.join("store/blobs/data"))
+    }
+
+    /// Files in the blob store's temp folder.
+    pub fn temp_files(&self) -> Vec<String> {
+        list_dir(&self.data_dir.join("store/blobs/temp"))
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+fn list_dir(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Downloads a URL completely; returns (status, body).
+pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<(u16, Vec<u8>)> {
+    let response = http.get(url).send().await.context("GET")?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.context("body")?;
+    Ok((status, body.to_vec()))
+}
+
+/// Runs `veilshare` with arguments and returns (success, stdout, stderr).
+pub async fn run_cli(args: &[&str]) -> Result<(bool, String, String)> {
+    let output = Command::new(binary()).args(args).output().await?;
+    if output.status.code().is_none() {
+        bail!("veilshare was killed by a signal");
+    }
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}

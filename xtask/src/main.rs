@@ -1,0 +1,180 @@
+//! Project automation: `cargo xtask <command>`. Each command prints what it runs.
+//!
+//! - `run [ARGS…]`: build and start the app (`veilshare serve ARGS…`).
+//! - `test`: install what the tests need when it is missing, then formatting, lints, the WASM
+//!   build check, and every test.
+//! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "run" => run(&rest),
+        "test" => test(&rest),
+        "bench" => bench(&rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 run [ARGS…]   build and start veilshare (ARGS go to `veilshare serve`)\n  \
+                 test          install test prerequisites, then lint and run every test\n  \
+                 bench         run the side-by-side benchmarks"
+            );
+            if command.is_empty() || command == "help" || command == "--help" {
+                Ok(())
+            } else {
+                bail!("unknown command {command:?}")
+            }
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command, echoing it first; fails if it fails.
+fn exec(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn run(args: &[String]) -> Result<()> {
+    exec(
+        cargo()
+            .args(["run", "--release", "-p", "veilshare", "--", "serve"])
+            .args(args),
+    )
+}
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Adds the WASM target through rustup when it is missing.
+fn ensure_wasm_target() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup (the WASM target is added through it)")?;
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("installing the Rust target {WASM_TARGET} (needed to build the front end)");
+    exec(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Installs Debian packages that provide `binaries` when any is missing.
+fn ensure_debian_packages(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(binary, _)| which(binary).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing Debian packages: {}", missing.join(" "));
+    let sudo = !is_root();
+    let apt = |args: &[&str]| {
+        let mut command = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    exec(&mut apt(&["update", "-qq"]))?;
+    exec(apt(&["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Where `binary` is on the PATH (or in /usr/sbin, where Debian puts daemons).
+fn which(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    ensure_wasm_target()?;
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    exec(cargo().args([
+        "check",
+        "-p",
+        "veilshare-shared",
+        "-p",
+        "veilshare-frontend",
+        "--target",
+        WASM_TARGET,
+    ]))?;
+    // The end-to-end tests start the real binary.
+    exec(cargo().args(["build", "-p", "veilshare"]))?;
+    exec(cargo().args(["test", "--workspace"]).args(args))
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+    exec(cargo().args(["build", "--release", "-p", "veilshare"]))?;
+    let binary = target_dir().join("release/veilshare");
+    exec(
+        cargo()
+            .args(["bench", "-p", "veilshare-e2e", "--bench", "foundation"])
+            .env("VEILSHARE_BIN", binary)
+            .args(["--"])
+            .args(args),
+    )
+}
