@@ -41,6 +41,8 @@ use crate::{
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "veilshare_session";
+/// Size of the pieces an upload is handed to the store in.
+const IMPORT_PIECE: usize = 1 << 20;
 /// Free space kept in reserve beyond an upload (the store's outboards and database need some).
 const DISK_RESERVE: u64 = 64 << 20;
 
@@ -426,6 +428,7 @@ async fn receive_upload(
         let pump = async {
             let mut crc = crc32fast::Hasher::new();
             let mut size = 0u64;
+            let mut pending = bytes::BytesMut::with_capacity(IMPORT_PIECE);
             loop {
                 let chunk = match field.chunk().await {
                     Ok(Some(chunk)) => chunk,
@@ -442,15 +445,29 @@ async fn receive_upload(
                 }
                 crc.update(&chunk);
                 progress.add(chunk.len() as u64);
-                if tx.send(Ok(chunk)).await.is_err() {
+                // Hand the store large pieces: per-message costs dominate with network-sized ones.
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= IMPORT_PIECE
+                    && tx.send(Ok(pending.split().freeze())).await.is_err()
+                {
                     // The store stopped reading: its error comes from the import.
                     break;
                 }
             }
+            if !pending.is_empty() {
+                let _ = tx.send(Ok(pending.split().freeze())).await;
+            }
             drop(tx);
             Ok((size, crc.finalize()))
         };
+        let started = Instant::now();
+        let pump = async {
+            let result = pump.await;
+            tracing::debug!(elapsed = ?started.elapsed(), "upload part received");
+            result
+        };
         let (imported, pumped) = tokio::join!(import, pump);
+        tracing::debug!(elapsed = ?started.elapsed(), "upload part imported");
         let (size, crc32) = pumped?;
         let temp_tag = imported?;
         files.push(StoredFile {

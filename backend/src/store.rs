@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use iroh_blobs::{
     Hash,
@@ -45,7 +45,7 @@ const TRANSFERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tra
 
 const TAG_PREFIX: &str = "share/";
 /// How often the collector wakes to see whether a run was asked for.
-const GC_TICK: Duration = Duration::from_millis(250);
+const GC_TICK: Duration = Duration::from_millis(100);
 /// Chunk size for reading blob data from disk.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -286,7 +286,7 @@ impl Store {
     }
 
     /// Removes `share/*` tags whose share has no record or whose data was already deleted,
-    /// then collects garbage (a crash can leave either, and half-imported blobs).
+    /// then starts a garbage collection (a crash can leave either, and half-imported blobs).
     async fn remove_orphan_tags(&self) -> Result<(), StoreError> {
         let records = self.list().await?;
         let mut tags = self
@@ -315,7 +315,9 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::blobs("removing an orphan tag", e))?;
         }
-        self.collect_garbage().await;
+        // Collect in the background: nothing visible depends on it, and start-up stays fast.
+        let store = self.clone();
+        tokio::spawn(async move { store.collect_garbage().await });
         Ok(())
     }
 
@@ -342,6 +344,54 @@ impl Store {
             .temp_tag()
             .await
             .map_err(|e| StoreError::blobs("importing a file", e))
+    }
+
+    /// Imports a local file as one blob (copied into the store, so later changes to the file do
+    /// not change the share). Returns the temporary tag, the size and the CRC-32, which is
+    /// computed on another thread while the store copies and hashes.
+    pub async fn import_path(
+        &self,
+        _permit: &ImportPermit,
+        path: &Path,
+    ) -> Result<(TempTag, u64, u32), StoreError> {
+        let path = std::path::absolute(path).map_err(|source| StoreError::Io {
+            context: format!("cannot resolve {}", path.display()),
+            source,
+        })?;
+        let crc_path = path.clone();
+        let crc = tokio::task::spawn_blocking(move || -> io::Result<(u64, u32)> {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&crc_path)?;
+            let mut hasher = crc32fast::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok((size, hasher.finalize()));
+                }
+                size += n as u64;
+                hasher.update(&buf[..n]);
+            }
+        });
+        let tag = self
+            .blobs
+            .blobs()
+            .add_path(&path)
+            .temp_tag()
+            .await
+            .map_err(|e| StoreError::blobs("importing a file", e))?;
+        let (size, crc32) = crc
+            .await
+            .map_err(|e| StoreError::Io {
+                context: "checksum task failed".into(),
+                source: io::Error::other(e),
+            })?
+            .map_err(|source| StoreError::Io {
+                context: format!("cannot read {}", path.display()),
+                source,
+            })?;
+        Ok((tag, size, crc32))
     }
 
     /// Stores the collection of a share's files (names and hashes) and returns its temp tag.
@@ -415,7 +465,7 @@ impl Store {
         let hash: Option<Hash> = hash.as_str().parse().ok();
         let blobs = self.blobs.clone();
         let path = hash.map(|h| Options::new(&self.blob_root).path.data_path(&h));
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(2);
         tokio::spawn(async move {
             let Some(hash) = hash else {
                 let _ = tx.send(Err(io::Error::other("bad hash"))).await;
@@ -572,23 +622,23 @@ fn read_file_range(
     end: u64,
     tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
 ) {
-    use std::os::unix::fs::FileExt;
     let mut offset = start;
     while offset < end {
         let want = usize::try_from((end - offset).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let item = match file.read_at(&mut buf, offset) {
+        // Read into the vector's spare capacity: no zeroing of memory that is overwritten anyway.
+        let mut buf = Vec::with_capacity(want);
+        let item = match rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut buf), offset)
+        {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "stored blob is shorter than its record",
             )),
             Ok(n) => {
-                buf.truncate(n);
                 offset += n as u64;
-                Ok(buf.freeze())
+                Ok(Bytes::from(buf))
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => Err(io::Error::from(e)),
         };
         let failed = item.is_err();
         if tx.blocking_send(item).is_err() || failed {
@@ -676,6 +726,25 @@ mod tests {
         assert_eq!(store.transfers(&rec.id).await.expect("ledger").len(), 2);
         assert_eq!(store.list().await.expect("list"), vec![rec]);
         store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn path_import_matches_stream_import() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).await.expect("open");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let file = dir.path().join("input.bin");
+        std::fs::write(&file, &data).expect("write");
+        let permit = store.import_permit().await.expect("permit");
+        let (tag, size, crc) = store.import_path(&permit, &file).await.expect("import");
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(crc, crc32fast::hash(&data));
+        assert_eq!(tag.hash().to_hex(), blake3_hex(&data));
+        store.shutdown().await;
+    }
+
+    fn blake3_hex(data: &[u8]) -> String {
+        iroh_blobs::Hash::new(data).to_hex().to_string()
     }
 
     #[tokio::test]
