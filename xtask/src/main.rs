@@ -4,6 +4,9 @@
 //! - `test`: install what the tests need when it is missing, then formatting, lints, the WASM
 //!   build check, and every test.
 //! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
+//! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
+
+mod testnet;
 
 use std::{
     path::{Path, PathBuf},
@@ -20,13 +23,15 @@ fn main() -> Result<()> {
         "run" => run(&rest),
         "test" => test(&rest),
         "bench" => bench(&rest),
+        "testnet" => testnet::main(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  run [ARGS…]   build and start veilshare (ARGS go to `veilshare serve`)\n  \
                  test          install test prerequisites, then lint and run every test\n  \
-                 bench         run the side-by-side benchmarks"
+                 bench         run the side-by-side benchmarks\n  \
+                 testnet up|down|env   a private Tor network on 127.0.0.1"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
