@@ -83,7 +83,11 @@ pub fn down() -> Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_dir(&root)
-        .map(|entries| entries.flatten().any(|e| pid_alive(&e.path().join("tor.pid"))))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| pid_alive(&e.path().join("tor.pid")))
+        })
         .unwrap_or(false)
     {
         if Instant::now() > deadline {
@@ -113,7 +117,10 @@ pub fn up() -> Result<()> {
     let root = dir();
     let nodes_file = root.join("nodes");
     if running(&nodes_file) {
-        eprintln!("test network already up; Arti config: {}", arti_toml().display());
+        eprintln!(
+            "test network already up; Arti config: {}",
+            arti_toml().display()
+        );
         return Ok(());
     }
     down()?;
@@ -151,7 +158,14 @@ pub fn up() -> Result<()> {
     for node in nodes.iter().filter(|n| n.authority) {
         let mut child = Command::new("tor-gencert")
             .current_dir(&node.dir)
-            .args(["--create-identity-key", "--passphrase-fd", "0", "-m", "12", "-a"])
+            .args([
+                "--create-identity-key",
+                "--passphrase-fd",
+                "0",
+                "-m",
+                "12",
+                "-a",
+            ])
             .arg(format!("127.0.0.1:{}", node.dir_port))
             .args([
                 "-i",
@@ -205,10 +219,7 @@ pub fn up() -> Result<()> {
         let read_second_field = |file: &str| -> Result<String> {
             let text = std::fs::read_to_string(node.dir.join(file))
                 .with_context(|| format!("{} of {}", file, node.nick))?;
-            Ok(text
-                .split_whitespace()
-                .skip(1)
-                .collect::<String>())
+            Ok(text.split_whitespace().skip(1).collect::<String>())
         };
         let rsa = read_second_field("fingerprint")?;
         let ed = read_second_field("fingerprint-ed25519")?;
@@ -340,7 +351,5 @@ fn consensus(dir_port: u16) -> Option<String> {
         .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response
-        .starts_with("HTTP/1.0 200")
-        .then_some(response)
+    response.starts_with("HTTP/1.0 200").then_some(response)
 }
