@@ -53,7 +53,6 @@ pub struct AdminState {
     token: Arc<str>,
     port: u16,
     public_base: Option<String>,
-    tor: TorStatus,
 }
 
 impl AdminState {
@@ -64,7 +63,6 @@ impl AdminState {
             token: token.into(),
             port,
             public_base,
-            tor: TorStatus::Disabled,
         }
     }
 }
@@ -261,7 +259,10 @@ async fn launch(
 async fn status(State(state): State<AdminState>) -> Json<Status> {
     Json(Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        tor: state.tor.clone(),
+        tor: state
+            .shares
+            .tor()
+            .map_or(TorStatus::Disabled, |tor| tor.status()),
         p2p: P2pStatus::Idle,
         public_base: state.public_base.clone(),
     })

@@ -50,6 +50,58 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Fetch a share (onion or http link): every file, verified by its BLAKE3 hash.
+    Get(GetArgs),
+    /// Share files from the terminal, without the UI: prints the link and a QR code, serves
+    /// until the share ends (limit, expiry) or Ctrl-C (which revokes it).
+    Share(ShareArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct GetArgs {
+    /// The share's link.
+    link: String,
+    /// Folder to write the files into.
+    #[arg(short = 'o', long, default_value = ".")]
+    output: PathBuf,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
+    #[arg(long)]
+    tor_config: Option<PathBuf>,
+    /// Fetch big files as this many ranges at once, each over its own Tor circuit.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    parallel: u16,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ShareArgs {
+    /// Files to share.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// End the share after this many complete downloads.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_downloads: Option<u32>,
+    /// End the share after this long (e.g. 10m, 1h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires: Option<Duration>,
+    /// A label shown on the share's page.
+    #[arg(long)]
+    label: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// An Arti TOML file to merge into the Tor configuration.
+    #[arg(long)]
+    tor_config: Option<PathBuf>,
+    /// Do not use Tor (only useful with --public-listen).
+    #[arg(long)]
+    no_tor: bool,
+    /// Also serve the share over plain HTTP at this address.
+    #[arg(long)]
+    public_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -73,6 +125,9 @@ struct ServeArgs {
     /// Do not use Tor.
     #[arg(long)]
     no_tor: bool,
+    /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
+    #[arg(long)]
+    tor_config: Option<PathBuf>,
     /// Do not open the browser; only print the launch URL.
     #[arg(long)]
     no_browser: bool,
@@ -89,6 +144,8 @@ pub struct ServeSettings {
     pub public_listen: Option<SocketAddr>,
     /// Tor off.
     pub no_tor: bool,
+    /// Arti TOML to merge.
+    pub tor_config: Option<PathBuf>,
     /// Do not open a browser.
     pub no_browser: bool,
 }
@@ -107,6 +164,7 @@ impl ServeArgs {
             listen: self.listen,
             public_listen: self.public_listen,
             no_tor: self.no_tor,
+            tor_config: self.tor_config,
             no_browser: self.no_browser,
         })
     }
@@ -169,8 +227,14 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VEILSHARE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,iroh=warn,iroh_blobs=warn"));
+    let directives =
+        std::env::var("VEILSHARE_LOG").unwrap_or_else(|_| "info,iroh=warn,iroh_blobs=warn".into());
+    // iroh-blobs reports every skipped collection tick at INFO; they are ours, by design.
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{directives},iroh_blobs::store::gc=warn"))
+            .unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,iroh=warn,iroh_blobs=warn")
+            });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -183,11 +247,13 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(args.validate()?).await,
         Some(Command::List { data, json }) => list(&data.resolve()?, json).await,
         Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
+        Some(Command::Get(args)) => get(args).await,
+        Some(Command::Share(args)) => crate::headless::share(args.into_settings()?).await,
     }
 }
 
 /// Holds an exclusive lock on the data directory for the life of the process.
-fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     let path = data_dir.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -210,9 +276,6 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
     let _lock = lock_data_dir(&settings.data_dir)?;
-    if !settings.no_tor {
-        tracing::warn!("this build has no Tor support yet; running without it (as with --no-tor)");
-    }
     let token = admin::load_or_create_token(&settings.data_dir)
         .context("cannot read or create the API token")?;
     let api_listener = tokio::net::TcpListener::bind(settings.listen)
@@ -249,6 +312,16 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     )
     .await
     .context("cannot load the shares")?;
+    if !settings.no_tor {
+        let tor = crate::tor::Tor::start(
+            &settings.data_dir,
+            settings.tor_config.as_deref(),
+            shares.events().clone(),
+        )
+        .await
+        .context("cannot start Tor")?;
+        shares.attach_tor(tor);
+    }
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -307,7 +380,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(_) => {
@@ -446,4 +519,62 @@ async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
         println!("share {} is {}", share.id, share.state.label());
     }
     Ok(())
+}
+
+async fn get(args: GetArgs) -> Result<()> {
+    let data_dir = args.data.resolve()?;
+    let settings = crate::fetch::FetchSettings {
+        link: args.link,
+        out_dir: args.output,
+        state_dir: data_dir.join("tor-get"),
+        tor_config: args.tor_config,
+        parallel: usize::from(args.parallel),
+        quiet: args.quiet,
+    };
+    let written = crate::fetch::fetch(&settings).await?;
+    #[allow(clippy::print_stdout)]
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+impl ShareArgs {
+    fn into_settings(self) -> Result<crate::headless::HeadlessSettings> {
+        let mut fields = veilshare_shared::CreateShareFields::default();
+        if let Some(max) = self.max_downloads {
+            fields
+                .set(veilshare_shared::form::MAX_DOWNLOADS, &max.to_string())
+                .map_err(anyhow::Error::msg)?;
+        }
+        if let Some(expires) = self.expires {
+            fields
+                .set(
+                    veilshare_shared::form::EXPIRES_IN_SECS,
+                    &expires.as_secs().max(1).to_string(),
+                )
+                .map_err(anyhow::Error::msg)?;
+        }
+        if let Some(label) = &self.label {
+            fields
+                .set(veilshare_shared::form::LABEL, label)
+                .map_err(anyhow::Error::msg)?;
+        }
+        for file in &self.files {
+            if !file.is_file() {
+                bail!("{} is not a file", file.display());
+            }
+        }
+        if self.no_tor && self.public_listen.is_none() {
+            bail!("with --no-tor, give --public-listen, or nobody can reach the share");
+        }
+        Ok(crate::headless::HeadlessSettings {
+            files: self.files,
+            fields,
+            data_dir: self.data.resolve()?.join("headless"),
+            tor_config: self.tor_config,
+            no_tor: self.no_tor,
+            public_listen: self.public_listen,
+        })
+    }
 }

@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod cli;
 pub mod events;
+pub mod fetch;
+pub mod headless;
 pub mod policy;
 pub mod public;
 pub mod shares;
 pub mod store;
+pub mod tor;
 pub mod ui;

@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -29,7 +29,12 @@ use crate::{
     events::EventBus,
     policy::{self, Flight, Ledger, Refusal},
     store::{ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord},
+    tor::Tor,
 };
+
+/// How long a new onion service may take to answer its first probe before the share shows a
+/// problem (probing goes on in the background).
+const PROBE_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Errors of share operations.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +87,7 @@ struct Inner {
     events: EventBus,
     config: SharesConfig,
     entries: Mutex<HashMap<ShareId, Entry>>,
+    tor: OnceLock<Arc<Tor>>,
 }
 
 /// The share registry. Cloning gives another handle to the same registry.
@@ -100,7 +106,7 @@ pub struct PublicShare {
 impl PublicShare {
     /// Whether new transfers may start now (state and clock).
     pub fn accepts_downloads(&self, now: u64) -> bool {
-        self.record.state == ShareState::Live
+        !self.record.state.is_ended()
             && !policy::is_expired(&self.record.policy, now)
             && !policy::is_exhausted(&self.record.policy, &self.record.ledger)
     }
@@ -183,6 +189,7 @@ impl Shares {
             events,
             config,
             entries: Mutex::new(HashMap::new()),
+            tor: OnceLock::new(),
         }));
         let now = now_secs();
         for record in records {
@@ -259,12 +266,17 @@ impl Shares {
                 expires_at: fields.expires_in_secs.map(|s| now.saturating_add(s)),
             },
             created_at: now,
-            state: ShareState::Live,
+            state: if self.0.tor.get().is_some() {
+                ShareState::Publishing
+            } else {
+                ShareState::Live
+            },
             ended_at: None,
             ledger: Ledger::default(),
             data_deleted: false,
             direct: fields.direct,
             problem: None,
+            onion: None,
         };
         self.0.store.tag_share(&id, &collection).await?;
         self.0.store.insert(record.clone()).await?;
@@ -272,6 +284,7 @@ impl Shares {
         drop(permit);
         self.insert_entry(record);
         self.arm_timer(&id);
+        self.spawn_publish(&id);
         let view = self
             .view(&id)
             .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
@@ -330,7 +343,7 @@ impl Shares {
             direct: record.direct,
             problem: record.problem.clone(),
             links: ShareLinks {
-                onion: None,
+                onion: record.onion.clone().filter(|_| !record.state.is_ended()),
                 local,
                 ticket: None,
             },
@@ -364,7 +377,7 @@ impl Shares {
                     record.content_size(),
                     &record.ledger,
                     &entry.flight,
-                    record.state == ShareState::Live,
+                    !record.state.is_ended(),
                     now,
                     payload,
                 )?;
@@ -487,6 +500,10 @@ impl Shares {
         if cut {
             self.with_entry(id, |e| e.cancel.cancel());
         }
+        // The address goes for good; streams already open may finish (unless cut above).
+        if let Some(tor) = self.0.tor.get() {
+            tor.unpublish(id, true);
+        }
         // Deleting waits for running transfers (which may take long after an expiry) in the
         // background; a revoked share's transfers are cut, and whatever still holds an open
         // file may read it to the end of its cut.
@@ -538,6 +555,121 @@ impl Shares {
             self.with_entry(id, |e| e.record = record);
         }
         tracing::info!(share = %id, "stored copy deleted");
+        self.publish_updated(id);
+        Ok(())
+    }
+
+    /// Attaches the Tor side and publishes every share that is not ended (at the same address
+    /// as before a restart). Shares created from now on are published as they are created.
+    pub fn attach_tor(&self, tor: Arc<Tor>) {
+        if self.0.tor.set(tor.clone()).is_err() {
+            return;
+        }
+        let ids: Vec<ShareId> = match self.0.entries.lock() {
+            Ok(entries) => entries
+                .values()
+                .filter(|e| !e.record.state.is_ended())
+                .map(|e| e.record.id.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for id in ids {
+            self.spawn_publish(&id);
+        }
+        // Ended shares whose keys survived a crash lose them now.
+        if let Ok(entries) = self.0.entries.lock() {
+            for entry in entries.values().filter(|e| e.record.state.is_ended()) {
+                if tor.has_keys(&entry.record.id) {
+                    tor.unpublish(&entry.record.id, true);
+                }
+            }
+        }
+    }
+
+    /// The Tor side, when attached.
+    pub fn tor(&self) -> Option<&Arc<Tor>> {
+        self.0.tor.get()
+    }
+
+    fn spawn_publish(&self, id: &ShareId) {
+        if self.0.tor.get().is_none() {
+            return;
+        }
+        let shares = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move { shares.publish(id).await });
+    }
+
+    /// Launches the share's onion service, records its address, and declares the share live
+    /// once a separate client reached it.
+    async fn publish(&self, id: ShareId) {
+        let Some(tor) = self.0.tor.get().cloned() else {
+            return;
+        };
+        let router = crate::public::single_share_router(self.clone(), id.clone());
+        let url = match tor.publish(&id, router) {
+            Ok(url) => url,
+            Err(error) => {
+                tracing::error!(share = %id, %error, "could not launch the onion service");
+                let message = error.to_string();
+                let _ = self.modify(&id, |r| r.problem = Some(message)).await;
+                return;
+            }
+        };
+        tracing::info!(share = %id, "onion service launched");
+        let link = url.clone();
+        let _ = self.modify(&id, |r| r.onion = Some(link)).await;
+        loop {
+            if self
+                .with_entry(&id, |e| e.record.state.is_ended())
+                .unwrap_or(true)
+            {
+                return;
+            }
+            match tor.probe(&url, PROBE_DEADLINE).await {
+                Ok(elapsed) => {
+                    tracing::info!(share = %id, ?elapsed, "onion service reachable");
+                    let _ = self
+                        .modify(&id, |r| {
+                            if r.state == ShareState::Publishing {
+                                r.state = ShareState::Live;
+                            }
+                            r.problem = None;
+                        })
+                        .await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(share = %id, %error, "onion service not reachable yet");
+                    let message = format!("{error}; still trying");
+                    let _ = self.modify(&id, |r| r.problem = Some(message)).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            }
+        }
+    }
+
+    /// Changes a share's record (unless it has ended), persists it, then announces it.
+    async fn modify(
+        &self,
+        id: &ShareId,
+        change: impl FnOnce(&mut ShareRecord),
+    ) -> Result<(), ShareError> {
+        let persist = self
+            .with_entry(id, |e| e.persist.clone())
+            .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
+        {
+            let _guard = persist.lock().await;
+            let Some(mut record) = self.with_entry(id, |e| e.record.clone()) else {
+                return Ok(());
+            };
+            if record.state.is_ended() {
+                return Ok(());
+            }
+            change(&mut record);
+            self.0.store.update(record.clone(), None).await?;
+            self.with_entry(id, |e| e.record = record);
+        }
         self.publish_updated(id);
         Ok(())
     }

@@ -156,6 +156,9 @@ pub struct ShareRecord {
     pub direct: bool,
     /// A problem to show, in plain words.
     pub problem: Option<String>,
+    /// `http://<address>.onion/` once the share's onion service was launched.
+    #[serde(default)]
+    pub onion: Option<String>,
 }
 
 impl ShareRecord {
@@ -694,6 +697,7 @@ mod tests {
             data_deleted: false,
             direct: false,
             problem: None,
+            onion: None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! Project automation: `cargo xtask <command>`. Each command prints what it runs.
 //!
 //! - `run [ARGS…]`: build and start the app (`veilshare serve ARGS…`).
-//! - `test`: install what the tests need when it is missing, then formatting, lints, the WASM
-//!   build check, and every test.
+//! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`),
+//!   then formatting, lints, the WASM build check, a private Tor network, and every test.
 //! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
 
@@ -166,9 +166,15 @@ fn test(args: &[String]) -> Result<()> {
         "--target",
         WASM_TARGET,
     ]))?;
-    // The end-to-end tests start the real binary.
+    // The end-to-end tests start the real binary, and the onion tests a private Tor network.
     exec(cargo().args(["build", "-p", "veilshare"]))?;
-    exec(cargo().args(["test", "--workspace"]).args(args))
+    testnet::up()?;
+    exec(
+        cargo()
+            .args(["test", "--workspace"])
+            .env("VEILSHARE_TESTNET", testnet::arti_toml())
+            .args(args),
+    )
 }
 
 fn bench(args: &[String]) -> Result<()> {

@@ -1,4 +1,5 @@
 //! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
 
 mod foundation;
+mod tor;
 mod util;

@@ -84,6 +84,20 @@ impl Server {
 
     /// Starts a server whose public listener uses `public_port`.
     pub async fn start_on(data_dir: &Path, public_port: u16) -> Self {
+        Self::start_with(data_dir, public_port, None).await
+    }
+
+    /// Starts a server with Tor on, pointed at the private test network.
+    pub async fn start_tor(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, free_port(), Some(testnet_config())).await
+    }
+
+    /// Starts a server; with `tor_config`, Tor is on and uses that Arti TOML.
+    pub async fn start_with(
+        data_dir: &Path,
+        public_port: u16,
+        tor_config: Option<PathBuf>,
+    ) -> Self {
         let instance = data_dir.join("instance.json");
         let _ = std::fs::remove_file(&instance);
         std::fs::create_dir_all(data_dir).expect("data dir");
@@ -101,7 +115,7 @@ impl Server {
             .arg(format!("127.0.0.1:{public_port}"))
             .arg("--data-dir")
             .arg(data_dir)
-            .env("VEILSHARE_LOG", "info")
+            .env("VEILSHARE_LOG", "info,veilshare=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -282,4 +296,18 @@ pub async fn run_cli(args: &[&str]) -> Result<(bool, String, String)> {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
+}
+
+/// The Arti TOML of the private Tor network (`cargo xtask testnet up` writes it; `cargo xtask
+/// test` starts the network and sets `VEILSHARE_TESTNET`).
+pub fn testnet_config() -> PathBuf {
+    let path = std::env::var_os("VEILSHARE_TESTNET")
+        .map(PathBuf::from)
+        .expect("VEILSHARE_TESTNET is not set: run the tests with `cargo xtask test`, which starts the private Tor network");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask testnet up`",
+        path.display()
+    );
+    path
 }

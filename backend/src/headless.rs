@@ -1,0 +1,201 @@
+//! `veilshare share FILE…`: sharing from a terminal, like onionshare-cli. Runs its own store and
+//! Tor client under `<data-dir>/headless`, publishes one share, prints its link and a QR code,
+//! reports downloads, and exits when the share ends; Ctrl-C revokes it first.
+
+#![allow(clippy::print_stdout)] // the link, the QR code and the progress lines are the output
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use veilshare_shared::{CreateShareFields, Event, ShareState, ShareView};
+
+use crate::{
+    events::EventBus,
+    public,
+    shares::{Shares, SharesConfig},
+    store::{Store, StoredFile},
+};
+
+/// Validated settings of `veilshare share`.
+#[derive(Debug, Clone)]
+pub struct HeadlessSettings {
+    /// Files to share.
+    pub files: Vec<PathBuf>,
+    /// Policy and label.
+    pub fields: CreateShareFields,
+    /// Where the headless instance keeps its store and Tor state.
+    pub data_dir: PathBuf,
+    /// Arti TOML to merge.
+    pub tor_config: Option<PathBuf>,
+    /// Tor off.
+    pub no_tor: bool,
+    /// Plain public listener.
+    pub public_listen: Option<SocketAddr>,
+}
+
+/// The QR code of `text`, as lines of Unicode half blocks.
+pub fn qr_text(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build(),
+    )
+}
+
+/// Runs a headless share to its end.
+pub async fn share(settings: HeadlessSettings) -> Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    let _lock = crate::cli::lock_data_dir(&settings.data_dir)
+        .context("is another `veilshare share` running?")?;
+    let public_listener = match settings.public_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    let public_base = match &public_listener {
+        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+        None => None,
+    };
+    let store = Store::open(&settings.data_dir.join("store")).await?;
+    let events = EventBus::default();
+    let shares = Shares::start(store.clone(), events.clone(), SharesConfig { public_base }).await?;
+    // A share left by a run that was killed ends now.
+    for leftover in shares.list().iter().filter(|v| !v.state.is_ended()) {
+        shares.revoke(&leftover.id).await?;
+    }
+    if !settings.no_tor {
+        let tor = crate::tor::Tor::start(
+            &settings.data_dir,
+            settings.tor_config.as_deref(),
+            events.clone(),
+        )
+        .await
+        .context("cannot start Tor")?;
+        shares.attach_tor(tor);
+    }
+    if let Some(listener) = public_listener {
+        let app = public::router(shares.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+
+    let permit = store.import_permit().await?;
+    let mut files = Vec::new();
+    let mut tags = Vec::new();
+    for path in &settings.files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no usable file name", path.display()))?
+            .to_owned();
+        veilshare_shared::validate_file_name(&name).map_err(anyhow::Error::msg)?;
+        if files.iter().any(|f: &StoredFile| f.name == name) {
+            bail!("two files are named {name:?}; names in one share must differ");
+        }
+        eprintln!("importing {}", path.display());
+        let (tag, size, crc32) = store.import_path(&permit, path).await?;
+        files.push(StoredFile {
+            name,
+            size,
+            hash: veilshare_shared::ContentHash::parse(&tag.hash().to_hex())
+                .context("the store returned a bad hash")?,
+            crc32,
+        });
+        tags.push(tag);
+    }
+    let collection = store.store_collection(&permit, &files).await?;
+    let mut subscription = events.subscribe();
+    let view = shares
+        .create("cli", files, collection, settings.fields.clone(), permit)
+        .await?;
+    drop(tags);
+    let id = view.id.clone();
+
+    let mut announced = false;
+    let announce = |view: &ShareView| {
+        let link = view
+            .links
+            .onion
+            .as_deref()
+            .or(view.links.local.as_deref())
+            .unwrap_or("-");
+        println!(
+            "\nShare this link (it works in Tor Browser, or with `veilshare get`):\n\n  {link}\n"
+        );
+        if let Some(qr) = qr_text(link) {
+            println!("{qr}");
+        }
+        if let Some(max) = view.policy.max_downloads {
+            println!("It ends after {max} complete download(s).");
+        }
+        if let Some(at) = view.policy.expires_at {
+            let left = at.saturating_sub(crate::shares::now_secs());
+            println!(
+                "It expires in {}.",
+                humantime::format_duration(Duration::from_secs(left))
+            );
+        }
+        println!("Press Ctrl-C to stop sharing (the link stops working and the data is deleted).");
+    };
+    if view.state == ShareState::Live {
+        announce(&view);
+        announced = true;
+    } else {
+        eprintln!("publishing the onion service…");
+    }
+    let signal = crate::cli::wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => {
+                eprintln!("stopping: revoking the share");
+                shares.revoke(&id).await?;
+                break;
+            }
+            event = subscription.recv() => {
+                let Ok(event) = event else { continue };
+                match event {
+                    Event::Tor { status } => tracing::debug!(?status, "tor"),
+                    Event::ShareUpdated { share } if share.id == id => {
+                        if !announced && share.state == ShareState::Live {
+                            announce(&share);
+                            announced = true;
+                        }
+                        if let Some(problem) = share.problem.as_deref().filter(|_| !announced) {
+                            eprintln!("{problem}");
+                        }
+                    }
+                    Event::DownloadEnded { id: ended, sent, finished, downloads_completed } if ended == id => {
+                        println!(
+                            "download {}: {} sent; {} complete so far",
+                            if finished { "finished" } else { "interrupted" },
+                            public::human_size(sent),
+                            downloads_completed
+                        );
+                    }
+                    Event::ShareEnded { share } if share.id == id => {
+                        println!("the share ended: {}", share.state.label());
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Wait for the stored copy to go before exiting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while shares
+        .public_share(&id)
+        .is_some_and(|s| !s.record.data_deleted)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! Tor through Arti, in-process: one client for the app, one onion service per share (its own
+//! key, nickname `vs-<share id>`), each serving only that share's public router; a separate
+//! client that probes new services; bootstrap status for the API and events.
+//!
+//! Invariants:
+//! - An onion service reaches exactly one share: its streams go to
+//!   `public::single_share_router` for that share and nowhere else; only `BEGIN` to port 80 is
+//!   accepted, anything else closes the circuit.
+//! - Retiring a service deletes its keys and state: its address can never come back.
+//! - Nothing here listens on or connects to anything but the Tor network.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use arti_client::{TorClient, TorClientConfig, config::onion_service::OnionServiceConfigBuilder};
+use futures::StreamExt;
+use safelog::DisplayRedacted;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::watch,
+};
+use tor_cell::relaycell::msg::Connected;
+use tor_hsservice::{HsNickname, RunningOnionService};
+use tor_proto::stream::IncomingStreamRequest;
+use tor_rtcompat::PreferredRuntime;
+use veilshare_shared::{Event, ShareId, TorStatus};
+
+use crate::events::EventBus;
+
+/// Errors of the Tor side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TorError {
+    /// The configuration could not be read or is invalid.
+    #[error("Tor configuration: {0}")]
+    Config(String),
+    /// Arti failed.
+    #[error("Tor failed: {0}")]
+    Client(#[from] arti_client::Error),
+    /// An onion service could not be launched.
+    #[error("the onion service could not start: {0}")]
+    Launch(String),
+    /// A fetch through Tor failed.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Where Arti keeps a client's state and cache under `dir`.
+fn dirs(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("state"), dir.join("cache"))
+}
+
+/// Builds a client configuration with its storage under `dir`, merged with an optional Arti
+/// TOML file (bridges, or a private test network).
+pub fn client_config(dir: &Path, config_file: Option<&Path>) -> Result<TorClientConfig, TorError> {
+    let (state, cache) = dirs(dir);
+    for d in [&state, &cache] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| TorError::Config(format!("cannot create {}: {e}", d.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let mut sources = tor_config::ConfigurationSources::new_empty();
+    if let Some(file) = config_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            TorError::Config(format!(
+                "cannot read the Tor configuration {}: {e}",
+                file.display()
+            ))
+        })?;
+        sources.push_source(
+            tor_config::ConfigurationSource::from_verbatim(text),
+            tor_config::sources::MustRead::MustRead,
+        );
+    }
+    let quote =
+        |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_else(|_| "\"\"".into());
+    sources.push_option(format!("storage.state_dir={}", quote(&state)));
+    sources.push_option(format!("storage.cache_dir={}", quote(&cache)));
+    let tree = sources
+        .load()
+        .map_err(|e| TorError::Config(e.to_string()))?;
+    tor_config::resolve::<TorClientConfig>(&tree).map_err(|e| TorError::Config(e.to_string()))
+}
+
+/// Installs the TLS crypto provider Arti's rustls backend needs (once per process).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Creates an unbootstrapped client with its storage under `dir`.
+pub async fn create_client(
+    dir: &Path,
+    config_file: Option<&Path>,
+) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {
+    install_crypto_provider();
+    let config = client_config(dir, config_file)?;
+    Ok(TorClient::builder()
+        .config(config)
+        .create_unbootstrapped_async()
+        .await?)
+}
+
+struct Service {
+    _handle: Arc<RunningOnionService>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The app's Tor side.
+pub struct Tor {
+    client: Arc<TorClient<PreferredRuntime>>,
+    state_dir: PathBuf,
+    probe_dir: PathBuf,
+    config_file: Option<PathBuf>,
+    probe: tokio::sync::Mutex<Option<Arc<TorClient<PreferredRuntime>>>>,
+    status: watch::Sender<TorStatus>,
+    services: Mutex<HashMap<ShareId, Service>>,
+}
+
+impl std::fmt::Debug for Tor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tor")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The nickname of a share's onion service.
+fn nickname(id: &ShareId) -> String {
+    format!("vs-{id}")
+}
+
+impl Tor {
+    /// Creates the client (state under `<data>/tor`) and bootstraps it in the background,
+    /// reporting progress as events.
+    pub async fn start(
+        data_dir: &Path,
+        config_file: Option<&Path>,
+        events: EventBus,
+    ) -> Result<Arc<Self>, TorError> {
+        let dir = data_dir.join("tor");
+        let client = create_client(&dir, config_file).await?;
+        let (status, _) = watch::channel(TorStatus::Bootstrapping {
+            progress: 0.0,
+            message: "starting".into(),
+        });
+        let tor = Arc::new(Self {
+            client: client.clone(),
+            state_dir: dirs(&dir).0,
+            probe_dir: data_dir.join("tor-probe"),
+            config_file: config_file.map(Path::to_path_buf),
+            probe: tokio::sync::Mutex::new(None),
+            status,
+            services: Mutex::new(HashMap::new()),
+        });
+        let watcher = tor.clone();
+        let progress_events = events.clone();
+        let mut bootstrap_events = client.bootstrap_events();
+        tokio::spawn(async move {
+            while let Some(event) = bootstrap_events.next().await {
+                if event.ready_for_traffic() {
+                    break;
+                }
+                watcher.set_status(
+                    &progress_events,
+                    TorStatus::Bootstrapping {
+                        progress: event.as_frac(),
+                        message: event.to_string(),
+                    },
+                );
+            }
+        });
+        let bootstrapper = tor.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match bootstrapper.client.bootstrap().await {
+                Ok(()) => {
+                    tracing::info!(elapsed = ?started.elapsed(), "connected to the Tor network");
+                    bootstrapper.set_status(&events, TorStatus::Ready);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot connect to the Tor network");
+                    bootstrapper.set_status(
+                        &events,
+                        TorStatus::Failed {
+                            message: format!(
+                                "cannot connect to the Tor network ({error}); check the network, or configure bridges with --tor-config"
+                            ),
+                        },
+                    );
+                }
+            }
+        });
+        Ok(tor)
+    }
+
+    fn set_status(&self, events: &EventBus, status: TorStatus) {
+        if *self.status.borrow() == status {
+            return;
+        }
+        self.status.send_replace(status.clone());
+        events.publish(Event::Tor { status });
+    }
+
+    /// The current bootstrap state.
+    pub fn status(&self) -> TorStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the client is bootstrapped, or fails with the reason.
+    pub async fn ready(&self) -> Result<(), TorError> {
+        let mut status = self.status.subscribe();
+        let result = status
+            .wait_for(|s| matches!(s, TorStatus::Ready | TorStatus::Failed { .. }))
+            .await
+            .map(|s| s.clone());
+        match result {
+            Ok(TorStatus::Ready) => Ok(()),
+            Ok(TorStatus::Failed { message }) => Err(TorError::Unreachable(message)),
+            _ => Err(TorError::Unreachable("Tor stopped".into())),
+        }
+    }
+
+    /// Launches (or relaunches, at the same address) the onion service of share `id`, serving
+    /// `router` at its root. Returns `http://<address>.onion/`.
+    pub fn publish(&self, id: &ShareId, router: axum::Router) -> Result<String, TorError> {
+        self.unpublish(id, false);
+        let nick: HsNickname = nickname(id)
+            .parse()
+            .map_err(|e| TorError::Launch(format!("bad nickname: {e}")))?;
+        let config = OnionServiceConfigBuilder::default()
+            .nickname(nick)
+            .build()
+            .map_err(|e| TorError::Launch(e.to_string()))?;
+        let (handle, requests) = self
+            .client
+            .launch_onion_service(config)?
+            .ok_or_else(|| TorError::Launch("the service is disabled".into()))?;
+        let address = handle
+            .onion_address()
+            .ok_or_else(|| TorError::Launch("the service has no address yet".into()))?;
+        let url = format!("http://{}/", address.display_unredacted());
+        let share = id.clone();
+        let task = tokio::spawn(async move {
+            let mut streams = tor_hsservice::handle_rend_requests(requests);
+            while let Some(request) = streams.next().await {
+                let port_80 = matches!(request.request(), IncomingStreamRequest::Begin(begin) if begin.port() == 80);
+                if !port_80 {
+                    let _ = request.shutdown_circuit();
+                    continue;
+                }
+                let router = router.clone();
+                let share = share.clone();
+                tokio::spawn(async move {
+                    match request.accept(Connected::new_empty()).await {
+                        Ok(stream) => serve_stream(stream, router).await,
+                        Err(error) => {
+                            tracing::debug!(share = %share, %error, "could not accept an onion stream");
+                        }
+                    }
+                });
+            }
+        });
+        if let Ok(mut services) = self.services.lock() {
+            services.insert(
+                id.clone(),
+                Service {
+                    _handle: handle,
+                    task,
+                },
+            );
+        }
+        Ok(url)
+    }
+
+    /// Stops a share's onion service; with `forget`, deletes its keys and state so that the
+    /// address is gone for good.
+    pub fn unpublish(&self, id: &ShareId, forget: bool) {
+        let service = self.services.lock().ok().and_then(|mut s| s.remove(id));
+        if let Some(service) = service {
+            service.task.abort();
+        }
+        if forget {
+            let nick = nickname(id);
+            for dir in [
+                self.state_dir.join("keystore/hss").join(&nick),
+                self.state_dir.join("hss").join(&nick),
+            ] {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {
+                        tracing::debug!(path = %dir.display(), "deleted onion service keys/state")
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::error!(path = %dir.display(), %error, "could not delete an onion service's keys")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a share's onion service keys exist on disk.
+    pub fn has_keys(&self, id: &ShareId) -> bool {
+        self.state_dir
+            .join("keystore/hss")
+            .join(nickname(id))
+            .exists()
+    }
+
+    async fn probe_client(&self) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {
+        let mut probe = self.probe.lock().await;
+        if let Some(client) = probe.as_ref() {
+            return Ok(client.isolated_client());
+        }
+        let client = create_client(&self.probe_dir, self.config_file.as_deref()).await?;
+        client.bootstrap().await?;
+        *probe = Some(client.clone());
+        Ok(client.isolated_client())
+    }
+
+    /// Fetches `url` through the separate probe client until it answers `200`, retrying until
+    /// `deadline` passes. Returns how long it took.
+    pub async fn probe(&self, url: &str, deadline: Duration) -> Result<Duration, TorError> {
+        let started = Instant::now();
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut pause = Duration::from_millis(250);
+        let mut last_error = String::from("no attempt");
+        while started.elapsed() < deadline {
+            let attempt = async {
+                let client = self.probe_client().await?;
+                let mut stream = client.connect((host.as_str(), 80)).await?;
+                stream
+                    .write_all(
+                        format!("HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .await
+                    .map_err(|e| TorError::Unreachable(e.to_string()))?;
+                stream
+                    .flush()
+                    .await
+                    .map_err(|e| TorError::Unreachable(e.to_string()))?;
+                let mut head = vec![0u8; 64];
+                let n = stream
+                    .read(&mut head)
+                    .await
+                    .map_err(|e| TorError::Unreachable(e.to_string()))?;
+                let line = String::from_utf8_lossy(&head[..n]).into_owned();
+                if line.starts_with("HTTP/1.1 200") {
+                    Ok(())
+                } else {
+                    Err(TorError::Unreachable(format!(
+                        "unexpected answer {:?}",
+                        line.lines().next().unwrap_or_default()
+                    )))
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(20), attempt).await {
+                Ok(Ok(())) => return Ok(started.elapsed()),
+                Ok(Err(error)) => last_error = error.to_string(),
+                Err(_) => last_error = "timed out after 20 s".into(),
+            }
+            tracing::debug!(url, error = %last_error, "probe failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        Err(TorError::Unreachable(format!(
+            "the onion service did not answer within {} s ({last_error})",
+            deadline.as_secs()
+        )))
+    }
+}
+
+/// Serves HTTP/1.1 on one onion stream with the share's router.
+async fn serve_stream(stream: arti_client::DataStream, router: axum::Router) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await
+    {
+        tracing::debug!(%error, "onion stream ended with an error");
+    }
+}

@@ -1,0 +1,162 @@
+//! Onion services end to end on a private Tor network on 127.0.0.1 (3 authorities, 6 relays
+//! from Debian's `tor`), with `veilshare serve` publishing and `veilshare get` fetching.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use veilshare_shared::{ShareState, ShareView};
+
+use crate::util::{Server, data, eventually, run_cli, testnet_config};
+
+/// Publishing on the test network takes seconds; allow for a slow machine.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(150);
+
+async fn wait_live(server: &Server, view: &ShareView) -> ShareView {
+    let started = Instant::now();
+    loop {
+        let now = server.view(&view.id).await;
+        if now.state == ShareState::Live {
+            return now;
+        }
+        assert!(
+            started.elapsed() < PUBLISH_DEADLINE,
+            "share not live after {PUBLISH_DEADLINE:?}: {now:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get(link: &str, out: &std::path::Path, state: &std::path::Path) -> (bool, String) {
+    let config = testnet_config();
+    let (ok, stdout, stderr) = run_cli(&[
+        "get",
+        link,
+        "-o",
+        out.to_str().expect("utf8"),
+        "--data-dir",
+        state.to_str().expect("utf8"),
+        "--tor-config",
+        config.to_str().expect("utf8"),
+        "--quiet",
+    ])
+    .await
+    .expect("veilshare get");
+    (ok, format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn share_over_onion_and_get_it_verified_through_the_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let big = data(12 << 20, 21);
+    let small = b"over tor\n".to_vec();
+    let created = Instant::now();
+    let view = server
+        .create(&[("big.bin", &big), ("note – ü.txt", &small)], &[])
+        .await;
+    assert_eq!(view.state, ShareState::Publishing);
+    let view = wait_live(&server, &view).await;
+    eprintln!("share live {:?} after creation", created.elapsed());
+    let onion = view.links.onion.clone().expect("onion link");
+    assert!(
+        onion.starts_with("http://") && onion.ends_with(".onion/"),
+        "{onion}"
+    );
+    assert_eq!(onion.len(), "http://".len() + 56 + ".onion/".len());
+
+    let out = dir.path().join("received");
+    let (ok, output) = get(&onion, &out, &dir.path().join("client")).await;
+    assert!(ok, "get failed: {output}");
+    eprintln!("fetched {:?} after creation", created.elapsed());
+    assert_eq!(std::fs::read(out.join("big.bin")).expect("big"), big);
+    assert_eq!(
+        std::fs::read(out.join("note – ü.txt")).expect("small"),
+        small
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn max_downloads_is_enforced_over_tor_and_the_address_goes_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let content = data(300_000, 22);
+    let view = server
+        .create(&[("once.bin", &content)], &[("max_downloads", "1")])
+        .await;
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let (ok, output) = get(&onion, &dir.path().join("first"), &dir.path().join("c1")).await;
+    assert!(ok, "{output}");
+    let ended = server
+        .wait_view(&view.id, "the share to be exhausted", |v| {
+            v.state == ShareState::Exhausted
+        })
+        .await;
+    assert!(ended.links.onion.is_none());
+    let keys = server
+        .data_dir
+        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
+    eventually("the service keys to be deleted", || async {
+        (!keys.exists()).then_some(())
+    })
+    .await;
+    let (ok, output) = get(&onion, &dir.path().join("second"), &dir.path().join("c2")).await;
+    assert!(!ok, "a second download over Tor succeeded: {output}");
+    assert!(!dir.path().join("second/once.bin").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_share_address_no_longer_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let view = server
+        .create(&[("gone.bin", &data(100_000, 23))], &[])
+        .await;
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let keys = server
+        .data_dir
+        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
+    assert!(
+        keys.exists(),
+        "service keys not where expected: {}",
+        keys.display()
+    );
+    let response = server
+        .api(Method::DELETE, &format!("/api/shares/{}", view.id))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    eventually("the service keys to be deleted", || async {
+        (!keys.exists()).then_some(())
+    })
+    .await;
+    let (ok, output) = get(&onion, &dir.path().join("out"), &dir.path().join("c")).await;
+    assert!(!ok, "a revoked address answered: {output}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_restart_the_same_address_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("server");
+    let server = Server::start_tor(&data_dir).await;
+    let content = data(500_000, 24);
+    let view = server.create(&[("stay.bin", &content)], &[]).await;
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    server.stop().await;
+
+    let server = Server::start_tor(&data_dir).await;
+    let after = server.view(&view.id).await;
+    assert_eq!(after.links.onion.as_deref(), Some(onion.as_str()));
+    let out = dir.path().join("out");
+    let (ok, output) = get(&onion, &out, &dir.path().join("c")).await;
+    assert!(ok, "the address did not answer after a restart: {output}");
+    assert_eq!(std::fs::read(out.join("stay.bin")).expect("file"), content);
+    server.stop().await;
+}
