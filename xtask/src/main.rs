@@ -166,8 +166,9 @@ fn test(args: &[String]) -> Result<()> {
         "--target",
         WASM_TARGET,
     ]))?;
-    // The end-to-end tests start the real binary, and the onion tests a private Tor network.
-    exec(cargo().args(["build", "-p", "veilshare"]))?;
+    // The end-to-end tests start the real binary, which `cargo test --workspace` builds for the
+    // backend's own integration tests (a separate `cargo build` would unify features
+    // differently and build Arti twice); the onion tests need a private Tor network.
     testnet::up()?;
     exec(
         cargo()
@@ -177,15 +178,26 @@ fn test(args: &[String]) -> Result<()> {
     )
 }
 
+/// `bench [foundation|tor] [criterion args…]`: both suites when none is named.
 fn bench(args: &[String]) -> Result<()> {
-    ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+    let (suites, rest): (Vec<&str>, &[String]) = match args.first().map(String::as_str) {
+        Some(name @ ("foundation" | "tor")) => (vec![name], &args[1..]),
+        _ => (vec!["foundation", "tor"], args),
+    };
     exec(cargo().args(["build", "--release", "-p", "veilshare"]))?;
     let binary = target_dir().join("release/veilshare");
-    exec(
-        cargo()
-            .args(["bench", "-p", "veilshare-e2e", "--bench", "foundation"])
-            .env("VEILSHARE_BIN", binary)
-            .args(["--"])
-            .args(args),
-    )
+    for suite in suites {
+        let mut command = cargo();
+        command
+            .args(["bench", "-p", "veilshare-e2e", "--bench", suite])
+            .env("VEILSHARE_BIN", &binary);
+        if suite == "foundation" {
+            ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+        } else {
+            testnet::up()?;
+            command.env("VEILSHARE_TESTNET", testnet::arti_toml());
+        }
+        exec(command.args(["--"]).args(rest))?;
+    }
+    Ok(())
 }

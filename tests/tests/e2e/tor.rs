@@ -55,7 +55,7 @@ async fn share_over_onion_and_get_it_verified_through_the_network() {
     let view = server
         .create(&[("big.bin", &big), ("note – ü.txt", &small)], &[])
         .await;
-    assert_eq!(view.state, ShareState::Publishing);
+    assert_eq!(view.state, ShareState::Publishing, "{}", server.log());
     let view = wait_live(&server, &view).await;
     eprintln!("share live {:?} after creation", created.elapsed());
     let onion = view.links.onion.clone().expect("onion link");

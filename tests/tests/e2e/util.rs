@@ -103,14 +103,17 @@ impl Server {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let stderr_log = data_dir.with_extension(format!("{}.log", rand::random::<u32>()));
         let log = std::fs::File::create(&stderr_log).expect("log file");
-        let child = Command::new(binary())
-            .args([
-                "serve",
-                "--no-browser",
-                "--no-tor",
-                "--listen",
-                "127.0.0.1:0",
-            ])
+        let mut command = Command::new(binary());
+        command.args(["serve", "--no-browser", "--listen", "127.0.0.1:0"]);
+        match &tor_config {
+            Some(config) => {
+                command.arg("--tor-config").arg(config);
+            }
+            None => {
+                command.arg("--no-tor");
+            }
+        }
+        let child = command
             .arg("--public-listen")
             .arg(format!("127.0.0.1:{public_port}"))
             .arg("--data-dir")
