@@ -1,0 +1,172 @@
+//! `veilshare get` on plain `http://` links: verified downloads, resume, and refusal of
+//! hostile manifests (served by a deliberately lying server in the test).
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::{Server, data, run_cli};
+
+async fn get(link: &str, out: &Path, state: &Path) -> (bool, String) {
+    let (ok, stdout, stderr) = run_cli(&[
+        "get",
+        link,
+        "-o",
+        out.to_str().expect("utf8"),
+        "--data-dir",
+        state.to_str().expect("utf8"),
+        "--quiet",
+    ])
+    .await
+    .expect("veilshare get");
+    (ok, format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn get_fetches_every_file_verified_and_resumes_a_partial_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server")).await;
+    let big = data(6 << 20, 31);
+    let small = b"small".to_vec();
+    let view = server
+        .create(&[("big.bin", &big), ("small.txt", &small)], &[])
+        .await;
+    let link = view.links.local.clone().expect("link");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    // Half of big.bin is already here from an interrupted run.
+    std::fs::write(out.join(".big.bin.veilshare-part"), &big[..3 << 20]).expect("part");
+    let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
+    assert!(ok, "{output}");
+    assert_eq!(std::fs::read(out.join("big.bin")).expect("big"), big);
+    assert_eq!(std::fs::read(out.join("small.txt")).expect("small"), small);
+    assert!(!out.join(".big.bin.veilshare-part").exists());
+    // Only the missing half crossed the wire: 3 MiB + 5 bytes of a 6 MiB + 5 bytes share.
+    let view = server.view(&view.id).await;
+    assert_eq!(
+        view.downloads_completed, 0,
+        "the resume must not have re-sent the whole file"
+    );
+    server.stop().await;
+}
+
+/// A server that answers every request for `/manifest.json` with `manifest` and every other
+/// request with `body`.
+async fn lying_server(manifest: String, body: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let manifest = manifest.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..n]).into_owned();
+                let payload = if request.starts_with("GET /manifest.json") {
+                    manifest.into_bytes()
+                } else {
+                    body
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&payload).await;
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[tokio::test]
+async fn get_refuses_names_that_would_escape_the_output_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = serde_json::json!({
+        "label": null,
+        "total_size": 4,
+        "files": [{"name": "../escaped.txt", "size": 4, "blake3": blake3::hash(b"evil").to_hex().to_string(), "path": "files/x"}]
+    });
+    let link = lying_server(manifest.to_string(), b"evil".to_vec()).await;
+    let out = dir.path().join("out");
+    let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
+    assert!(!ok);
+    assert!(output.contains("refusing"), "{output}");
+    assert!(!dir.path().join("escaped.txt").exists());
+}
+
+#[tokio::test]
+async fn get_rejects_content_that_does_not_match_its_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = serde_json::json!({
+        "label": null,
+        "total_size": 4,
+        "files": [{"name": "file.txt", "size": 4, "blake3": blake3::hash(b"good").to_hex().to_string(), "path": "files/file.txt"}]
+    });
+    let link = lying_server(manifest.to_string(), b"evil".to_vec()).await;
+    let out = dir.path().join("out");
+    let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
+    assert!(!ok);
+    assert!(
+        output.contains("does not match its BLAKE3 hash"),
+        "{output}"
+    );
+    assert!(
+        !out.join("file.txt").exists(),
+        "unverified content was put in place"
+    );
+    assert!(!out.join(".file.txt.veilshare-part").exists());
+}
+
+#[tokio::test]
+async fn headless_share_prints_a_link_and_exits_when_the_limit_is_reached() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.pdf");
+    let content = data(200_000, 32);
+    std::fs::write(&file, &content).expect("write");
+    let mut child = tokio::process::Command::new(crate::util::binary())
+        .args([
+            "share",
+            "--no-tor",
+            "--public-listen",
+            "127.0.0.1:0",
+            "--max-downloads",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("veilshare share");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let link = tokio::time::timeout(crate::util::DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(link) = line.trim().strip_prefix("http://") {
+                return format!("http://{link}");
+            }
+        }
+        panic!("no link printed");
+    })
+    .await
+    .expect("link in time");
+    let out = dir.path().join("out");
+    let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
+    assert!(ok, "{output}");
+    assert_eq!(
+        std::fs::read(out.join("report.pdf")).expect("file"),
+        content
+    );
+    let status = tokio::time::timeout(crate::util::DEADLINE, child.wait())
+        .await
+        .expect("veilshare share exits by itself after the last download")
+        .expect("status");
+    assert!(status.success());
+}
