@@ -206,7 +206,13 @@ pub const INSTANCE_FILE: &str = "instance.json";
 /// Runs the program; returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The app logs what it does; one-shot commands only warnings (their output is the result).
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    init_tracing(if serving {
+        "info,iroh=warn,iroh_blobs=warn"
+    } else {
+        "warn,tor_netdir=error,tor_circmgr=error,tor_guardmgr=error"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,9 +232,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let directives =
-        std::env::var("VEILSHARE_LOG").unwrap_or_else(|_| "info,iroh=warn,iroh_blobs=warn".into());
+fn init_tracing(default: &str) {
+    let directives = std::env::var("VEILSHARE_LOG").unwrap_or_else(|_| default.into());
     // iroh-blobs reports every skipped collection tick at INFO; they are ours, by design.
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("{directives},iroh_blobs::store::gc=warn"))
