@@ -75,6 +75,9 @@ struct GetArgs {
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
+    /// How long to keep trying to reach the share before giving up (e.g. 2m, 30s).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -278,6 +281,20 @@ pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Binds the optional plain public listener; returns it and its base URL.
+pub(crate) async fn bind_public(
+    addr: Option<SocketAddr>,
+) -> Result<(Option<tokio::net::TcpListener>, Option<String>)> {
+    let Some(addr) = addr else {
+        return Ok((None, None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for public links"))?;
+    let base = format!("http://{}", listener.local_addr()?);
+    Ok((Some(listener), Some(base)))
+}
+
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
     let _lock = lock_data_dir(&settings.data_dir)?;
@@ -292,18 +309,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
             )
         })?;
     let api_addr = api_listener.local_addr()?;
-    let public_listener = match settings.public_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for public links"))?,
-        ),
-        None => None,
-    };
-    let public_base = match &public_listener {
-        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
-        None => None,
-    };
+    let (public_listener, public_base) = bind_public(settings.public_listen).await?;
     let store = Store::open(&settings.data_dir.join("store"))
         .await
         .context("cannot open the store")?;
@@ -535,6 +541,7 @@ async fn get(args: GetArgs) -> Result<()> {
         tor_config: args.tor_config,
         parallel: usize::from(args.parallel),
         quiet: args.quiet,
+        patience: args.timeout,
     };
     let written = crate::fetch::fetch(&settings).await?;
     #[allow(clippy::print_stdout)]

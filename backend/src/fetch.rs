@@ -42,6 +42,8 @@ pub struct FetchSettings {
     pub parallel: usize,
     /// No progress bars.
     pub quiet: bool,
+    /// How long to keep trying to reach the share (descriptors may be between uploads).
+    pub patience: Duration,
 }
 
 /// The public manifest of a share (what `public` serves as `manifest.json`).
@@ -206,7 +208,7 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
         Transport::Plain(reqwest::Client::builder().no_proxy().build()?)
     };
 
-    let manifest = fetch_manifest(&transport, &base).await?;
+    let manifest = fetch_manifest(&transport, &base, settings.patience).await?;
     for file in &manifest.files {
         veilshare_shared::validate_file_name(&file.name).map_err(|problem| {
             anyhow::anyhow!(
@@ -239,19 +241,27 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-async fn fetch_manifest(transport: &Transport, base: &str) -> Result<Manifest> {
+async fn fetch_manifest(transport: &Transport, base: &str, patience: Duration) -> Result<Manifest> {
     let url = format!("{base}manifest.json");
-    let mut attempts = 0;
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
     let reply = loop {
-        attempts += 1;
-        match transport.get(&url, None, None, attempts > 1).await {
+        attempt += 1;
+        // After a failure, a fresh circuit: a stale one, or a descriptor fetched between two
+        // uploads, is the usual cause.
+        match transport.get(&url, None, None, attempt > 1).await {
             Ok(reply) => break reply,
-            // A descriptor may not be published yet, or a circuit may be stale: retry a few times.
-            Err(error) if attempts < 4 => {
-                tracing::debug!(%error, "manifest fetch failed; retrying");
-                tokio::time::sleep(Duration::from_secs(attempts)).await;
+            Err(error) if started.elapsed() < patience => {
+                tracing::debug!(%error, attempt, "manifest fetch failed; retrying");
+                let pause = Duration::from_secs(u64::from(attempt.min(5)));
+                tokio::time::sleep(pause).await;
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                return Err(error.context(format!(
+                    "gave up after {} s: the share is not reachable (ended, or its sender is offline)",
+                    started.elapsed().as_secs()
+                )));
+            }
         }
     };
     match reply.status {

@@ -50,18 +50,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let _lock = crate::cli::lock_data_dir(&settings.data_dir)
         .context("is another `veilshare share` running?")?;
-    let public_listener = match settings.public_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        ),
-        None => None,
-    };
-    let public_base = match &public_listener {
-        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
-        None => None,
-    };
+    let (public_listener, public_base) = crate::cli::bind_public(settings.public_listen).await?;
     let store = Store::open(&settings.data_dir.join("store")).await?;
     let events = EventBus::default();
     let shares = Shares::start(store.clone(), events.clone(), SharesConfig { public_base }).await?;

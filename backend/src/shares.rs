@@ -476,21 +476,14 @@ impl Shares {
     /// for running transfers (or, on revocation, cuts them) and deletes the stored copy. Does
     /// nothing to a share already ended.
     async fn end(&self, id: &ShareId, state: ShareState) -> Result<(), ShareError> {
-        let persist = self
-            .with_entry(id, |e| e.persist.clone())
-            .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
-        {
-            let _guard = persist.lock().await;
-            let Some(mut record) = self.with_entry(id, |e| e.record.clone()) else {
-                return Ok(());
-            };
-            if record.state.is_ended() {
-                return Ok(());
-            }
-            record.state = state;
-            record.ended_at = Some(now_secs());
-            self.0.store.update(record.clone(), None).await?;
-            self.with_entry(id, |e| e.record = record);
+        let ended = self
+            .persist_change(id, |record| {
+                record.state = state;
+                record.ended_at = Some(now_secs());
+            })
+            .await?;
+        if !ended {
+            return Ok(());
         }
         tracing::info!(share = %id, state = state.label(), "share ended");
         if let Some(share) = self.view(id) {
@@ -655,23 +648,33 @@ impl Shares {
         id: &ShareId,
         change: impl FnOnce(&mut ShareRecord),
     ) -> Result<(), ShareError> {
+        if self.persist_change(id, change).await? {
+            self.publish_updated(id);
+        }
+        Ok(())
+    }
+
+    /// Under the share's lock: applies `change` to its record unless it has ended, persists
+    /// the result, then makes it the record in memory. Returns whether it changed anything.
+    async fn persist_change(
+        &self,
+        id: &ShareId,
+        change: impl FnOnce(&mut ShareRecord),
+    ) -> Result<bool, ShareError> {
         let persist = self
             .with_entry(id, |e| e.persist.clone())
             .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
-        {
-            let _guard = persist.lock().await;
-            let Some(mut record) = self.with_entry(id, |e| e.record.clone()) else {
-                return Ok(());
-            };
-            if record.state.is_ended() {
-                return Ok(());
-            }
-            change(&mut record);
-            self.0.store.update(record.clone(), None).await?;
-            self.with_entry(id, |e| e.record = record);
+        let _guard = persist.lock().await;
+        let Some(mut record) = self.with_entry(id, |e| e.record.clone()) else {
+            return Ok(false);
+        };
+        if record.state.is_ended() {
+            return Ok(false);
         }
-        self.publish_updated(id);
-        Ok(())
+        change(&mut record);
+        self.0.store.update(record.clone(), None).await?;
+        self.with_entry(id, |e| e.record = record);
+        Ok(true)
     }
 
     fn arm_timer(&self, id: &ShareId) {

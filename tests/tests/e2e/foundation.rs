@@ -113,9 +113,13 @@ async fn share_is_created_through_the_api_and_downloaded_byte_exact() {
             .expect("etag")
             .starts_with("\"zip-")
     );
-    let view = server.view(&view.id).await;
-    // Per-file download (13 bytes) plus one zip: one copy and 13 bytes.
-    assert_eq!(view.downloads_completed, 1);
+    // Per-file download (13 bytes) plus one zip: one copy and 13 bytes; HEAD adds nothing.
+    let view = server
+        .wait_view(&view.id, "the zip download to count", |v| {
+            v.downloads_completed == 1 && v.downloads_in_flight == 0
+        })
+        .await;
+    assert_eq!(view.downloads_remaining, Some(4));
     server.stop().await;
 }
 

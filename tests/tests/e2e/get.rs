@@ -5,21 +5,10 @@ use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Server, data, run_cli};
+use crate::util::{Server, data};
 
 async fn get(link: &str, out: &Path, state: &Path) -> (bool, String) {
-    let (ok, stdout, stderr) = run_cli(&[
-        "get",
-        link,
-        "-o",
-        out.to_str().expect("utf8"),
-        "--data-dir",
-        state.to_str().expect("utf8"),
-        "--quiet",
-    ])
-    .await
-    .expect("veilshare get");
-    (ok, format!("{stdout}{stderr}"))
+    crate::util::get_cli(link, out, state, false).await
 }
 
 #[tokio::test]

@@ -1,12 +1,15 @@
 //! Onion services end to end on a private Tor network on 127.0.0.1 (3 authorities, 6 relays
 //! from Debian's `tor`), with `veilshare serve` publishing and `veilshare get` fetching.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use reqwest::Method;
 use veilshare_shared::{ShareState, ShareView};
 
-use crate::util::{Server, data, eventually, run_cli, testnet_config};
+use crate::util::{Server, data, eventually};
 
 /// Publishing on the test network takes seconds; allow for a slow machine.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(150);
@@ -27,22 +30,13 @@ async fn wait_live(server: &Server, view: &ShareView) -> ShareView {
     }
 }
 
-async fn get(link: &str, out: &std::path::Path, state: &std::path::Path) -> (bool, String) {
-    let config = testnet_config();
-    let (ok, stdout, stderr) = run_cli(&[
-        "get",
-        link,
-        "-o",
-        out.to_str().expect("utf8"),
-        "--data-dir",
-        state.to_str().expect("utf8"),
-        "--tor-config",
-        config.to_str().expect("utf8"),
-        "--quiet",
-    ])
-    .await
-    .expect("veilshare get");
-    (ok, format!("{stdout}{stderr}"))
+async fn get(link: &str, out: &Path, state: &Path) -> (bool, String) {
+    crate::util::get_cli(link, out, state, true).await
+}
+
+/// A fetch of an address that should be gone: a short patience, since it can only fail.
+async fn gone(link: &str, out: &Path, state: &Path) -> (bool, String) {
+    crate::util::get_cli_with(link, out, state, true, "20s").await
 }
 
 #[tokio::test]
@@ -102,7 +96,7 @@ async fn max_downloads_is_enforced_over_tor_and_the_address_goes_away() {
         (!keys.exists()).then_some(())
     })
     .await;
-    let (ok, output) = get(&onion, &dir.path().join("second"), &dir.path().join("c2")).await;
+    let (ok, output) = gone(&onion, &dir.path().join("second"), &dir.path().join("c2")).await;
     assert!(!ok, "a second download over Tor succeeded: {output}");
     assert!(!dir.path().join("second/once.bin").exists());
     server.stop().await;
@@ -135,7 +129,7 @@ async fn revoked_share_address_no_longer_answers() {
         (!keys.exists()).then_some(())
     })
     .await;
-    let (ok, output) = get(&onion, &dir.path().join("out"), &dir.path().join("c")).await;
+    let (ok, output) = gone(&onion, &dir.path().join("out"), &dir.path().join("c")).await;
     assert!(!ok, "a revoked address answered: {output}");
     server.stop().await;
 }

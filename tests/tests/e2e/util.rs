@@ -314,3 +314,37 @@ pub fn testnet_config() -> PathBuf {
     );
     path
 }
+
+/// Runs `veilshare get LINK -o OUT --data-dir STATE --quiet` (with the test network's Arti
+/// config when `tor`); returns (success, stdout + stderr).
+pub async fn get_cli(link: &str, out: &Path, state: &Path, tor: bool) -> (bool, String) {
+    get_cli_with(link, out, state, tor, "2m").await
+}
+
+/// [`get_cli`] with `--timeout`: how long the client keeps trying to reach the share.
+pub async fn get_cli_with(
+    link: &str,
+    out: &Path,
+    state: &Path,
+    tor: bool,
+    timeout: &str,
+) -> (bool, String) {
+    let mut args = vec![
+        "get".to_owned(),
+        "--timeout".to_owned(),
+        timeout.to_owned(),
+        link.to_owned(),
+        "-o".to_owned(),
+        out.to_string_lossy().into_owned(),
+        "--data-dir".to_owned(),
+        state.to_string_lossy().into_owned(),
+        "--quiet".to_owned(),
+    ];
+    if tor {
+        args.push("--tor-config".to_owned());
+        args.push(testnet_config().to_string_lossy().into_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, stderr) = run_cli(&args).await.expect("veilshare get");
+    (ok, format!("{stdout}{stderr}"))
+}
