@@ -42,9 +42,14 @@ fn main() -> Result<()> {
     }
 }
 
-/// The workspace root (the parent of this crate's folder).
+/// The workspace root (the parent of this crate's folder). Taken from the environment that
+/// `cargo run` sets, not from compile time: checkouts that share a target directory (CI's
+/// clean clones) may run an xtask binary compiled for another checkout.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
