@@ -238,11 +238,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(default: &str) {
     let directives = std::env::var("VEILSHARE_LOG").unwrap_or_else(|_| default.into());
     // iroh-blobs reports every skipped collection tick at INFO; they are ours, by design.
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(format!("{directives},iroh_blobs::store::gc=warn"))
-            .unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,iroh=warn,iroh_blobs=warn")
-            });
+    let with_gc = |directives: &str| format!("{directives},iroh_blobs::store::gc=warn");
+    let filter = tracing_subscriber::EnvFilter::try_new(with_gc(&directives))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(with_gc(default)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -491,12 +489,7 @@ async fn list(data_dir: &Path, json: bool) -> Result<()> {
                 Some(max) => format!("{}/{max}", share.downloads_completed),
                 None => share.downloads_completed.to_string(),
             };
-            let link = share
-                .links
-                .onion
-                .as_deref()
-                .or(share.links.local.as_deref())
-                .unwrap_or("-");
+            let link = share.links.preferred().unwrap_or("-");
             let _ = writeln!(
                 out,
                 "{}  {:<22}  {:>3} files  {:>10}  downloads {:<7}  {}",

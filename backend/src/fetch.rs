@@ -365,7 +365,6 @@ async fn fetch_stream(
     let reply = transport.get(url, range, Some(&etag), false).await?;
     let mut output = tokio::fs::OpenOptions::new()
         .create(true)
-        .append(false)
         .write(true)
         .truncate(false)
         .open(part)

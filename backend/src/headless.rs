@@ -107,12 +107,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
 
     let mut announced = false;
     let announce = |view: &ShareView| {
-        let link = view
-            .links
-            .onion
-            .as_deref()
-            .or(view.links.local.as_deref())
-            .unwrap_or("-");
+        let link = view.links.preferred().unwrap_or("-");
         println!(
             "\nShare this link (it works in Tor Browser, or with `veilshare get`):\n\n  {link}\n"
         );

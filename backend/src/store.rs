@@ -733,7 +733,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn path_import_matches_stream_import() {
+    async fn path_import_reports_size_crc_and_blake3() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).await.expect("open");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();

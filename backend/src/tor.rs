@@ -214,20 +214,6 @@ impl Tor {
         self.status.borrow().clone()
     }
 
-    /// Waits until the client is bootstrapped, or fails with the reason.
-    pub async fn ready(&self) -> Result<(), TorError> {
-        let mut status = self.status.subscribe();
-        let result = status
-            .wait_for(|s| matches!(s, TorStatus::Ready | TorStatus::Failed { .. }))
-            .await
-            .map(|s| s.clone());
-        match result {
-            Ok(TorStatus::Ready) => Ok(()),
-            Ok(TorStatus::Failed { message }) => Err(TorError::Unreachable(message)),
-            _ => Err(TorError::Unreachable("Tor stopped".into())),
-        }
-    }
-
     /// Launches (or relaunches, at the same address) the onion service of share `id`, serving
     /// `router` at its root. Returns `http://<address>.onion/`.
     pub fn publish(&self, id: &ShareId, router: axum::Router) -> Result<String, TorError> {
@@ -288,11 +274,7 @@ impl Tor {
             service.task.abort();
         }
         if forget {
-            let nick = nickname(id);
-            for dir in [
-                self.state_dir.join("keystore/hss").join(&nick),
-                self.state_dir.join("hss").join(&nick),
-            ] {
+            for dir in self.service_dirs(id) {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => {
                         tracing::debug!(path = %dir.display(), "deleted onion service keys/state")
@@ -306,12 +288,18 @@ impl Tor {
         }
     }
 
-    /// Whether a share's onion service keys exist on disk.
+    /// Where Arti keeps a share's onion service keys and its service state.
+    fn service_dirs(&self, id: &ShareId) -> [PathBuf; 2] {
+        let nick = nickname(id);
+        [
+            self.state_dir.join("keystore/hss").join(&nick),
+            self.state_dir.join("hss").join(&nick),
+        ]
+    }
+
+    /// Whether a share's onion service keys or state exist on disk.
     pub fn has_keys(&self, id: &ShareId) -> bool {
-        self.state_dir
-            .join("keystore/hss")
-            .join(nickname(id))
-            .exists()
+        self.service_dirs(id).iter().any(|dir| dir.exists())
     }
 
     async fn probe_client(&self) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {

@@ -155,6 +155,13 @@ pub struct ShareLinks {
     pub ticket: Option<String>,
 }
 
+impl ShareLinks {
+    /// The link to hand to a recipient: the onion link when there is one, else the local one.
+    pub fn preferred(&self) -> Option<&str> {
+        self.onion.as_deref().or(self.local.as_deref())
+    }
+}
+
 /// A share as the API, the UI and the CLI see it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ShareView {

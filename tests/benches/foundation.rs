@@ -9,36 +9,20 @@
 // The results are this program's output.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::{Veilshare, free_port, target_dir};
 use criterion::{Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
 
 const SIZE: u64 = 1 << 30;
 const CONCURRENT: usize = 50;
-
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    // <target>/release/deps/foundation-…
-    exe.ancestors().nth(3).expect("target dir").to_path_buf()
-}
-
-fn binary() -> PathBuf {
-    std::env::var_os("VEILSHARE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("release/veilshare"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 fn write_random_file(path: &Path, len: u64, seed: u64) {
     use std::io::Write;
@@ -68,59 +52,6 @@ fn peak_rss(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-struct Veilshare {
-    child: Child,
-    api: String,
-    token: String,
-}
-
-impl Veilshare {
-    fn start(data_dir: &Path) -> Self {
-        let instance = data_dir.join("instance.json");
-        let _ = std::fs::remove_file(&instance);
-        let child = Command::new(binary())
-            .args([
-                "serve",
-                "--no-browser",
-                "--no-tor",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--public-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("VEILSHARE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start veilshare");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let info: serde_json::Value = loop {
-            if let Some(info) = std::fs::read_to_string(&instance)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-            {
-                break info;
-            }
-            assert!(Instant::now() < deadline, "veilshare did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let token = std::fs::read_to_string(data_dir.join("api-token")).expect("token");
-        Self {
-            child,
-            api: info["api"].as_str().expect("api").to_owned(),
-            token: token.trim().to_owned(),
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 async fn upload(http: &reqwest::Client, server: &Veilshare, path: &Path) -> serde_json::Value {
@@ -234,7 +165,7 @@ fn main() {
     write_random_file(&source, SIZE, 42);
 
     let data_dir = work.path().join("veilshare");
-    let server = Veilshare::start(&data_dir);
+    let server = Veilshare::start(&data_dir, None);
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -364,7 +295,7 @@ fn main() {
 
     // Peak memory under 50 concurrent downloads, on a fresh server (peak counters start at 0).
     server.stop();
-    let server = Veilshare::start(&data_dir);
+    let server = Veilshare::start(&data_dir, None);
     let list: serde_json::Value = runtime.block_on(async {
         http.get(format!("{}/api/shares", server.api))
             .bearer_auth(&server.token)

@@ -7,6 +7,9 @@
 // The results are this program's output.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::{Veilshare, binary};
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -15,17 +18,6 @@ use std::{
 
 const SIZE: usize = 100 << 20;
 const ROUNDS: usize = 3;
-
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    exe.ancestors().nth(3).expect("target dir").to_path_buf()
-}
-
-fn binary() -> PathBuf {
-    std::env::var_os("VEILSHARE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("release/veilshare"))
-}
 
 fn testnet() -> PathBuf {
     std::env::var_os("VEILSHARE_TESTNET")
@@ -68,36 +60,9 @@ fn main() {
         .tempdir_in("/var/tmp")
         .expect("work dir");
     let data_dir = work.path().join("server");
-    let mut server = Command::new(binary())
-        .args([
-            "serve",
-            "--no-browser",
-            "--listen",
-            "127.0.0.1:0",
-            "--tor-config",
-        ])
-        .arg(testnet())
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("VEILSHARE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start veilshare");
-    let instance = data_dir.join("instance.json");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let info: serde_json::Value = loop {
-        if let Some(info) = std::fs::read_to_string(&instance)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-        {
-            break info;
-        }
-        assert!(Instant::now() < deadline, "veilshare did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let api = info["api"].as_str().expect("api").to_owned();
-    let token = std::fs::read_to_string(data_dir.join("api-token")).expect("token");
+    let server = Veilshare::start(&data_dir, Some(&testnet()));
+    let api = server.api.clone();
+    let token = server.token.clone();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -112,7 +77,7 @@ fn main() {
             reqwest::multipart::Part::bytes(content.clone()).file_name("big.bin"),
         );
         http.post(format!("{api}/api/shares"))
-            .bearer_auth(token.trim())
+            .bearer_auth(&token)
             .multipart(form)
             .send()
             .await
@@ -125,7 +90,7 @@ fn main() {
     let onion = loop {
         let view: serde_json::Value = runtime.block_on(async {
             http.get(format!("{api}/api/shares/{id}"))
-                .bearer_auth(token.trim())
+                .bearer_auth(&token)
                 .send()
                 .await
                 .expect("view")
@@ -163,8 +128,7 @@ fn main() {
         }
         results.push((label, median(rates)));
     }
-    let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let _ = server.wait();
+    server.stop();
     println!(
         "\n=== veilshare over Tor (private network, 100 MiB, fresh client each, median of {ROUNDS}, including client bootstrap) ==="
     );

@@ -232,8 +232,6 @@ async fn interrupted_download_does_not_count_and_resumes_with_range() {
             v.state == ShareState::Exhausted
         })
         .await;
-
-    // A stale If-Range (another ETag) means the whole content, not a range.
     server.stop().await;
 }
 

@@ -39,9 +39,21 @@ async fn get_fetches_every_file_verified_and_resumes_a_partial_one() {
     server.stop().await;
 }
 
-/// A server that answers every request for `/manifest.json` with `manifest` and every other
-/// request with `body`.
-async fn lying_server(manifest: String, body: Vec<u8>) -> String {
+/// A server whose manifest lists one file `name` with the hash of `claimed`, and that answers
+/// every other request with `body`.
+async fn lying_server(name: &str, claimed: &[u8], body: &[u8]) -> String {
+    let manifest = serde_json::json!({
+        "label": null,
+        "total_size": body.len(),
+        "files": [{
+            "name": name,
+            "size": body.len(),
+            "blake3": blake3::hash(claimed).to_hex().to_string(),
+            "path": "files/x",
+        }]
+    })
+    .to_string();
+    let body = body.to_vec();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -74,12 +86,7 @@ async fn lying_server(manifest: String, body: Vec<u8>) -> String {
 #[tokio::test]
 async fn get_refuses_names_that_would_escape_the_output_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = serde_json::json!({
-        "label": null,
-        "total_size": 4,
-        "files": [{"name": "../escaped.txt", "size": 4, "blake3": blake3::hash(b"evil").to_hex().to_string(), "path": "files/x"}]
-    });
-    let link = lying_server(manifest.to_string(), b"evil".to_vec()).await;
+    let link = lying_server("../escaped.txt", b"evil", b"evil").await;
     let out = dir.path().join("out");
     let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
     assert!(!ok);
@@ -90,12 +97,7 @@ async fn get_refuses_names_that_would_escape_the_output_folder() {
 #[tokio::test]
 async fn get_rejects_content_that_does_not_match_its_hash() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = serde_json::json!({
-        "label": null,
-        "total_size": 4,
-        "files": [{"name": "file.txt", "size": 4, "blake3": blake3::hash(b"good").to_hex().to_string(), "path": "files/file.txt"}]
-    });
-    let link = lying_server(manifest.to_string(), b"evil".to_vec()).await;
+    let link = lying_server("file.txt", b"good", b"evil").await;
     let out = dir.path().join("out");
     let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
     assert!(!ok);
