@@ -69,9 +69,10 @@ struct GetArgs {
     /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
     #[arg(long)]
     tor_config: Option<PathBuf>,
-    /// Fetch big files as this many ranges at once, each over its own Tor circuit.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
-    parallel: u16,
+    /// Fetch big files as this many ranges at once, each over its own Tor circuit [default: 4
+    /// over Tor, 1 on plain links].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+    parallel: Option<u16>,
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
@@ -532,7 +533,7 @@ async fn get(args: GetArgs) -> Result<()> {
         out_dir: args.output,
         state_dir: data_dir.join("tor-get"),
         tor_config: args.tor_config,
-        parallel: usize::from(args.parallel),
+        parallel: args.parallel.map(usize::from),
         quiet: args.quiet,
         patience: args.timeout,
     };

@@ -58,7 +58,9 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
     for leftover in shares.list().iter().filter(|v| !v.state.is_ended()) {
         shares.revoke(&leftover.id).await?;
     }
-    if !settings.no_tor {
+    let tor = if settings.no_tor {
+        None
+    } else {
         let tor = crate::tor::Tor::start(
             &settings.data_dir,
             settings.tor_config.as_deref(),
@@ -66,8 +68,9 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         )
         .await
         .context("cannot start Tor")?;
-        shares.attach_tor(tor);
-    }
+        shares.attach_tor(tor.clone());
+        Some(tor)
+    };
     if let Some(listener) = public_listener {
         let app = public::router(shares.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -156,7 +159,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
                     }
                     Event::DownloadEnded { id: ended, sent, finished, downloads_completed } if ended == id => {
                         println!(
-                            "download {}: {} sent; {} complete so far",
+                            "transfer {}: {} sent; {} complete download(s) so far",
                             if finished { "finished" } else { "interrupted" },
                             public::human_size(sent),
                             downloads_completed
@@ -179,6 +182,15 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last bytes of a download may still be on their way through the circuit when the
+    // share counts it: exiting now would cut them off. The recipient closes its stream once it
+    // has everything.
+    if let Some(tor) = tor.filter(|tor| tor.open_streams() > 0) {
+        eprintln!("waiting for the last download to reach the recipient…");
+        if !tor.streams_closed(Duration::from_secs(60)).await {
+            eprintln!("a recipient kept its connection open for a minute; stopping anyway");
+        }
     }
     store.shutdown().await;
     Ok(())

@@ -28,10 +28,22 @@ pub struct Ledger {
 /// The transfers running now (not persisted: they die with the process).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flight {
-    /// Transfers in flight.
+    /// Transfers (responses) in flight.
     pub transfers: u32,
     /// Content bytes those transfers may still send.
     pub reserved_bytes: u64,
+}
+
+impl Flight {
+    /// Downloads in flight, in copies of the content: the reserved bytes rounded up, so the
+    /// parallel ranges of one fetch show as one download and any transfer as at least one.
+    pub fn downloads(&self, content_size: u64) -> u32 {
+        if content_size == 0 || self.transfers == 0 {
+            return self.transfers;
+        }
+        let copies = self.reserved_bytes.div_ceil(content_size).max(1);
+        u32::try_from(copies).unwrap_or(u32::MAX)
+    }
 }
 
 /// Why a transfer may not start.
@@ -40,7 +52,7 @@ pub enum Refusal {
     /// The share has ended or the expiry passed.
     #[error("this share has ended")]
     Ended,
-    /// As many transfers as downloads remain are already running.
+    /// The downloads in flight already take up what the share still allows.
     #[error("all remaining downloads of this share are in progress")]
     Busy,
     /// What is left of the share's byte allowance is less than the request.
@@ -91,16 +103,25 @@ pub fn admit(
     let Some(max) = policy.max_downloads else {
         return Ok(());
     };
-    let remaining = max.saturating_sub(ledger.completed);
-    if flight.transfers >= remaining {
-        return Err(Refusal::Busy);
+    if content_size == 0 {
+        // Nothing to measure in bytes: each transfer is a whole download.
+        return if flight.transfers >= max.saturating_sub(ledger.completed) {
+            Err(Refusal::Busy)
+        } else {
+            Ok(())
+        };
     }
     let budget = u128::from(max) * u128::from(content_size) + u128::from(slack(content_size));
-    let used = u128::from(ledger.completed) * u128::from(content_size)
-        + u128::from(ledger.partial_bytes)
-        + u128::from(flight.reserved_bytes);
-    if used + u128::from(payload) > budget {
+    let delivered =
+        u128::from(ledger.completed) * u128::from(content_size) + u128::from(ledger.partial_bytes);
+    if delivered + u128::from(payload) > budget {
         return Err(Refusal::OverBudget);
+    }
+    // What transfers in flight may still send is spoken for: a whole copy more than the
+    // remaining downloads allow must wait. Ranges of one download (a parallel or resumed
+    // fetch) add up to one copy, so they pass together.
+    if delivered + u128::from(flight.reserved_bytes) + u128::from(payload) > budget {
+        return Err(Refusal::Busy);
     }
     Ok(())
 }
@@ -219,14 +240,41 @@ mod tests {
             prop_assert!(sent_total * 2 < (2 * u128::from(max) + 1) * u128::from(size));
         }
 
-        /// Concurrent transfers never outnumber the downloads that remain.
+        /// Whole downloads in flight never outnumber the downloads that remain.
         #[test]
-        fn in_flight_never_exceeds_remaining(max in 1u32..20, completed in 0u32..20, in_flight in 0u32..40) {
+        fn in_flight_never_exceeds_remaining(
+            max in 1u32..20,
+            completed in 0u32..20,
+            in_flight in 0u32..40,
+            size in 1u64..100_000,
+        ) {
             let policy = limited(max);
             let ledger = Ledger { completed, partial_bytes: 0 };
-            let flight = Flight { transfers: in_flight, reserved_bytes: 0 };
-            let admitted = admit(&policy, 1, &ledger, &flight, true, 0, 0).is_ok();
+            let flight = Flight { transfers: in_flight, reserved_bytes: u64::from(in_flight) * size };
+            let admitted = admit(&policy, size, &ledger, &flight, true, 0, size).is_ok();
             prop_assert_eq!(admitted, completed < max && in_flight < max - completed);
+        }
+
+        /// However a download is cut into ranges, its ranges are admitted together when one
+        /// download remains, and a second whole download is then refused as busy.
+        #[test]
+        fn ranges_of_one_download_pass_together(size in 1u64..1_000_000, parts in 1u64..16) {
+            let policy = limited(1);
+            let mut flight = Flight::default();
+            let piece = size.div_ceil(parts);
+            let mut start = 0;
+            while start < size {
+                let payload = piece.min(size - start);
+                prop_assert!(admit(&policy, size, &Ledger::default(), &flight, true, 0, payload).is_ok());
+                flight.transfers += 1;
+                flight.reserved_bytes += payload;
+                start += payload;
+            }
+            prop_assert_eq!(flight.downloads(size), 1);
+            prop_assert_eq!(
+                admit(&policy, size, &Ledger::default(), &flight, true, 0, size),
+                Err(Refusal::Busy)
+            );
         }
 
         /// Whole transfers each count exactly one download.

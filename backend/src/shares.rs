@@ -336,7 +336,7 @@ impl Shares {
             policy: record.policy.clone(),
             created_at: record.created_at,
             downloads_completed: record.ledger.completed,
-            downloads_in_flight: flight.transfers,
+            downloads_in_flight: flight.downloads(record.content_size()),
             downloads_remaining: policy::remaining(&record.policy, &record.ledger),
             state: record.state,
             ended_at: record.ended_at,

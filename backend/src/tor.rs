@@ -122,6 +122,24 @@ pub struct Tor {
     probe: tokio::sync::Mutex<Option<Arc<TorClient<PreferredRuntime>>>>,
     status: watch::Sender<TorStatus>,
     services: Mutex<HashMap<ShareId, Service>>,
+    /// Onion streams open now, across all services.
+    streams: Arc<watch::Sender<usize>>,
+}
+
+/// Counts one open onion stream while it lives.
+struct StreamGuard(Arc<watch::Sender<usize>>);
+
+impl StreamGuard {
+    fn new(streams: &Arc<watch::Sender<usize>>) -> Self {
+        streams.send_modify(|open| *open += 1);
+        Self(streams.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open = open.saturating_sub(1));
+    }
 }
 
 impl std::fmt::Debug for Tor {
@@ -159,6 +177,7 @@ impl Tor {
             probe: tokio::sync::Mutex::new(None),
             status,
             services: Mutex::new(HashMap::new()),
+            streams: Arc::new(watch::channel(0).0),
         });
         let watcher = tor.clone();
         let progress_events = events.clone();
@@ -234,6 +253,7 @@ impl Tor {
             .ok_or_else(|| TorError::Launch("the service has no address yet".into()))?;
         let url = format!("http://{}/", address.display_unredacted());
         let share = id.clone();
+        let open_streams = self.streams.clone();
         let task = tokio::spawn(async move {
             let mut streams = tor_hsservice::handle_rend_requests(requests);
             while let Some(request) = streams.next().await {
@@ -244,7 +264,9 @@ impl Tor {
                 }
                 let router = router.clone();
                 let share = share.clone();
+                let guard = StreamGuard::new(&open_streams);
                 tokio::spawn(async move {
+                    let _guard = guard;
                     match request.accept(Connected::new_empty()).await {
                         Ok(stream) => serve_stream(stream, router).await,
                         Err(error) => {
@@ -264,6 +286,22 @@ impl Tor {
             );
         }
         Ok(url)
+    }
+
+    /// Onion streams open now. A stream stays open until its client closes it, which is the
+    /// only sign that the bytes written to it reached the other end.
+    pub fn open_streams(&self) -> usize {
+        *self.streams.borrow()
+    }
+
+    /// Waits until every onion stream is closed, or `deadline` passes; returns whether they
+    /// all closed. Used before exiting, so that the last download is not cut off while its
+    /// final bytes are still on their way through the circuit.
+    pub async fn streams_closed(&self, deadline: Duration) -> bool {
+        let mut open = self.streams.subscribe();
+        tokio::time::timeout(deadline, open.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Stops a share's onion service; with `forget`, deletes its keys and state so that the

@@ -75,7 +75,8 @@ async fn share_over_onion_and_get_it_verified_through_the_network() {
 async fn max_downloads_is_enforced_over_tor_and_the_address_goes_away() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_tor(&dir.path().join("server")).await;
-    let content = data(300_000, 22);
+    // Over 8 MiB: `get` fetches it as 4 ranges over 4 circuits, which must count as one.
+    let content = data(9 << 20, 22);
     let view = server
         .create(&[("once.bin", &content)], &[("max_downloads", "1")])
         .await;
@@ -83,6 +84,10 @@ async fn max_downloads_is_enforced_over_tor_and_the_address_goes_away() {
     let onion = view.links.onion.clone().expect("onion");
     let (ok, output) = get(&onion, &dir.path().join("first"), &dir.path().join("c1")).await;
     assert!(ok, "{output}");
+    assert_eq!(
+        std::fs::read(dir.path().join("first/once.bin")).expect("file"),
+        content
+    );
     let ended = server
         .wait_view(&view.id, "the share to be exhausted", |v| {
             v.state == ShareState::Exhausted
@@ -153,4 +158,102 @@ async fn after_a_restart_the_same_address_answers() {
     assert!(ok, "the address did not answer after a restart: {output}");
     assert_eq!(std::fs::read(out.join("stay.bin")).expect("file"), content);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_share_loses_its_address_and_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let view = server
+        .create(
+            &[("brief.bin", &data(50_000, 25))],
+            &[("expires_in_secs", "15")],
+        )
+        .await;
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let keys = server
+        .data_dir
+        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
+    let started = Instant::now();
+    loop {
+        let now = server.view(&view.id).await;
+        if now.state == ShareState::Expired {
+            assert!(now.links.onion.is_none(), "{now:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < PUBLISH_DEADLINE,
+            "share not expired: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually("the service keys to be deleted", || async {
+        (!keys.exists()).then_some(())
+    })
+    .await;
+    let (ok, output) = gone(&onion, &dir.path().join("out"), &dir.path().join("c")).await;
+    assert!(!ok, "an expired address answered: {output}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn headless_share_over_tor_serves_its_limit_then_exits_and_forgets_the_address() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("leak.pdf");
+    let content = data(400_000, 26);
+    std::fs::write(&file, &content).expect("write");
+    let data_dir = dir.path().join("data");
+    let mut child = tokio::process::Command::new(crate::util::binary())
+        .args(["share", "--max-downloads", "1", "--tor-config"])
+        .arg(crate::util::testnet_config())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("veilshare share");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let onion = tokio::time::timeout(PUBLISH_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = line.trim();
+            if line.starts_with("http://") {
+                return line.to_owned();
+            }
+        }
+        panic!("no link printed");
+    })
+    .await
+    .expect("link in time");
+    assert!(onion.ends_with(".onion/"), "{onion}");
+    // The rest of the output goes on being read, so the child never blocks on a full pipe.
+    let rest = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line);
+        }
+        seen
+    });
+    let out = dir.path().join("out");
+    let (ok, output) = get(&onion, &out, &dir.path().join("client")).await;
+    assert!(ok, "{output}");
+    assert_eq!(std::fs::read(out.join("leak.pdf")).expect("file"), content);
+    let status = tokio::time::timeout(PUBLISH_DEADLINE, child.wait())
+        .await
+        .expect("veilshare share exits by itself after the last download")
+        .expect("status");
+    assert!(status.success());
+    let seen = rest.await.expect("output").join("\n");
+    assert!(seen.contains("the share ended"), "{seen}");
+    let services = data_dir.join("headless/tor/state/keystore/hss");
+    let left: Vec<_> = std::fs::read_dir(&services)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "service keys left behind: {left:?}");
+    let (ok, output) = gone(&onion, &dir.path().join("again"), &dir.path().join("c2")).await;
+    assert!(!ok, "the address answered after the share ended: {output}");
 }

@@ -329,6 +329,18 @@ pub async fn get_cli_with(
     tor: bool,
     timeout: &str,
 ) -> (bool, String) {
+    get_cli_extra(link, out, state, tor, timeout, &[]).await
+}
+
+/// [`get_cli_with`] with more arguments for `veilshare get`.
+pub async fn get_cli_extra(
+    link: &str,
+    out: &Path,
+    state: &Path,
+    tor: bool,
+    timeout: &str,
+    extra: &[&str],
+) -> (bool, String) {
     let mut args = vec![
         "get".to_owned(),
         "--timeout".to_owned(),
@@ -340,6 +352,7 @@ pub async fn get_cli_with(
         state.to_string_lossy().into_owned(),
         "--quiet".to_owned(),
     ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     if tor {
         args.push("--tor-config".to_owned());
         args.push(testnet_config().to_string_lossy().into_owned());
