@@ -79,6 +79,9 @@ struct GetArgs {
     /// How long to keep trying to reach the share before giving up (e.g. 2m, 30s).
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// The key of a restricted share (the sender gives it with the link).
+    #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
+    key: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -106,6 +109,9 @@ struct ShareArgs {
     /// Also serve the share over plain HTTP at this address.
     #[arg(long)]
     public_listen: Option<SocketAddr>,
+    /// Only recipients who also hold a key (printed with the link) can reach the share.
+    #[arg(long, conflicts_with = "no_tor")]
+    restricted: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -536,6 +542,7 @@ async fn get(args: GetArgs) -> Result<()> {
         parallel: args.parallel.map(usize::from),
         quiet: args.quiet,
         patience: args.timeout,
+        key: args.key,
     };
     let written = crate::fetch::fetch(&settings).await?;
     #[allow(clippy::print_stdout)]
@@ -564,6 +571,11 @@ impl ShareArgs {
         if let Some(label) = &self.label {
             fields
                 .set(veilshare_shared::form::LABEL, label)
+                .map_err(anyhow::Error::msg)?;
+        }
+        if self.restricted {
+            fields
+                .set(veilshare_shared::form::RESTRICTED, "true")
                 .map_err(anyhow::Error::msg)?;
         }
         for file in &self.files {

@@ -53,6 +53,8 @@ pub struct FetchSettings {
     pub quiet: bool,
     /// How long to keep trying to reach the share (descriptors may be between uploads).
     pub patience: Duration,
+    /// The client key of a restricted share.
+    pub key: Option<String>,
 }
 
 /// The public manifest of a share (what `public` serves as `manifest.json`).
@@ -210,6 +212,9 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
         let client = crate::tor::create_client(&settings.state_dir, settings.tor_config.as_deref())
             .await
             .context("cannot set up Tor")?;
+        if let Some(key) = &settings.key {
+            crate::tor::authorize(&client, &base, key)?;
+        }
         if !settings.quiet {
             eprintln!("connecting to the Tor network…");
         }

@@ -117,6 +117,11 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         if let Some(qr) = qr_text(link) {
             println!("{qr}");
         }
+        if let Some(key) = &view.client_key {
+            println!(
+                "The recipient also needs this key (Tor Browser asks for it; `veilshare get --key`):\n\n  {key}\n"
+            );
+        }
         if let Some(max) = view.policy.max_downloads {
             println!("It ends after {max} complete download(s).");
         }

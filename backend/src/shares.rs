@@ -277,6 +277,7 @@ impl Shares {
             direct: fields.direct,
             problem: None,
             onion: None,
+            client_key: fields.restricted.then(crate::tor::new_client_key),
         };
         self.0.store.tag_share(&id, &collection).await?;
         self.0.store.insert(record.clone()).await?;
@@ -347,6 +348,10 @@ impl Shares {
                 local,
                 ticket: None,
             },
+            client_key: record
+                .client_key
+                .clone()
+                .filter(|_| !record.state.is_ended()),
         }
     }
 
@@ -554,6 +559,11 @@ impl Shares {
 
     /// Attaches the Tor side and publishes every share that is not ended (at the same address
     /// as before a restart). Shares created from now on are published as they are created.
+    /// Whether onion services are on (a Tor client is attached).
+    pub fn tor_enabled(&self) -> bool {
+        self.0.tor.get().is_some()
+    }
+
     pub fn attach_tor(&self, tor: Arc<Tor>) {
         if self.0.tor.set(tor.clone()).is_err() {
             return;
@@ -600,7 +610,10 @@ impl Shares {
             return;
         };
         let router = crate::public::single_share_router(self.clone(), id.clone());
-        let url = match tor.publish(&id, router) {
+        let client_key = self
+            .with_entry(&id, |e| e.record.client_key.clone())
+            .flatten();
+        let url = match tor.publish(&id, router, client_key.as_deref()) {
             Ok(url) => url,
             Err(error) => {
                 tracing::error!(share = %id, %error, "could not launch the onion service");
@@ -619,7 +632,7 @@ impl Shares {
             {
                 return;
             }
-            match tor.probe(&url, PROBE_DEADLINE).await {
+            match tor.probe(&url, client_key.as_deref(), PROBE_DEADLINE).await {
                 Ok(elapsed) => {
                     tracing::info!(share = %id, ?elapsed, "onion service reachable");
                     let _ = self

@@ -159,6 +159,10 @@ pub struct ShareRecord {
     /// `http://<address>.onion/` once the share's onion service was launched.
     #[serde(default)]
     pub onion: Option<String>,
+    /// For a restricted share: the recipient's client key (base32 x25519 secret), so that a
+    /// restart relaunches the service with the same authorization.
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 impl ShareRecord {
@@ -698,6 +702,7 @@ mod tests {
             direct: false,
             problem: None,
             onion: None,
+            client_key: None,
         }
     }
 

@@ -16,15 +16,21 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arti_client::{HsClientDescEncKey, HsId, KeystoreSelector};
 use arti_client::{TorClient, TorClientConfig, config::onion_service::OnionServiceConfigBuilder};
 use futures::StreamExt;
+use rand::RngCore;
 use safelog::DisplayRedacted;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::watch,
 };
 use tor_cell::relaycell::msg::Connected;
-use tor_hsservice::{HsNickname, RunningOnionService};
+use tor_hscrypto::pk::HsClientDescEncSecretKey;
+use tor_hsservice::{
+    HsNickname, RunningOnionService, config::restricted_discovery::HsClientNickname,
+};
+use tor_llcrypto::pk::curve25519;
 use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
 use veilshare_shared::{Event, ShareId, TorStatus};
@@ -234,14 +240,34 @@ impl Tor {
     }
 
     /// Launches (or relaunches, at the same address) the onion service of share `id`, serving
-    /// `router` at its root. Returns `http://<address>.onion/`.
-    pub fn publish(&self, id: &ShareId, router: axum::Router) -> Result<String, TorError> {
+    /// `router` at its root. With `client_key`, the service runs in restricted discovery mode:
+    /// only a client holding that key can fetch its descriptor. Returns `http://<address>.onion/`.
+    pub fn publish(
+        &self,
+        id: &ShareId,
+        router: axum::Router,
+        client_key: Option<&str>,
+    ) -> Result<String, TorError> {
         self.unpublish(id, false);
         let nick: HsNickname = nickname(id)
             .parse()
             .map_err(|e| TorError::Launch(format!("bad nickname: {e}")))?;
-        let config = OnionServiceConfigBuilder::default()
-            .nickname(nick)
+        let mut builder = OnionServiceConfigBuilder::default();
+        builder.nickname(nick);
+        if let Some(key) = client_key {
+            let secret = parse_client_key(key)?;
+            let public = HsClientDescEncKey::from(curve25519::PublicKey::from(&secret));
+            let recipient: HsClientNickname = "recipient"
+                .parse()
+                .map_err(|e| TorError::Launch(format!("bad client nickname: {e}")))?;
+            builder.restricted_discovery().enabled(true);
+            builder
+                .restricted_discovery()
+                .static_keys()
+                .access()
+                .push((recipient, public));
+        }
+        let config = builder
             .build()
             .map_err(|e| TorError::Launch(e.to_string()))?;
         let (handle, requests) = self
@@ -352,9 +378,18 @@ impl Tor {
     }
 
     /// Fetches `url` through the separate probe client until it answers `200`, retrying until
-    /// `deadline` passes. Returns how long it took.
-    pub async fn probe(&self, url: &str, deadline: Duration) -> Result<Duration, TorError> {
+    /// `deadline` passes; `client_key` is the recipient's key of a restricted share. Returns how
+    /// long it took.
+    pub async fn probe(
+        &self,
+        url: &str,
+        client_key: Option<&str>,
+        deadline: Duration,
+    ) -> Result<Duration, TorError> {
         let started = Instant::now();
+        if let Some(key) = client_key {
+            authorize(&*self.probe_client().await?, url, key)?;
+        }
         let host = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -407,6 +442,60 @@ impl Tor {
     }
 }
 
+/// A fresh client key for a restricted share: base32 (RFC 4648, no padding) of a random x25519
+/// secret key, the form Tor Browser asks for.
+pub fn new_client_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    data_encoding::BASE32_NOPAD.encode(&bytes)
+}
+
+/// Parses a client key as [`new_client_key`] writes it (any case, surrounding spaces ignored).
+pub fn parse_client_key(key: &str) -> Result<curve25519::StaticSecret, TorError> {
+    let bad = || {
+        TorError::Launch(
+            "the client key is not valid: it is 52 letters and digits (base32), as veilshare showed it"
+                .into(),
+        )
+    };
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(key.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|_| bad())?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+    Ok(curve25519::StaticSecret::from(bytes))
+}
+
+/// Gives `client` the key of the restricted onion service at `url`, replacing any key it held
+/// for that address.
+pub fn authorize(
+    client: &TorClient<PreferredRuntime>,
+    url: &str,
+    key: &str,
+) -> Result<(), TorError> {
+    let secret = parse_client_key(key)?;
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    let hsid: HsId = host
+        .parse()
+        .map_err(|e| TorError::Launch(format!("{host} is not an onion address: {e}")))?;
+    let failed =
+        |e: arti_client::Error| TorError::Launch(format!("cannot store the client key: {e}"));
+    client
+        .remove_service_discovery_key(KeystoreSelector::Primary, hsid)
+        .map_err(failed)?;
+    client
+        .insert_service_discovery_key(
+            KeystoreSelector::Primary,
+            hsid,
+            HsClientDescEncSecretKey::from(secret),
+        )
+        .map_err(failed)?;
+    Ok(())
+}
+
 /// Serves HTTP/1.1 on one onion stream with the share's router.
 async fn serve_stream(stream: arti_client::DataStream, router: axum::Router) {
     let io = hyper_util::rt::TokioIo::new(stream);
@@ -416,5 +505,19 @@ async fn serve_stream(stream: arti_client::DataStream, router: axum::Router) {
         .await
     {
         tracing::debug!(%error, "onion stream ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_keys_round_trip_and_bad_ones_are_refused() {
+        let key = super::new_client_key();
+        assert_eq!(key.len(), 52);
+        let secret = super::parse_client_key(&format!(" {} ", key.to_ascii_lowercase()))
+            .expect("a fresh key parses");
+        assert_eq!(data_encoding::BASE32_NOPAD.encode(&secret.to_bytes()), key);
+        assert!(super::parse_client_key("not a key").is_err());
+        assert!(super::parse_client_key(&key[..50]).is_err());
     }
 }

@@ -29,6 +29,9 @@ pub mod form {
     pub const LABEL: &str = "label";
     /// Optional `true`/`false`: also share over iroh (reveals the sender's IP address).
     pub const DIRECT: &str = "direct";
+    /// Optional `true`/`false`: only recipients holding the share's client key can reach its
+    /// onion service ("restricted discovery"; Tor Browser asks for the key).
+    pub const RESTRICTED: &str = "restricted";
     /// Query parameter naming an upload so that its progress events can be followed.
     pub const UPLOAD_ID_QUERY: &str = "upload";
 }
@@ -195,6 +198,10 @@ pub struct ShareView {
     pub problem: Option<String>,
     /// Where to fetch it.
     pub links: ShareLinks,
+    /// For a restricted share, the key a recipient needs besides the onion link (base32 of an
+    /// x25519 secret key: what Tor Browser asks for, and `veilshare get --key` takes).
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 /// The validated non-file fields of a create request.
@@ -208,6 +215,8 @@ pub struct CreateShareFields {
     pub label: Option<String>,
     /// See [`form::DIRECT`].
     pub direct: bool,
+    /// See [`form::RESTRICTED`].
+    pub restricted: bool,
 }
 
 impl CreateShareFields {
@@ -239,16 +248,19 @@ impl CreateShareFields {
                 }
                 self.label = (!value.is_empty()).then(|| value.to_owned());
             }
-            form::DIRECT => {
-                self.direct = match value {
-                    "" | "false" | "0" | "off" => false,
-                    "true" | "1" | "on" => true,
-                    _ => return Err(format!("`direct` must be true or false, not {value:?}")),
-                }
-            }
+            form::DIRECT => self.direct = parse_flag(name, value)?,
+            form::RESTRICTED => self.restricted = parse_flag(name, value)?,
             other => return Err(format!("unknown form field {other:?}")),
         }
         Ok(())
+    }
+}
+
+fn parse_flag(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "" | "false" | "0" | "off" => Ok(false),
+        "true" | "1" | "on" => Ok(true),
+        _ => Err(format!("`{name}` must be true or false, not {value:?}")),
     }
 }
 
@@ -480,6 +492,20 @@ mod tests {
         assert_eq!(fields.max_downloads, Some(3));
         assert_eq!(fields.expires_in_secs, Some(600));
         assert_eq!(fields.label.as_deref(), Some("for Ana"));
+    }
+
+    #[test]
+    fn flags_take_true_or_false_only() {
+        let mut fields = CreateShareFields::default();
+        fields.set(form::RESTRICTED, "true").expect("true");
+        fields.set(form::DIRECT, "on").expect("on");
+        assert!(fields.restricted && fields.direct);
+        fields.set(form::RESTRICTED, "0").expect("0");
+        assert!(!fields.restricted);
+        let error = fields
+            .set(form::RESTRICTED, "yes please")
+            .expect_err("refused");
+        assert!(error.contains("restricted"), "{error}");
     }
 
     #[test]

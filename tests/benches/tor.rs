@@ -1,33 +1,44 @@
-//! Onion-service benchmarks on the private Tor network (`cargo xtask bench tor` starts it):
-//! time from share creation to the first successful fetch, and the throughput of a 100 MiB
-//! `veilshare get` with one stream and with parallel ranges over separate circuits, side by
-//! side in one run. Each fetch uses a fresh client (its own state directory), as a recipient
-//! would.
+//! Onion-service benchmarks on the private Tor network (`cargo xtask bench tor` starts it),
+//! side by side in one run, 100 MiB, median of [`ROUNDS`], rounds interleaved:
+//! - time from share creation to live and to the first successful fetch;
+//! - `veilshare get` with one stream, and with 4 ranges over separate circuits;
+//! - the same with a build without congestion-control negotiation (client and service);
+//! - OnionShare (Debian's `onionshare-cli` on C tor, fetched with curl through a C tor client)
+//!   as the reference users compare us with.
+//!
+//! Each veilshare fetch uses a fresh client (its own state directory, bootstrap included), as a
+//! recipient would; curl goes through an already bootstrapped C tor, which favours OnionShare.
 
 // The results are this program's output.
 #![allow(clippy::print_stdout)]
 
 mod common;
 
-use common::{Veilshare, binary};
+use common::{Veilshare, binary, free_port};
 use std::{
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
 const SIZE: usize = 100 << 20;
 const ROUNDS: usize = 3;
 
-fn testnet() -> PathBuf {
-    std::env::var_os("VEILSHARE_TESTNET")
+fn env_path(name: &str) -> PathBuf {
+    std::env::var_os(name)
         .map(PathBuf::from)
-        .expect("VEILSHARE_TESTNET is not set: run `cargo xtask bench tor`")
+        .unwrap_or_else(|| panic!("{name} is not set: run `cargo xtask bench tor`"))
 }
 
-fn get(link: &str, out: &Path, state: &Path, parallel: u16) -> Duration {
+fn testnet() -> PathBuf {
+    env_path("VEILSHARE_TESTNET")
+}
+
+fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> Duration {
     let started = Instant::now();
-    let status = Command::new(binary())
+    let status = Command::new(binary)
         .args([
             "get",
             link,
@@ -54,30 +65,28 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let work = tempfile::Builder::new()
-        .prefix("veilshare-tor-bench")
-        .tempdir_in("/var/tmp")
-        .expect("work dir");
-    let data_dir = work.path().join("server");
-    let server = Veilshare::start(&data_dir, Some(&testnet()));
-    let api = server.api.clone();
-    let token = server.token.clone();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+fn mib_per_s(elapsed: Duration) -> f64 {
+    SIZE as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
+/// Shares `content` on `server` and waits until it is live; returns (onion link, time to live).
+fn share(
+    runtime: &tokio::runtime::Runtime,
+    server: &Veilshare,
+    content: &[u8],
+) -> (String, Duration) {
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("client");
-    let content: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
-
     let created = Instant::now();
     let view: serde_json::Value = runtime.block_on(async {
         let form = reqwest::multipart::Form::new().part(
             "files",
-            reqwest::multipart::Part::bytes(content.clone()).file_name("big.bin"),
+            reqwest::multipart::Part::bytes(content.to_vec()).file_name("big.bin"),
         );
-        http.post(format!("{api}/api/shares"))
-            .bearer_auth(&token)
+        http.post(format!("{}/api/shares", server.api))
+            .bearer_auth(&server.token)
             .multipart(form)
             .send()
             .await
@@ -87,10 +96,10 @@ fn main() {
             .expect("view")
     });
     let id = view["id"].as_str().expect("id").to_owned();
-    let onion = loop {
+    loop {
         let view: serde_json::Value = runtime.block_on(async {
-            http.get(format!("{api}/api/shares/{id}"))
-                .bearer_auth(&token)
+            http.get(format!("{}/api/shares/{id}", server.api))
+                .bearer_auth(&server.token)
                 .send()
                 .await
                 .expect("view")
@@ -99,44 +108,254 @@ fn main() {
                 .expect("json")
         });
         if view["state"] == "live" {
-            break view["links"]["onion"].as_str().expect("onion").to_owned();
+            let onion = view["links"]["onion"].as_str().expect("onion").to_owned();
+            return (onion, created.elapsed());
         }
         assert!(
             created.elapsed() < Duration::from_secs(180),
             "not live: {view}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    let live_after = created.elapsed();
+    }
+}
 
-    let mut results = Vec::new();
-    for (label, parallel) in [("one stream", 1u16), ("4 parallel circuits", 4u16)] {
-        let mut rates = Vec::new();
-        for round in 0..ROUNDS {
-            let out = work.path().join(format!("out-{parallel}-{round}"));
-            let state = work.path().join(format!("client-{parallel}-{round}"));
-            let elapsed = get(&onion, &out, &state, parallel);
-            assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
-            if results.is_empty() && round == 0 && parallel == 1 {
-                println!(
-                    "first fetch done {:.1} s after the share was created (live after {:.2} s)",
-                    (created.elapsed()).as_secs_f64(),
-                    live_after.as_secs_f64()
-                );
-            }
-            rates.push(SIZE as f64 / (1 << 20) as f64 / elapsed.as_secs_f64());
+/// A C `tor` joined to the private network, killed on drop.
+struct CTor {
+    child: Child,
+    socks: u16,
+    control: u16,
+}
+
+impl CTor {
+    /// Starts one under `dir` and waits until it has bootstrapped.
+    fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("tor dir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         }
-        results.push((label, median(rates)));
+        let (socks, control) = (free_port(), free_port());
+        let base = std::fs::read_to_string(env_path("VEILSHARE_TESTNET_CLIENT_TORRC"))
+            .expect("client torrc");
+        let torrc = dir.join("torrc");
+        std::fs::write(
+            &torrc,
+            format!(
+                "{base}DataDirectory {}\nSocksPort 127.0.0.1:{socks}\nControlPort 127.0.0.1:{control}\nLog notice stdout\n",
+                dir.display()
+            ),
+        )
+        .expect("torrc");
+        let mut child = Command::new("tor")
+            .arg("--defaults-torrc")
+            .arg("/dev/null")
+            .arg("-f")
+            .arg(&torrc)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tor");
+        let stdout = child.stdout.take().expect("stdout");
+        let (ready, wait) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Bootstrapped 100%") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        wait.recv_timeout(Duration::from_secs(120))
+            .expect("C tor did not bootstrap on the private network");
+        Self {
+            child,
+            socks,
+            control,
+        }
     }
-    server.stop();
-    println!(
-        "\n=== veilshare over Tor (private network, 100 MiB, fresh client each, median of {ROUNDS}, including client bootstrap) ==="
+}
+
+impl Drop for CTor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `onionshare-cli` sharing one file through a C tor's control port; stopped on drop.
+struct OnionShare {
+    child: Child,
+    url: String,
+    started: Instant,
+}
+
+impl OnionShare {
+    fn start(work: &Path, tor: &CTor, file: &Path) -> Self {
+        let home = work.join("onionshare-home");
+        std::fs::create_dir_all(&home).expect("home");
+        let config = work.join("onionshare.json");
+        let settings = serde_json::json!({
+            "connection_type": "control_port",
+            "control_port_address": "127.0.0.1",
+            "control_port_port": tor.control,
+            "socks_address": "127.0.0.1",
+            "socks_port": tor.socks,
+            "auth_type": "no_auth",
+            "auto_connect": false,
+        });
+        std::fs::write(&config, settings.to_string()).expect("config");
+        let started = Instant::now();
+        let mut child = Command::new("onionshare-cli")
+            .arg("--config")
+            .arg(&config)
+            .args(["--public", "--no-autostop-sharing"])
+            .arg(file)
+            // Its gzip copies go under $HOME/.config/onionshare: keep them in the work dir.
+            .env("HOME", &home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("onionshare-cli (Debian package onionshare-cli)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (found, wait) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let line = line.trim().to_owned();
+                if line.starts_with("http://") && line.contains(".onion") {
+                    let _ = found.send(line);
+                }
+            }
+        });
+        let url = wait
+            .recv_timeout(Duration::from_secs(180))
+            .expect("onionshare-cli printed no address");
+        Self {
+            child,
+            url,
+            started,
+        }
+    }
+}
+
+impl Drop for OnionShare {
+    fn drop(&mut self) {
+        // It ignores SIGINT when started in the background.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl through a C tor's SOCKS port; `None` when the fetch failed.
+fn curl(tor: &CTor, url: &str, out: &Path) -> Option<Duration> {
+    let started = Instant::now();
+    let status = Command::new("curl")
+        .args([
+            "--silent",
+            "--fail",
+            "--max-time",
+            "600",
+            "--socks5-hostname",
+        ])
+        .arg(format!("127.0.0.1:{}", tor.socks))
+        .arg("-o")
+        .arg(out)
+        .arg(url)
+        .status()
+        .expect("curl");
+    status.success().then(|| started.elapsed())
+}
+
+fn main() {
+    let work = tempfile::Builder::new()
+        .prefix("veilshare-tor-bench")
+        .tempdir_in("/var/tmp")
+        .expect("work dir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let content: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let file = work.path().join("big.bin");
+    std::fs::write(&file, &content).expect("content");
+    let without = env_path("VEILSHARE_BIN_NO_NEGOTIATION");
+
+    let server = Veilshare::start(&work.path().join("server"), Some(&testnet()));
+    let plain = Veilshare::start_binary(&without, &work.path().join("plain"), Some(&testnet()));
+    let (onion, live_after) = share(&runtime, &server, &content);
+    let created = Instant::now() - live_after;
+    let first = get(
+        &binary(),
+        &onion,
+        &work.path().join("first"),
+        &work.path().join("first-client"),
+        1,
     );
-    println!("share created -> live: {:.2} s", live_after.as_secs_f64());
-    for (label, rate) in &results {
-        println!("veilshare get, {label}: {rate:.1} MiB/s");
+    let first_fetch_done = created.elapsed();
+    let (plain_onion, _) = share(&runtime, &plain, &content);
+
+    let service_tor = CTor::start(&work.path().join("ctor-service"));
+    let client_tor = CTor::start(&work.path().join("ctor-client"));
+    let onionshare = OnionShare::start(work.path(), &service_tor, &file);
+    let download = format!("{}/download", onionshare.url.trim_end_matches('/'));
+    let os_out = work.path().join("onionshare-out.bin");
+    let os_first = loop {
+        if let Some(elapsed) = curl(&client_tor, &download, &os_out) {
+            break (onionshare.started.elapsed(), elapsed);
+        }
+        assert!(
+            onionshare.started.elapsed() < Duration::from_secs(300),
+            "OnionShare never answered"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
+
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        let fetches = [
+            (&binary(), &onion, 1u16),
+            (&binary(), &onion, 4u16),
+            (&without, &plain_onion, 1u16),
+        ];
+        for (index, (bin, link, parallel)) in fetches.into_iter().enumerate() {
+            let out = work.path().join(format!("out-{index}-{round}"));
+            let state = work.path().join(format!("client-{index}-{round}"));
+            let elapsed = get(bin, link, &out, &state, parallel);
+            assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
+            std::fs::remove_dir_all(&out).expect("clean");
+            rates[index].push(mib_per_s(elapsed));
+        }
+        let _ = std::fs::remove_file(&os_out);
+        let elapsed = curl(&client_tor, &download, &os_out).expect("OnionShare fetch");
+        assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
+        rates[3].push(mib_per_s(elapsed));
     }
-    if let [(_, one), (_, many)] = results.as_slice() {
-        println!("parallel / single: {:.2}x", many / one);
-    }
+    drop(onionshare);
+    server.stop();
+    plain.stop();
+
+    let [neg_one, neg_four, plain_one, os] = rates.map(median);
+    println!(
+        "\n=== over Tor (private network, 100 MiB, median of {ROUNDS}; veilshare: fresh client each, bootstrap included) ==="
+    );
+    println!(
+        "veilshare: share created -> live {:.2} s; first fetch done {:.1} s after creation ({:.1} s fetch)",
+        live_after.as_secs_f64(),
+        first_fetch_done.as_secs_f64(),
+        first.as_secs_f64()
+    );
+    println!(
+        "OnionShare: started -> first fetch done {:.1} s ({:.1} s fetch)",
+        os_first.0.as_secs_f64(),
+        os_first.1.as_secs_f64()
+    );
+    println!("veilshare get, one stream:                 {neg_one:.1} MiB/s");
+    println!("veilshare get, 4 parallel circuits:        {neg_four:.1} MiB/s");
+    println!("veilshare get, one stream, no negotiation: {plain_one:.1} MiB/s");
+    println!("OnionShare 2.6 (C tor) via curl + C tor:   {os:.1} MiB/s");
+    println!(
+        "negotiation on/off: {:.2}x; parallel/single: {:.2}x; veilshare one stream / OnionShare: {:.2}x; veilshare parallel / OnionShare: {:.2}x",
+        neg_one / plain_one,
+        neg_four / neg_one,
+        neg_one / os,
+        neg_four / os
+    );
 }

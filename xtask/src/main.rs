@@ -189,6 +189,20 @@ fn bench(args: &[String]) -> Result<()> {
         Some(name @ ("foundation" | "tor")) => (vec![name], &args[1..]),
         _ => (vec!["foundation", "tor"], args),
     };
+    // Without congestion-control negotiation, for the Tor suite's before/after: built first
+    // and copied aside, since both builds write `release/veilshare`.
+    let no_negotiation = target_dir().join("release/veilshare-no-negotiation");
+    if suites.contains(&"tor") {
+        exec(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "veilshare",
+            "--no-default-features",
+        ]))?;
+        std::fs::copy(target_dir().join("release/veilshare"), &no_negotiation)
+            .context("cannot copy the build without negotiation aside")?;
+    }
     exec(cargo().args(["build", "--release", "-p", "veilshare"]))?;
     let binary = target_dir().join("release/veilshare");
     for suite in suites {
@@ -199,8 +213,12 @@ fn bench(args: &[String]) -> Result<()> {
         if suite == "foundation" {
             ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
         } else {
+            ensure_debian_packages(&[("onionshare-cli", "onionshare-cli")])?;
             testnet::up()?;
-            command.env("VEILSHARE_TESTNET", testnet::arti_toml());
+            command
+                .env("VEILSHARE_TESTNET", testnet::arti_toml())
+                .env("VEILSHARE_TESTNET_CLIENT_TORRC", testnet::client_torrc())
+                .env("VEILSHARE_BIN_NO_NEGOTIATION", &no_negotiation);
         }
         exec(command.args(["--"]).args(rest))?;
     }

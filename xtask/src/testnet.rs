@@ -110,6 +110,13 @@ fn running(nodes_file: &Path) -> bool {
             .iter()
             .all(|d| pid_alive(&Path::new(d).join("tor.pid")))
         && arti_toml().exists()
+        && client_torrc().exists()
+}
+
+/// The torrc lines a C `tor` client needs to join the network (the OnionShare side-by-side in
+/// `cargo xtask bench tor` starts its own with these).
+pub fn client_torrc() -> PathBuf {
+    dir().join("client-torrc")
 }
 
 pub fn up() -> Result<()> {
@@ -336,6 +343,14 @@ pub fn up() -> Result<()> {
             .join(", "),
     );
     std::fs::write(arti_toml(), toml)?;
+    std::fs::write(
+        client_torrc(),
+        format!(
+            "TestingTorNetwork 1\nUseDefaultFallbackDirs 0\nAddressDisableIPv6 1\n\
+             ClientUseIPv6 0\n{}\n",
+            dir_authority_lines.join("\n")
+        ),
+    )?;
     eprintln!("Arti config: {}", arti_toml().display());
     Ok(())
 }

@@ -40,9 +40,14 @@ impl Veilshare {
     /// Starts a server with its data in `data_dir`: with `tor_config`, Tor on (that Arti
     /// TOML); without, Tor off and a plain public listener on a free port.
     pub fn start(data_dir: &Path, tor_config: Option<&Path>) -> Self {
+        Self::start_binary(&binary(), data_dir, tor_config)
+    }
+
+    /// [`Veilshare::start`] with another build of the binary.
+    pub fn start_binary(binary: &Path, data_dir: &Path, tor_config: Option<&Path>) -> Self {
         let instance = data_dir.join("instance.json");
         let _ = std::fs::remove_file(&instance);
-        let mut command = Command::new(binary());
+        let mut command = Command::new(binary);
         command.args(["serve", "--no-browser", "--listen", "127.0.0.1:0"]);
         match tor_config {
             Some(config) => {

@@ -798,3 +798,17 @@ async fn cli_lists_shares_of_the_running_instance() {
     assert!(!ok);
     assert!(stderr.contains("not running"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_restricted_share_without_tor_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server")).await;
+    let response = server
+        .create_raw(&[("a.txt", b"a")], &[("restricted", "true")])
+        .await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("needs Tor"), "{text}");
+    assert!(server.list().await.is_empty());
+    server.stop().await;
+}

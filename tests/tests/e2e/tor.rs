@@ -257,3 +257,47 @@ async fn headless_share_over_tor_serves_its_limit_then_exits_and_forgets_the_add
     let (ok, output) = gone(&onion, &dir.path().join("again"), &dir.path().join("c2")).await;
     assert!(!ok, "the address answered after the share ended: {output}");
 }
+
+#[tokio::test]
+async fn a_restricted_share_answers_only_to_holders_of_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let content = data(200_000, 27);
+    let view = server
+        .create(&[("sealed.bin", &content)], &[("restricted", "true")])
+        .await;
+    let key = view
+        .client_key
+        .clone()
+        .expect("a restricted share has a key");
+    assert_eq!(key.len(), 52, "{key}");
+    // Live means the probe client, given the key, reached it.
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let (ok, output) = gone(&onion, &dir.path().join("nokey"), &dir.path().join("c1")).await;
+    assert!(!ok, "a restricted share answered without its key: {output}");
+    assert!(!dir.path().join("nokey/sealed.bin").exists());
+    let out = dir.path().join("withkey");
+    let (ok, output) = crate::util::get_cli_extra(
+        &onion,
+        &out,
+        &dir.path().join("c2"),
+        true,
+        "2m",
+        &["--key", &key.to_ascii_lowercase()],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert_eq!(
+        std::fs::read(out.join("sealed.bin")).expect("file"),
+        content
+    );
+    // The key is never shown once the share has ended.
+    server
+        .api(Method::DELETE, &format!("/api/shares/{}", view.id))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(server.view(&view.id).await.client_key.is_none());
+    server.stop().await;
+}
