@@ -235,6 +235,7 @@ async fn launch(
     let Some(token) = query.get("token") else {
         return crate::ui::index(
             presented_token(&headers).is_some_and(|t| token_matches(&state, &t)),
+            &headers,
         );
     };
     if !token_matches(&state, token) {

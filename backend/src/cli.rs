@@ -302,7 +302,11 @@ pub(crate) async fn bind_public(
 
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
-    let _lock = lock_data_dir(&settings.data_dir)?;
+    let _lock = match lock_data_dir(&settings.data_dir) {
+        Ok(lock) => lock,
+        // A second start while one runs opens the running one's UI instead of failing.
+        Err(error) => return open_running(&settings, error),
+    };
     let token = admin::load_or_create_token(&settings.data_dir)
         .context("cannot read or create the API token")?;
     let api_listener = tokio::net::TcpListener::bind(settings.listen)
@@ -393,6 +397,25 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     .await;
     let _ = std::fs::remove_file(settings.data_dir.join(INSTANCE_FILE));
     store.shutdown().await;
+    Ok(())
+}
+
+/// When another instance holds the data directory: prints (and opens) its launch URL; fails
+/// with `locked` when there is no running instance to hand over to.
+fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
+    let info = read_instance(&settings.data_dir).map_err(|_| locked)?;
+    let token = std::fs::read_to_string(settings.data_dir.join("api-token"))
+        .context("cannot read the running instance's API token")?;
+    let launch = format!("{}/?token={}", info.api, token.trim());
+    #[allow(clippy::print_stdout)]
+    {
+        println!("veilshare is already running. Open {launch}");
+    }
+    if !settings.no_browser
+        && let Err(error) = webbrowser::open(&launch)
+    {
+        tracing::warn!(%error, "could not open a browser; open the URL above yourself");
+    }
     Ok(())
 }
 

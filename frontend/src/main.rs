@@ -1,19 +1,184 @@
-//! The veilshare management UI, compiled to WASM. This is the skeleton the UI issue fills in:
-//! it renders the app shell and proves the front end builds for `wasm32-unknown-unknown`.
+//! The veilshare management UI (Yew, compiled to WASM and embedded in the binary by
+//! `cargo xtask dist`): drop files, set the policy, watch the upload and the publication live,
+//! hand out the links and the QR code, follow downloads, revoke.
+//!
+//! Everything it shows comes from the local API (`/api/…`, same origin, session cookie) and
+//! the events socket; it loads nothing from anywhere else.
 
+mod api;
+mod view;
+
+use std::rc::Rc;
+
+use veilshare_shared::{Event, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-/// The app shell.
+use view::{NewShare, ShareCard, TorBadge};
+
+/// Unix seconds now, from the browser's clock.
+pub fn now_secs() -> u64 {
+    (js_sys::Date::now() / 1000.0) as u64
+}
+
+/// What the app knows.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Model {
+    status: Option<Status>,
+    shares: Vec<ShareView>,
+    load_problem: Option<String>,
+    live_problem: Option<String>,
+    now: u64,
+}
+
+enum Action {
+    Loaded(Status, Vec<ShareView>),
+    LoadFailed(String),
+    Tor(TorStatus),
+    Upsert(ShareView),
+    Live(Option<String>),
+    Tick(u64),
+}
+
+impl Reducible for Model {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut next = (*self).clone();
+        match action {
+            Action::Loaded(status, mut shares) => {
+                shares.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+                next.status = Some(status);
+                next.shares = shares;
+                next.load_problem = None;
+            }
+            Action::LoadFailed(problem) => next.load_problem = Some(problem),
+            Action::Tor(tor) => {
+                if let Some(status) = next.status.as_mut() {
+                    status.tor = tor;
+                }
+            }
+            Action::Upsert(share) => match next.shares.iter_mut().find(|s| s.id == share.id) {
+                Some(existing) => *existing = share,
+                None => next.shares.insert(0, share),
+            },
+            Action::Live(problem) => next.live_problem = problem,
+            Action::Tick(now) => next.now = now,
+        }
+        Rc::new(next)
+    }
+}
+
+async fn load(model: &UseReducerHandle<Model>) {
+    match futures::try_join!(api::status(), api::shares()) {
+        Ok((status, shares)) => model.dispatch(Action::Loaded(status, shares)),
+        Err(problem) => model.dispatch(Action::LoadFailed(problem)),
+    }
+}
+
+/// The app.
 #[component]
 fn App() -> Html {
+    let model = use_reducer(|| Model {
+        now: now_secs(),
+        ..Model::default()
+    });
+
+    // Load, then follow the events; reconnect (and reload) when the socket drops.
+    {
+        let model = model.clone();
+        use_effect_with((), move |()| {
+            wasm_bindgen_futures::spawn_local(async move {
+                loop {
+                    load(&model).await;
+                    let events = model.clone();
+                    let problem = api::follow_events(move |event| apply(&events, event)).await;
+                    model.dispatch(Action::Live(Some(problem)));
+                    gloo_timers::future::sleep(std::time::Duration::from_secs(2)).await;
+                    model.dispatch(Action::Live(None));
+                }
+            });
+        });
+    }
+    // The clock for countdowns.
+    {
+        let model = model.clone();
+        use_effect_with((), move |()| {
+            let interval = gloo_timers::callback::Interval::new(1000, move || {
+                model.dispatch(Action::Tick(now_secs()));
+            });
+            move || drop(interval)
+        });
+    }
+
+    let on_created = {
+        let model = model.clone();
+        Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(share)))
+    };
+    let on_changed = on_created.clone();
+    let tor = model.status.as_ref().map(|s| s.tor.clone());
+    let active = model.shares.iter().filter(|s| !s.state.is_ended()).count();
+
     html! {
-        <main>
-            <h1>{ "veilshare" }</h1>
-            <p>{ format!("Files up to {} per share.", veilshare_shared::MAX_FILES_PER_SHARE) }</p>
-        </main>
+        <>
+            <header class="top">
+                <h1>{ "veilshare" }</h1>
+                <TorBadge tor={tor} />
+            </header>
+            if let Some(problem) = &model.load_problem {
+                <p class="problem" role="alert">{ problem }</p>
+            }
+            if let Some(problem) = &model.live_problem {
+                <p class="problem" role="status">{ format!("{problem}; reconnecting…") }</p>
+            }
+            <main>
+                <NewShare on_created={on_created} tor_on={!matches!(model.status.as_ref().map(|s| &s.tor), Some(TorStatus::Disabled))} />
+                <section aria-labelledby="shares-title">
+                    <h2 id="shares-title">{ format!("Shares ({active} active)") }</h2>
+                    if model.shares.is_empty() && model.load_problem.is_none() {
+                        <p class="quiet">{ "No shares yet. Drop files above to create one." }</p>
+                    }
+                    <ul class="shares">
+                        { for model.shares.iter().map(|share| html! {
+                            <ShareCard key={share.id.to_string()} share={share.clone()} now={model.now} on_changed={on_changed.clone()} />
+                        }) }
+                    </ul>
+                </section>
+            </main>
+        </>
+    }
+}
+
+/// Applies one live event: share views replace ours; download events refresh the share.
+fn apply(model: &UseReducerHandle<Model>, event: Event) {
+    match event {
+        Event::ShareCreated { share, .. }
+        | Event::ShareUpdated { share }
+        | Event::ShareEnded { share } => model.dispatch(Action::Upsert(share)),
+        Event::DownloadStarted { id, .. } | Event::DownloadEnded { id, .. } => {
+            let model = model.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(share) = api::share(&id).await {
+                    model.dispatch(Action::Upsert(share));
+                }
+            });
+        }
+        Event::Tor { status } => model.dispatch(Action::Tor(status)),
+        Event::UploadProgress { .. } | Event::UploadFailed { .. } => {}
     }
 }
 
 fn main() {
-    yew::Renderer::<App>::new().render();
+    let root = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("app"));
+    match root {
+        Some(root) => {
+            root.set_inner_html("");
+            let _ = root.remove_attribute("aria-busy");
+            yew::Renderer::<App>::with_root(root).render();
+        }
+        None => {
+            yew::Renderer::<App>::new().render();
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! Project automation: `cargo xtask <command>`. Each command prints what it runs.
 //!
-//! - `run [ARGS…]`: build and start the app (`veilshare serve ARGS…`).
-//! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`),
-//!   then formatting, lints, the WASM build check, a private Tor network, and every test.
+//! - `run [ARGS…]`: build the app as `dist` does, then start it (`veilshare serve ARGS…`).
+//! - `dist`: the one-file app, `<target>/dist/veilshare`, with the Yew UI embedded.
+//! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
+//!   `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
+//!   the WASM build check, a private Tor network, every test, and the UI in a real browser
+//!   against the `dist` build.
 //! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
 
@@ -21,6 +24,7 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "run" => run(&rest),
+        "dist" => dist().map(|_| ()),
         "test" => test(&rest),
         "bench" => bench(&rest),
         "testnet" => testnet::main(&rest),
@@ -29,6 +33,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  run [ARGS…]   build and start veilshare (ARGS go to `veilshare serve`)\n  \
+                 dist          build the one-file app into <target>/dist/veilshare\n  \
                  test          install test prerequisites, then lint and run every test\n  \
                  bench         run the side-by-side benchmarks\n  \
                  testnet up|down|env   a private Tor network on 127.0.0.1"
@@ -57,7 +62,13 @@ fn root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(root());
+    // `cargo run` gave this process the xtask's manifest dir. Passed on, it would differ from
+    // checkout to checkout, and build scripts that watch it (ring's does) would rebuild ring,
+    // rustls and all of Arti whenever two clones share the target directory.
+    command
+        .current_dir(root())
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("CARGO_MANIFEST_PATH");
     command
 }
 
@@ -82,11 +93,135 @@ fn target_dir() -> PathBuf {
 }
 
 fn run(args: &[String]) -> Result<()> {
+    let binary = dist()?;
+    exec(Command::new(binary).arg("serve").args(args))
+}
+
+/// Builds the front end into `<target>/ui` (WASM, JS glue, page, styles, each also
+/// brotli- and gzip-compressed); returns that folder.
+fn build_ui() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    exec(cargo().args([
+        "build",
+        "-p",
+        "veilshare-frontend",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release/veilshare-frontend.wasm");
+    let out = target_dir().join("ui");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out)?;
+    eprintln!("$ wasm-bindgen --target web {}", wasm.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)?
+        .typescript(false)
+        .out_name("veilshare_frontend")
+        .generate(&out)
+        .context("wasm-bindgen failed")?;
+    let bound = out.join("veilshare_frontend_bg.wasm");
+    let raw_size = std::fs::metadata(&bound)?.len();
+    optimize_wasm(&bound);
+    for entry in std::fs::read_dir(root().join("frontend/static"))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, out.join(name))?;
+        }
+    }
+    let mut report = Vec::new();
+    for entry in std::fs::read_dir(&out)? {
+        let path = entry?.path();
+        let data = std::fs::read(&path)?;
+        let mut br = Vec::new();
+        {
+            let mut writer = brotli::CompressorWriter::new(&mut br, 64 << 10, 11, 22);
+            std::io::Write::write_all(&mut writer, &data)?;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &data)?;
+        let gz = gz.finish()?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::write(out.join(format!("{name}.br")), &br)?;
+        std::fs::write(out.join(format!("{name}.gz")), &gz)?;
+        report.push((name, data.len(), br.len(), gz.len()));
+    }
+    report.sort();
+    eprintln!("UI assets in {}:", out.display());
+    for (name, plain, br, gz) in &report {
+        eprintln!("  {name:32} {plain:>9} bytes, brotli {br:>8}, gzip {gz:>8}");
+    }
+    let wasm_size = std::fs::metadata(&bound)?.len();
+    eprintln!("  (WASM from wasm-bindgen: {raw_size} bytes; after wasm-opt: {wasm_size} bytes)");
+    Ok(out)
+}
+
+/// Runs `wasm-opt -Oz` on `wasm` when one is installed (npm's `binaryen`, which the test
+/// command installs under `tests/ui`, or one on PATH); the UI works without it, only bigger.
+fn optimize_wasm(wasm: &Path) {
+    let local = root().join("tests/ui/node_modules/.bin/wasm-opt");
+    let Some(tool) = local
+        .exists()
+        .then_some(local)
+        .or_else(|| which("wasm-opt"))
+    else {
+        eprintln!("wasm-opt not found: the WASM stays unoptimised (npm's `binaryen` provides it)");
+        return;
+    };
+    let optimized = wasm.with_extension("opt.wasm");
+    let status = Command::new(&tool)
+        .arg("-Oz")
+        .arg("--enable-bulk-memory")
+        .arg("--enable-nontrapping-float-to-int")
+        .arg("--enable-sign-ext")
+        .arg("--enable-reference-types")
+        .arg("--enable-multivalue")
+        .arg(wasm)
+        .arg("-o")
+        .arg(&optimized)
+        .status();
+    match status {
+        Ok(status) if status.success() => {
+            if let Err(error) = std::fs::rename(&optimized, wasm) {
+                eprintln!("could not keep wasm-opt's output ({error}); using the unoptimised WASM");
+            }
+        }
+        _ => {
+            let _ = std::fs::remove_file(&optimized);
+            eprintln!("{} failed; using the unoptimised WASM", tool.display());
+        }
+    }
+}
+
+/// `dist`: the UI, then the release binary with it embedded, copied to
+/// `<target>/dist/veilshare`. Returns that path.
+fn dist() -> Result<PathBuf> {
+    let ui = build_ui()?;
     exec(
         cargo()
-            .args(["run", "--release", "-p", "veilshare", "--", "serve"])
-            .args(args),
-    )
+            .args(["build", "--release", "-p", "veilshare"])
+            .env("VEILSHARE_UI_DIR", &ui),
+    )?;
+    let dist = target_dir().join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let binary = dist.join("veilshare");
+    std::fs::copy(target_dir().join("release/veilshare"), &binary)
+        .context("cannot copy the release binary into dist")?;
+    eprintln!(
+        "one-file app: {} ({:.1} MiB)",
+        binary.display(),
+        std::fs::metadata(&binary)?.len() as f64 / f64::from(1 << 20)
+    );
+    Ok(binary)
 }
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -180,6 +315,35 @@ fn test(args: &[String]) -> Result<()> {
             .args(["test", "--workspace"])
             .env("VEILSHARE_TESTNET", testnet::arti_toml())
             .args(args),
+    )?;
+    ui_e2e()
+}
+
+/// The UI in a real browser: Playwright (npm `playwright-core`, no downloaded browser) drives
+/// Debian's chromium against the one-file app from `dist`.
+fn ui_e2e() -> Result<()> {
+    ensure_debian_packages(&[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")])?;
+    let ui_tests = root().join("tests/ui");
+    if ["playwright-core", "binaryen"]
+        .iter()
+        .any(|package| !ui_tests.join("node_modules").join(package).exists())
+    {
+        eprintln!(
+            "installing npm packages for the UI test (playwright-core, and binaryen for wasm-opt; from the lockfile)"
+        );
+        exec(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&ui_tests),
+        )?;
+    }
+    let binary = dist()?;
+    exec(
+        Command::new("node")
+            .arg("e2e.mjs")
+            .current_dir(&ui_tests)
+            .env("VEILSHARE_DIST", &binary)
+            .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
     )
 }
 

@@ -812,3 +812,81 @@ async fn a_restricted_share_without_tor_is_refused_with_a_reason() {
     assert!(server.list().await.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_start_hands_over_to_the_running_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = run_cli(&[
+        "serve",
+        "--no-browser",
+        "--no-tor",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+    ])
+    .await
+    .expect("second start");
+    assert!(ok, "the second start failed: {stderr}");
+    let launch = format!("{}/?token={}", server.api, server.token);
+    assert!(stdout.contains(&launch), "{stdout}");
+    // The first one still serves.
+    assert_eq!(
+        server
+            .api(Method::GET, "/api/status")
+            .send()
+            .await
+            .expect("status")
+            .status(),
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_launch_link_signs_the_browser_in_and_leaves_the_address_bar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = browser
+        .get(format!("{}/?token={}", server.api, server.token))
+        .send()
+        .await
+        .expect("launch");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let page = browser
+        .get(format!("{}/", server.api))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    if let Some(csp) = page.headers().get(header::CONTENT_SECURITY_POLICY) {
+        // A build with the UI: scripts from this origin only, nothing inline.
+        let csp = csp.to_str().expect("csp");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+    } else {
+        let text = page.text().await.expect("text");
+        assert!(text.contains("cargo xtask dist"), "{text}");
+    }
+    server.stop().await;
+}

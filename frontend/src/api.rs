@@ -1,0 +1,166 @@
+//! Talking to the local API: JSON requests (the session cookie goes along, same origin), the
+//! upload with progress (XMLHttpRequest: fetch has no upload progress), and the events socket.
+
+use futures::StreamExt;
+use gloo_net::{http::Request, websocket::Message, websocket::futures::WebSocket};
+use veilshare_shared::{ApiError, Event, ShareId, ShareView, Status};
+use wasm_bindgen::{JsCast, closure::Closure};
+
+/// What failed, in plain words for the person in front of the screen.
+pub type Problem = String;
+
+async fn error_of(response: gloo_net::http::Response) -> Problem {
+    match response.json::<ApiError>().await {
+        Ok(error) => error.message,
+        Err(_) => format!("veilshare answered with HTTP {}", response.status()),
+    }
+}
+
+fn unreachable_error(error: gloo_net::Error) -> Problem {
+    format!("cannot reach veilshare ({error}); is it still running?")
+}
+
+/// `GET /api/status`.
+pub async fn status() -> Result<Status, Problem> {
+    let response = Request::get("/api/status")
+        .send()
+        .await
+        .map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// `GET /api/shares`.
+pub async fn shares() -> Result<Vec<ShareView>, Problem> {
+    let response = Request::get("/api/shares")
+        .send()
+        .await
+        .map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// `GET /api/shares/{id}`.
+pub async fn share(id: &ShareId) -> Result<ShareView, Problem> {
+    let response = Request::get(&format!("/api/shares/{id}"))
+        .send()
+        .await
+        .map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// `DELETE /api/shares/{id}`.
+pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
+    let response = Request::delete(&format!("/api/shares/{id}"))
+        .send()
+        .await
+        .map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// Follows `/api/events` until the socket closes, handing each event to `on_event`.
+pub async fn follow_events(on_event: impl Fn(Event)) -> Problem {
+    let Some(location) = web_sys::window().map(|w| w.location()) else {
+        return "no window".into();
+    };
+    let host = location.host().unwrap_or_default();
+    let mut socket = match WebSocket::open(&format!("ws://{host}/api/events")) {
+        Ok(socket) => socket,
+        Err(error) => return format!("cannot follow veilshare's events ({error})"),
+    };
+    while let Some(message) = socket.next().await {
+        match message {
+            Ok(Message::Text(text)) => {
+                if let Ok(event) = serde_json::from_str::<Event>(&text) {
+                    on_event(event);
+                }
+            }
+            Ok(Message::Bytes(_)) => {}
+            Err(error) => return format!("lost the live updates ({error})"),
+        }
+    }
+    "lost the live updates (veilshare closed the connection)".into()
+}
+
+/// An upload in flight: keeps the request and its listeners alive.
+pub struct Upload {
+    xhr: web_sys::XmlHttpRequest,
+    _listeners: Vec<Closure<dyn FnMut(web_sys::ProgressEvent)>>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upload")
+    }
+}
+
+impl Upload {
+    /// Stops the upload; the server keeps nothing of it.
+    pub fn abort(&self) {
+        let _ = self.xhr.abort();
+    }
+}
+
+/// Posts `form` to `/api/shares?upload=<id>`; `progress(sent, total)` while the browser sends,
+/// then `done` with the new share or the problem.
+pub fn upload(
+    upload_id: &str,
+    form: &web_sys::FormData,
+    progress: impl Fn(f64, f64) + 'static,
+    done: impl Fn(Result<ShareView, Problem>) + 'static,
+) -> Result<Upload, Problem> {
+    let xhr = web_sys::XmlHttpRequest::new().map_err(|_| "the browser cannot upload".to_owned())?;
+    xhr.open("POST", &format!("/api/shares?upload={upload_id}"))
+        .map_err(|_| "the browser cannot upload".to_owned())?;
+    let on_progress =
+        Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |event: web_sys::ProgressEvent| {
+            if event.length_computable() {
+                progress(event.loaded(), event.total());
+            }
+        });
+    xhr.upload()
+        .map_err(|_| "the browser cannot report upload progress".to_owned())?
+        .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+    let done = std::rc::Rc::new(done);
+    let finished = {
+        let xhr = xhr.clone();
+        let done = done.clone();
+        Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |_| {
+            let status = xhr.status().unwrap_or(0);
+            let text = xhr.response_text().ok().flatten().unwrap_or_default();
+            let result = if (200..300).contains(&status) {
+                serde_json::from_str::<ShareView>(&text)
+                    .map_err(|e| format!("veilshare's answer was not understood ({e})"))
+            } else if let Ok(error) = serde_json::from_str::<ApiError>(&text) {
+                Err(error.message)
+            } else {
+                Err(format!("the upload failed (HTTP {status})"))
+            };
+            done(result);
+        })
+    };
+    xhr.set_onload(Some(finished.as_ref().unchecked_ref()));
+    let failed = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |_| {
+        done(Err(
+            "the upload broke off: veilshare stopped or the connection was lost; nothing was kept"
+                .into(),
+        ));
+    });
+    xhr.set_onerror(Some(failed.as_ref().unchecked_ref()));
+    xhr.send_with_opt_form_data(Some(form))
+        .map_err(|_| "the browser could not send the files".to_owned())?;
+    Ok(Upload {
+        xhr,
+        _listeners: vec![on_progress, finished, failed],
+    })
+}

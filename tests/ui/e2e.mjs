@@ -1,0 +1,132 @@
+// End-to-end UI test in a real browser: Playwright (playwright-core) drives Debian's chromium
+// against the one-file app built by `cargo xtask dist`. `cargo xtask test` runs it with
+//   VEILSHARE_DIST=<target>/dist/veilshare  SCREENSHOTS=<target>/ui-screenshots
+// It opens the launch URL, uploads a file through the drop zone's input, waits for the share to
+// go live with its link and QR code, downloads from the public link, sees the download count
+// change live, revokes, and sees the link stop working. Screenshots of the main screens go to
+// SCREENSHOTS. Only 127.0.0.1 is contacted.
+
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const binary = process.env.VEILSHARE_DIST;
+const shots = process.env.SCREENSHOTS;
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+if (!binary || !shots) {
+  throw new Error('set VEILSHARE_DIST and SCREENSHOTS (run it through `cargo xtask test`)');
+}
+mkdirSync(shots, { recursive: true });
+const DEADLINE = 30_000;
+
+const work = mkdtempSync(join(tmpdir(), 'veilshare-ui-'));
+const file = join(work, 'field notes.bin');
+const content = randomBytes(3 * 1024 * 1024 + 17);
+writeFileSync(file, content);
+
+function fail(message) {
+  throw new Error(message);
+}
+
+// Starts the app and waits for the launch URL on its standard output.
+async function startApp() {
+  const started = Date.now();
+  const child = spawn(binary, [
+    'serve', '--no-browser', '--no-tor', '--listen', '127.0.0.1:0',
+    '--public-listen', '127.0.0.1:0', '--data-dir', join(work, 'data'),
+  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VEILSHARE_LOG: 'warn' } });
+  const launch = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no launch URL within 30 s')), DEADLINE);
+    let seen = '';
+    child.stdout.on('data', (chunk) => {
+      seen += chunk;
+      const match = seen.match(/Open (http:\/\/\S+\?token=\S+)/);
+      if (match) { clearTimeout(timer); resolve(match[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
+  });
+  return { child, launch, startMs: Date.now() - started };
+}
+
+async function fetchStatus(url) {
+  const response = await fetch(url);
+  const body = Buffer.from(await response.arrayBuffer());
+  return { status: response.status, body };
+}
+
+const app = await startApp();
+const browser = await chromium.launch({
+  executablePath: browserPath,
+  args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+let ok = false;
+try {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+
+  // The launch URL signs in and leaves the address bar without the token.
+  const opened = Date.now();
+  await page.goto(app.launch);
+  await page.getByRole('heading', { name: 'New share' }).waitFor({ timeout: DEADLINE });
+  const uiMs = Date.now() - opened;
+  if (page.url().includes('token')) fail(`the token stayed in the address bar: ${page.url()}`);
+  await page.getByText('Tor is off').waitFor({ timeout: DEADLINE });
+  await page.screenshot({ path: join(shots, '1-empty.png'), fullPage: true });
+
+  // Upload through the drop zone's input, with a limit of two downloads.
+  await page.setInputFiles('#files', file);
+  await page.getByText('field notes.bin').first().waitFor();
+  await page.fill('#max', '2');
+  await page.dispatchEvent('#max', 'change');
+  await page.fill('#label', 'Notes for Ana');
+  await page.dispatchEvent('#label', 'change');
+  await page.screenshot({ path: join(shots, '2-files-chosen.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Share', exact: true }).click();
+
+  const card = page.locator('li.card', { hasText: 'Notes for Ana' });
+  await card.waitFor({ timeout: DEADLINE });
+  await card.locator('.state', { hasText: 'live' }).waitFor({ timeout: DEADLINE });
+  const link = (await card.locator('.link-value').first().textContent()).trim();
+  if (!link.startsWith('http://127.0.0.1:')) fail(`unexpected link ${link}`);
+  if (await card.locator('.qr svg').count() !== 1) fail('no QR code on the live share');
+  await card.getByText('0 of 2 downloads').waitFor();
+  await page.screenshot({ path: join(shots, '3-live.png'), fullPage: true });
+
+  // Download from the public link: same bytes; the count changes live, without a reload.
+  const manifest = JSON.parse((await fetchStatus(`${link}manifest.json`)).body.toString());
+  const got = await fetchStatus(`${link}${manifest.files[0].path}`);
+  if (got.status !== 200) fail(`download answered ${got.status}`);
+  const sha = (b) => createHash('sha256').update(b).digest('hex');
+  if (sha(got.body) !== sha(content)) fail('downloaded bytes differ from the upload');
+  await card.getByText('1 of 2 downloads').waitFor({ timeout: DEADLINE });
+  await page.screenshot({ path: join(shots, '4-downloaded.png'), fullPage: true });
+
+  // Revoke, with the confirmation; the link stops working.
+  await card.getByRole('button', { name: 'Revoke…' }).click();
+  await page.screenshot({ path: join(shots, '5-confirm-revoke.png'), fullPage: true });
+  await card.getByRole('button', { name: 'Yes, revoke' }).click();
+  await card.locator('.state', { hasText: 'revoked' }).waitFor({ timeout: DEADLINE });
+  const after = await fetchStatus(`${link}manifest.json`);
+  if (after.status === 200) fail('the revoked link still answers');
+  await page.screenshot({ path: join(shots, '6-revoked.png'), fullPage: true });
+
+  // A narrow window still shows everything.
+  await page.setViewportSize({ width: 360, height: 800 });
+  await page.screenshot({ path: join(shots, '7-narrow.png'), fullPage: true });
+
+  if (errors.length) fail(`browser errors: ${errors.join('; ')}`);
+  console.log(`UI e2e passed: started in ${app.startMs} ms, UI answered ${uiMs} ms after opening the launch URL; screenshots in ${shots}`);
+  ok = true;
+} finally {
+  await browser.close();
+  app.child.kill('SIGTERM');
+  rmSync(work, { recursive: true, force: true });
+}
+process.exit(ok ? 0 : 1);
