@@ -80,15 +80,48 @@ try {
   await page.getByText('Tor is off').waitFor({ timeout: DEADLINE });
   await page.screenshot({ path: join(shots, '1-empty.png'), fullPage: true });
 
-  // Upload through the drop zone's input, with a limit of two downloads.
+  // One file through the drop zone's file input, one dropped onto it; a limit of two downloads.
   await page.setInputFiles('#files', file);
   await page.getByText('field notes.bin').first().waitFor();
+  const dropped = await page.evaluateHandle(() => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(['read me first\n'], 'readme.txt', { type: 'text/plain' }));
+    return transfer;
+  });
+  await page.dispatchEvent('.drop', 'dragover', { dataTransfer: dropped });
+  await page.dispatchEvent('.drop', 'drop', { dataTransfer: dropped });
+  await page.getByText('readme.txt').first().waitFor();
+  await page.getByText('2 file(s)').waitFor();
   await page.fill('#max', '2');
   await page.dispatchEvent('#max', 'change');
   await page.fill('#label', 'Notes for Ana');
   await page.dispatchEvent('#label', 'change');
   await page.screenshot({ path: join(shots, '2-files-chosen.png'), fullPage: true });
+  // Throttle the browser's uploads (DevTools network emulation) so that progress is visible.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 1024 * 1024,
+  });
   await page.getByRole('button', { name: 'Share', exact: true }).click();
+  const bar = page.locator('#upload-progress');
+  await bar.waitFor({ timeout: DEADLINE });
+  const seen = new Set();
+  const uploadStarted = Date.now();
+  while (await bar.count() > 0) {
+    if (Date.now() - uploadStarted > DEADLINE) fail('the upload did not finish in time');
+    const value = Number(await bar.getAttribute('value').catch(() => '0'));
+    const max = Number(await bar.getAttribute('max').catch(() => '1'));
+    if (max > 0) seen.add(Math.floor((value / max) * 10));
+    if (seen.size === 1 && seen.has(0)) {
+      await page.screenshot({ path: join(shots, '2b-uploading.png'), fullPage: true });
+    }
+    await page.waitForTimeout(100);
+  }
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+  });
+  if (seen.size < 3) fail(`upload progress did not move: saw tenths ${[...seen]}`);
 
   const card = page.locator('li.card', { hasText: 'Notes for Ana' });
   await card.waitFor({ timeout: DEADLINE });
@@ -97,14 +130,20 @@ try {
   if (!link.startsWith('http://127.0.0.1:')) fail(`unexpected link ${link}`);
   if (await card.locator('.qr svg').count() !== 1) fail('no QR code on the live share');
   await card.getByText('0 of 2 downloads').waitFor();
+  await card.getByText('2 file(s)').waitFor();
   await page.screenshot({ path: join(shots, '3-live.png'), fullPage: true });
 
   // Download from the public link: same bytes; the count changes live, without a reload.
+  // Every file of the share once: one complete download.
   const manifest = JSON.parse((await fetchStatus(`${link}manifest.json`)).body.toString());
-  const got = await fetchStatus(`${link}${manifest.files[0].path}`);
-  if (got.status !== 200) fail(`download answered ${got.status}`);
   const sha = (b) => createHash('sha256').update(b).digest('hex');
-  if (sha(got.body) !== sha(content)) fail('downloaded bytes differ from the upload');
+  const expected = { 'field notes.bin': sha(content), 'readme.txt': sha(Buffer.from('read me first\n')) };
+  if (manifest.files.length !== 2) fail(`the share has ${manifest.files.length} files, not 2`);
+  for (const entry of manifest.files) {
+    const got = await fetchStatus(`${link}${entry.path}`);
+    if (got.status !== 200) fail(`download of ${entry.name} answered ${got.status}`);
+    if (sha(got.body) !== expected[entry.name]) fail(`${entry.name}: bytes differ from the upload`);
+  }
   await card.getByText('1 of 2 downloads').waitFor({ timeout: DEADLINE });
   await page.screenshot({ path: join(shots, '4-downloaded.png'), fullPage: true });
 
