@@ -597,3 +597,152 @@ mod tests {
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
     }
 }
+
+/// Component tests in a real browser (`cargo xtask test` runs them in headless Chromium).
+#[cfg(all(test, target_arch = "wasm32"))]
+mod browser_tests {
+    use veilshare_shared::{ContentHash, FileEntry, Policy, ShareId, ShareLinks};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn root() -> web_sys::Element {
+        let document = web_sys::window()
+            .and_then(|w| w.document())
+            .expect("document");
+        let root = document.create_element("div").expect("div");
+        document
+            .body()
+            .expect("body")
+            .append_child(&root)
+            .expect("append");
+        root
+    }
+
+    /// Lets Yew render what was scheduled.
+    async fn settle() {
+        gloo_timers::future::TimeoutFuture::new(10).await;
+    }
+
+    fn share(state: ShareState) -> ShareView {
+        ShareView {
+            id: ShareId::parse("abcdefghijklmnopqrstuvwxyz").expect("id"),
+            label: Some("Report".into()),
+            files: vec![FileEntry {
+                name: "report.pdf".into(),
+                size: 1536,
+                hash: ContentHash::parse(&"a".repeat(64)).expect("hash"),
+            }],
+            total_size: 1536,
+            content_hash: ContentHash::parse(&"b".repeat(64)).expect("hash"),
+            policy: Policy {
+                max_downloads: Some(3),
+                expires_at: Some(100_000),
+            },
+            created_at: 1,
+            downloads_completed: 1,
+            downloads_in_flight: 1,
+            downloads_remaining: Some(2),
+            state,
+            ended_at: None,
+            direct: false,
+            problem: None,
+            links: ShareLinks {
+                onion: Some(format!("http://{}.onion/", "a".repeat(56))),
+                local: None,
+                ticket: None,
+            },
+            client_key: Some("K".repeat(52)),
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_live_card_shows_counts_countdown_links_key_and_qr() {
+        let root = root();
+        let props = ShareCardProps {
+            share: share(ShareState::Live),
+            now: 100_000 - 3 * 3600 - 5 * 60,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("1 of 3 downloads, 1 in progress"), "{text}");
+        assert!(text.contains("expires in 3 h 05 min"), "{text}");
+        assert!(text.contains(".onion/"), "{text}");
+        assert!(text.contains(&"K".repeat(52)), "{text}");
+        assert!(root.query_selector(".qr svg").ok().flatten().is_some());
+        assert_eq!(
+            root.query_selector_all("button.copy")
+                .map(|l| l.length())
+                .unwrap_or(0),
+            2,
+            "a copy button for the link and for the key"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn revoking_asks_for_confirmation_first() {
+        let root = root();
+        let props = ShareCardProps {
+            share: share(ShareState::Live),
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let ask = root
+            .query_selector("button.danger")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("revoke button");
+        assert_eq!(ask.text_content().as_deref(), Some("Revoke…"));
+        ask.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains("Yes, revoke") && text.contains("Keep it"),
+            "{text}"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn an_ended_card_says_why_and_offers_no_link() {
+        let root = root();
+        let props = ShareCardProps {
+            share: share(ShareState::Exhausted),
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("download limit reached"), "{text}");
+        assert!(!text.contains(".onion/"), "{text}");
+        assert!(
+            root.query_selector("button.danger")
+                .ok()
+                .flatten()
+                .is_none()
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn tor_progress_is_shown_in_plain_words() {
+        let root = root();
+        let props = TorBadgeProps {
+            tor: Some(TorStatus::Bootstrapping {
+                progress: 0.42,
+                message: "fetching directory".into(),
+            }),
+        };
+        yew::Renderer::<TorBadge>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert_eq!(text, "Connecting to Tor: 42% (fetching directory)");
+    }
+}

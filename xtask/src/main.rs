@@ -4,8 +4,8 @@
 //! - `dist`: the one-file app, `<target>/dist/veilshare`, with the Yew UI embedded.
 //! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
 //!   `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
-//!   the WASM build check, a private Tor network, every test, and the UI in a real browser
-//!   against the `dist` build.
+//!   the WASM build check, a private Tor network, every test, the front end's component tests
+//!   in headless Chromium, and the UI in a real browser against the `dist` build.
 //! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
 
@@ -316,7 +316,28 @@ fn test(args: &[String]) -> Result<()> {
             .env("VEILSHARE_TESTNET", testnet::arti_toml())
             .args(args),
     )?;
+    component_tests()?;
     ui_e2e()
+}
+
+/// The front end's component tests (`wasm-bindgen-test`) in headless Chromium, through
+/// chromedriver and wasm-bindgen's test runner built from the workspace.
+fn component_tests() -> Result<()> {
+    ensure_debian_packages(&[
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+    ])?;
+    exec(cargo().args(["build", "-p", "wasm-test-runner"]))?;
+    let chromedriver = which("chromedriver").context("chromedriver is missing")?;
+    exec(
+        cargo()
+            .args(["test", "-p", "veilshare-frontend", "--target", WASM_TARGET])
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                target_dir().join("debug/wasm-test-runner"),
+            )
+            .env("CHROMEDRIVER", chromedriver),
+    )
 }
 
 /// The UI in a real browser: Playwright (npm `playwright-core`, no downloaded browser) drives
