@@ -412,7 +412,7 @@ async fn receive_upload(
             let name = field.name().unwrap_or_default().to_owned();
             let value = read_text_field(&mut field, &name).await?;
             fields.set(&name, &value).map_err(Failure::bad_request)?;
-            if fields.restricted && !state.shares.tor_enabled() {
+            if fields.restricted && state.shares.tor().is_none() {
                 return Err(Failure::bad_request(
                     "a restricted share needs Tor, and veilshare runs with --no-tor".to_owned(),
                 ));

@@ -374,18 +374,12 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
         pid: std::process::id(),
     };
     write_instance(&settings.data_dir, &info)?;
-    let launch = format!("http://{api_addr}/?token={token}");
     tracing::info!(api = %info.api, public = ?info.public, "veilshare is running");
-    // The launch URL goes to standard output, so that scripts and people can pick it up.
-    #[allow(clippy::print_stdout)]
-    {
-        println!("veilshare is running. Open {launch}");
-    }
-    if !settings.no_browser
-        && let Err(error) = webbrowser::open(&launch)
-    {
-        tracing::warn!(%error, "could not open a browser; open the URL above yourself");
-    }
+    hand_out_launch(
+        "veilshare is running",
+        &format!("http://{api_addr}/?token={token}"),
+        settings.no_browser,
+    );
 
     wait_for_signal().await;
     tracing::info!("stopping");
@@ -404,19 +398,26 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
 /// with `locked` when there is no running instance to hand over to.
 fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
     let info = read_instance(&settings.data_dir).map_err(|_| locked)?;
-    let token = std::fs::read_to_string(settings.data_dir.join("api-token"))
+    let token = std::fs::read_to_string(admin::token_path(&settings.data_dir))
         .context("cannot read the running instance's API token")?;
-    let launch = format!("{}/?token={}", info.api, token.trim());
+    hand_out_launch(
+        "veilshare is already running",
+        &format!("{}/?token={}", info.api, token.trim()),
+        settings.no_browser,
+    );
+    Ok(())
+}
+
+/// Prints the launch URL on standard output (so that scripts and people can pick it up) and,
+/// unless `no_browser`, opens it.
+fn hand_out_launch(what: &str, launch: &str, no_browser: bool) {
     #[allow(clippy::print_stdout)]
     {
-        println!("veilshare is already running. Open {launch}");
+        println!("{what}. Open {launch}");
     }
-    if !settings.no_browser
-        && let Err(error) = webbrowser::open(&launch)
-    {
+    if !no_browser && let Err(error) = webbrowser::open(launch) {
         tracing::warn!(%error, "could not open a browser; open the URL above yourself");
     }
-    Ok(())
 }
 
 pub(crate) async fn wait_for_signal() {

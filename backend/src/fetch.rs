@@ -213,7 +213,8 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
             .await
             .context("cannot set up Tor")?;
         if let Some(key) = &settings.key {
-            crate::tor::authorize(&client, &base, key)?;
+            let (host, _, _) = split_url(&base)?;
+            crate::tor::authorize(&client, &host, key)?;
         }
         if !settings.quiet {
             eprintln!("connecting to the Tor network…");
@@ -546,9 +547,10 @@ async fn fetch_ranges(
             .open(part)
             .with_context(|| format!("cannot write {}", part.display()))?,
     );
-    let done_bytes: u64 = (0..journal.done.len() as u64)
-        .filter(|&index| journal.done[index as usize])
-        .map(|index| CHUNK.min(size - index * CHUNK))
+    let done_bytes: u64 = (0u64..)
+        .zip(&journal.done)
+        .filter(|(_, done)| **done)
+        .map(|(index, _)| CHUNK.min(size - index * CHUNK))
         .sum();
     let spans = plan_spans(&journal.done, file.size, parallel.max(1));
     let marks = Arc::new(journal.file);
@@ -569,8 +571,7 @@ async fn fetch_ranges(
         .collect()
         .await;
     bar.finish_and_clear();
-    let failures: Vec<anyhow::Error> = results.into_iter().filter_map(Result::err).collect();
-    if let Some(first) = failures.into_iter().next() {
+    if let Some(first) = results.into_iter().find_map(Result::err) {
         return Err(first.context(format!(
             "{}: part of the download failed; what arrived is kept: run the same command again to resume",
             file.name

@@ -559,11 +559,6 @@ impl Shares {
 
     /// Attaches the Tor side and publishes every share that is not ended (at the same address
     /// as before a restart). Shares created from now on are published as they are created.
-    /// Whether onion services are on (a Tor client is attached).
-    pub fn tor_enabled(&self) -> bool {
-        self.0.tor.get().is_some()
-    }
-
     pub fn attach_tor(&self, tor: Arc<Tor>) {
         if self.0.tor.set(tor.clone()).is_err() {
             return;

@@ -387,13 +387,13 @@ impl Tor {
         deadline: Duration,
     ) -> Result<Duration, TorError> {
         let started = Instant::now();
-        if let Some(key) = client_key {
-            authorize(&*self.probe_client().await?, url, key)?;
-        }
         let host = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
+        if let Some(key) = client_key {
+            authorize(&*self.probe_client().await?, &host, key)?;
+        }
         let mut pause = Duration::from_millis(250);
         let mut last_error = String::from("no attempt");
         while started.elapsed() < deadline {
@@ -465,19 +465,14 @@ pub fn parse_client_key(key: &str) -> Result<curve25519::StaticSecret, TorError>
     Ok(curve25519::StaticSecret::from(bytes))
 }
 
-/// Gives `client` the key of the restricted onion service at `url`, replacing any key it held
-/// for that address.
+/// Gives `client` the key of the restricted onion service `host` (`<56 chars>.onion`),
+/// replacing any key it held for that address.
 pub fn authorize(
     client: &TorClient<PreferredRuntime>,
-    url: &str,
+    host: &str,
     key: &str,
 ) -> Result<(), TorError> {
     let secret = parse_client_key(key)?;
-    let host = url
-        .trim_start_matches("http://")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default();
     let hsid: HsId = host
         .parse()
         .map_err(|e| TorError::Launch(format!("{host} is not an onion address: {e}")))?;

@@ -36,11 +36,6 @@ const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; sty
                    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
                    frame-ancestors 'none'";
 
-/// Whether this build carries the UI.
-pub fn embedded() -> bool {
-    find("index.html").is_some()
-}
-
 fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|asset| asset.name == name)
 }
@@ -80,23 +75,7 @@ fn respond(asset: &'static Asset, headers: &HeaderMap) -> Response {
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let accepts = |encoding: &str| {
-            headers
-                .get_all(header::ACCEPT_ENCODING)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|item| {
-                    let mut parts = item.split(';');
-                    parts.next().is_some_and(|name| name.trim() == encoding)
-                        && parts.all(|p| p.trim() != "q=0")
-                })
-        };
-        let (body, encoding) = match (asset.br, asset.gz) {
-            (Some(br), _) if accepts("br") => (br, Some("br")),
-            (_, Some(gz)) if accepts("gzip") => (gz, Some("gzip")),
-            _ => (asset.identity, None),
-        };
+        let (body, encoding) = choose_encoding(asset, headers);
         let mut response = body.into_response();
         if let Some(encoding) = encoding {
             response
@@ -120,6 +99,27 @@ fn respond(asset: &'static Asset, headers: &HeaderMap) -> Response {
         headers.insert(header::ETAG, value);
     }
     response
+}
+
+/// The best form of `asset` the request accepts: brotli, else gzip, else as is.
+fn choose_encoding(asset: &Asset, headers: &HeaderMap) -> (&'static [u8], Option<&'static str>) {
+    let accepts = |encoding: &str| {
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| {
+                let mut parts = item.split(';');
+                parts.next().is_some_and(|name| name.trim() == encoding)
+                    && parts.all(|p| p.trim() != "q=0")
+            })
+    };
+    match (asset.br, asset.gz) {
+        (Some(br), _) if accepts("br") => (br, Some("br")),
+        (_, Some(gz)) if accepts("gzip") => (gz, Some("gzip")),
+        _ => (asset.identity, None),
+    }
 }
 
 /// The UI's entry page. `authenticated` tells whether the browser holds the session cookie.
@@ -155,4 +155,44 @@ pub fn index(authenticated: bool, headers: &HeaderMap) -> Response {
         format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>veilshare</title></head><body>{body}</body></html>"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ASSET: Asset = Asset {
+        name: "app.js",
+        identity: b"plain",
+        br: Some(b"brotli"),
+        gz: Some(b"gzip"),
+    };
+
+    fn chosen(accept: Option<&str>) -> Option<&'static str> {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept {
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(accept).expect("header"),
+            );
+        }
+        choose_encoding(&ASSET, &headers).1
+    }
+
+    #[test]
+    fn the_best_accepted_encoding_is_served() {
+        assert_eq!(chosen(Some("gzip, deflate, br, zstd")), Some("br"));
+        assert_eq!(chosen(Some("gzip")), Some("gzip"));
+        assert_eq!(chosen(Some("br;q=0, gzip;q=0.5")), Some("gzip"));
+        assert_eq!(chosen(Some("identity")), None);
+        assert_eq!(chosen(None), None);
+        let plain = Asset {
+            br: None,
+            gz: None,
+            ..ASSET
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        assert_eq!(choose_encoding(&plain, &headers), (&b"plain"[..], None));
+    }
 }

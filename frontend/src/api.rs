@@ -2,7 +2,11 @@
 //! upload with progress (XMLHttpRequest: fetch has no upload progress), and the events socket.
 
 use futures::StreamExt;
-use gloo_net::{http::Request, websocket::Message, websocket::futures::WebSocket};
+use gloo_net::{
+    http::{Request, RequestBuilder},
+    websocket::Message,
+    websocket::futures::WebSocket,
+};
 use veilshare_shared::{ApiError, Event, ShareId, ShareView, Status};
 use wasm_bindgen::{JsCast, closure::Closure};
 
@@ -20,52 +24,28 @@ fn unreachable_error(error: gloo_net::Error) -> Problem {
     format!("cannot reach veilshare ({error}); is it still running?")
 }
 
-/// `GET /api/status`.
-pub async fn status() -> Result<Status, Problem> {
-    let response = Request::get("/api/status")
-        .send()
-        .await
-        .map_err(unreachable_error)?;
+/// Sends `request` and reads its JSON answer, or the API's error in plain words.
+async fn json<T: serde::de::DeserializeOwned>(request: RequestBuilder) -> Result<T, Problem> {
+    let response = request.send().await.map_err(unreachable_error)?;
     if !response.ok() {
         return Err(error_of(response).await);
     }
     response.json().await.map_err(|e| e.to_string())
+}
+
+/// `GET /api/status`.
+pub async fn status() -> Result<Status, Problem> {
+    json(Request::get("/api/status")).await
 }
 
 /// `GET /api/shares`.
 pub async fn shares() -> Result<Vec<ShareView>, Problem> {
-    let response = Request::get("/api/shares")
-        .send()
-        .await
-        .map_err(unreachable_error)?;
-    if !response.ok() {
-        return Err(error_of(response).await);
-    }
-    response.json().await.map_err(|e| e.to_string())
-}
-
-/// `GET /api/shares/{id}`.
-pub async fn share(id: &ShareId) -> Result<ShareView, Problem> {
-    let response = Request::get(&format!("/api/shares/{id}"))
-        .send()
-        .await
-        .map_err(unreachable_error)?;
-    if !response.ok() {
-        return Err(error_of(response).await);
-    }
-    response.json().await.map_err(|e| e.to_string())
+    json(Request::get("/api/shares")).await
 }
 
 /// `DELETE /api/shares/{id}`.
 pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
-    let response = Request::delete(&format!("/api/shares/{id}"))
-        .send()
-        .await
-        .map_err(unreachable_error)?;
-    if !response.ok() {
-        return Err(error_of(response).await);
-    }
-    response.json().await.map_err(|e| e.to_string())
+    json(Request::delete(&format!("/api/shares/{id}"))).await
 }
 
 /// Follows `/api/events` until the socket closes, handing each event to `on_event`.

@@ -110,11 +110,10 @@ fn App() -> Html {
         });
     }
 
-    let on_created = {
+    let upsert = {
         let model = model.clone();
         Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(share)))
     };
-    let on_changed = on_created.clone();
     let tor = model.status.as_ref().map(|s| s.tor.clone());
     let active = model.shares.iter().filter(|s| !s.state.is_ended()).count();
 
@@ -131,7 +130,7 @@ fn App() -> Html {
                 <p class="problem" role="status">{ format!("{problem}; reconnecting…") }</p>
             }
             <main>
-                <NewShare on_created={on_created} tor_on={!matches!(model.status.as_ref().map(|s| &s.tor), Some(TorStatus::Disabled))} />
+                <NewShare on_created={upsert.clone()} tor_on={!matches!(model.status.as_ref().map(|s| &s.tor), Some(TorStatus::Disabled))} />
                 <section aria-labelledby="shares-title">
                     <h2 id="shares-title">{ format!("Shares ({active} active)") }</h2>
                     if model.shares.is_empty() && model.load_problem.is_none() {
@@ -139,7 +138,7 @@ fn App() -> Html {
                     }
                     <ul class="shares">
                         { for model.shares.iter().map(|share| html! {
-                            <ShareCard key={share.id.to_string()} share={share.clone()} now={model.now} on_changed={on_changed.clone()} />
+                            <ShareCard key={share.id.to_string()} share={share.clone()} now={model.now} on_changed={upsert.clone()} />
                         }) }
                     </ul>
                 </section>
@@ -148,22 +147,18 @@ fn App() -> Html {
     }
 }
 
-/// Applies one live event: share views replace ours; download events refresh the share.
+/// Applies one live event: share views replace ours (the server follows every download
+/// event with the share's new view, so those need nothing of their own).
 fn apply(model: &UseReducerHandle<Model>, event: Event) {
     match event {
         Event::ShareCreated { share, .. }
         | Event::ShareUpdated { share }
         | Event::ShareEnded { share } => model.dispatch(Action::Upsert(share)),
-        Event::DownloadStarted { id, .. } | Event::DownloadEnded { id, .. } => {
-            let model = model.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                if let Ok(share) = api::share(&id).await {
-                    model.dispatch(Action::Upsert(share));
-                }
-            });
-        }
         Event::Tor { status } => model.dispatch(Action::Tor(status)),
-        Event::UploadProgress { .. } | Event::UploadFailed { .. } => {}
+        Event::DownloadStarted { .. }
+        | Event::DownloadEnded { .. }
+        | Event::UploadProgress { .. }
+        | Event::UploadFailed { .. } => {}
     }
 }
 

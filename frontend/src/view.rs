@@ -186,7 +186,9 @@ pub fn NewShare(props: &NewShareProps) -> Html {
     let expires_in: Result<Option<u64>, String> = match expiry.as_str() {
         "" => Ok(None),
         "custom" => match custom_amount.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(Some(n * custom_unit.parse::<u64>().unwrap_or(3600))),
+            Ok(n) if n > 0 => Ok(Some(
+                n.saturating_mul(custom_unit.parse::<u64>().unwrap_or(3600)),
+            )),
             _ => Err("the custom expiry must be a whole number above 0".into()),
         },
         preset => Ok(preset.parse().ok()),
@@ -627,6 +629,19 @@ mod browser_tests {
         gloo_timers::future::TimeoutFuture::new(10).await;
     }
 
+    /// A card for a share in `state`, rendered at time `now`.
+    async fn card(state: ShareState, now: u64) -> web_sys::Element {
+        let root = root();
+        let props = ShareCardProps {
+            share: share(state),
+            now,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        root
+    }
+
     fn share(state: ShareState) -> ShareView {
         ShareView {
             id: ShareId::parse("abcdefghijklmnopqrstuvwxyz").expect("id"),
@@ -661,14 +676,7 @@ mod browser_tests {
 
     #[wasm_bindgen_test]
     async fn a_live_card_shows_counts_countdown_links_key_and_qr() {
-        let root = root();
-        let props = ShareCardProps {
-            share: share(ShareState::Live),
-            now: 100_000 - 3 * 3600 - 5 * 60,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = card(ShareState::Live, 100_000 - 3 * 3600 - 5 * 60).await;
         let text = root.text_content().unwrap_or_default();
         assert!(text.contains("1 of 3 downloads, 1 in progress"), "{text}");
         assert!(text.contains("expires in 3 h 05 min"), "{text}");
@@ -686,14 +694,7 @@ mod browser_tests {
 
     #[wasm_bindgen_test]
     async fn revoking_asks_for_confirmation_first() {
-        let root = root();
-        let props = ShareCardProps {
-            share: share(ShareState::Live),
-            now: 0,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = card(ShareState::Live, 0).await;
         let ask = root
             .query_selector("button.danger")
             .ok()
@@ -712,14 +713,7 @@ mod browser_tests {
 
     #[wasm_bindgen_test]
     async fn an_ended_card_says_why_and_offers_no_link() {
-        let root = root();
-        let props = ShareCardProps {
-            share: share(ShareState::Exhausted),
-            now: 0,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = card(ShareState::Exhausted, 0).await;
         let text = root.text_content().unwrap_or_default();
         assert!(text.contains("download limit reached"), "{text}");
         assert!(!text.contains(".onion/"), "{text}");

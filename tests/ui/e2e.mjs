@@ -73,10 +73,19 @@ try {
 
   // The launch URL signs in and leaves the address bar without the token.
   const opened = Date.now();
-  await page.goto(app.launch);
+  const landing = await page.goto(app.launch);
+  const csp = (await landing.allHeaders())['content-security-policy'] ?? '';
+  if (!csp.includes("script-src 'self' 'wasm-unsafe-eval'") || csp.includes('unsafe-inline')) {
+    fail(`the UI page's CSP is not strict: ${csp}`);
+  }
   await page.getByRole('heading', { name: 'New share' }).waitFor({ timeout: DEADLINE });
   const uiMs = Date.now() - opened;
   if (page.url().includes('token')) fail(`the token stayed in the address bar: ${page.url()}`);
+  // The WASM comes precompressed when the browser accepts brotli.
+  const wasm = await page.request.get('/ui/veilshare_frontend_bg.wasm', {
+    headers: { 'accept-encoding': 'br' },
+  });
+  if (wasm.headers()['content-encoding'] !== 'br') fail('the WASM was not served brotli-compressed');
   await page.getByText('Tor is off').waitFor({ timeout: DEADLINE });
   await page.screenshot({ path: join(shots, '1-empty.png'), fullPage: true });
 

@@ -709,11 +709,22 @@ async fn launch_url_sets_an_http_only_cookie_that_opens_the_api() {
     let pair = cookie.split(';').next().expect("pair").to_owned();
     let response = http
         .get(format!("{}/api/shares", server.api))
-        .header(header::COOKIE, pair)
+        .header(header::COOKIE, &pair)
         .send()
         .await
         .expect("api");
     assert_eq!(response.status(), 200);
+    // Signed in, `/` is the UI; a build without it (as here: the tests build no front end)
+    // says how to build it. The dist build's page is checked in a browser by tests/ui.
+    let page = http
+        .get(format!("{}/", server.api))
+        .header(header::COOKIE, &pair)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.expect("text");
+    assert!(text.contains("cargo xtask dist"), "{text}");
     let response = http
         .get(format!("{}/?token=wrong", server.api))
         .send()
@@ -842,51 +853,5 @@ async fn a_second_start_hands_over_to_the_running_instance() {
             .status(),
         200
     );
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn the_launch_link_signs_the_browser_in_and_leaves_the_address_bar() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path()).await;
-    let browser = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let response = browser
-        .get(format!("{}/?token={}", server.api, server.token))
-        .send()
-        .await
-        .expect("launch");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[header::LOCATION], "/");
-    let cookie = response.headers()[header::SET_COOKIE]
-        .to_str()
-        .expect("cookie")
-        .to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let session = cookie.split(';').next().expect("pair").to_owned();
-    let page = browser
-        .get(format!("{}/", server.api))
-        .header(header::COOKIE, &session)
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), 200);
-    if let Some(csp) = page.headers().get(header::CONTENT_SECURITY_POLICY) {
-        // A build with the UI: scripts from this origin only, nothing inline.
-        let csp = csp.to_str().expect("csp");
-        assert!(
-            csp.contains("script-src 'self' 'wasm-unsafe-eval'") && !csp.contains("unsafe-inline"),
-            "{csp}"
-        );
-    } else {
-        let text = page.text().await.expect("text");
-        assert!(text.contains("cargo xtask dist"), "{text}");
-    }
     server.stop().await;
 }

@@ -30,6 +30,13 @@ async fn wait_live(server: &Server, view: &ShareView) -> ShareView {
     }
 }
 
+/// Where the server keeps a share's onion service keys.
+fn service_keys(server: &Server, view: &ShareView) -> std::path::PathBuf {
+    server
+        .data_dir
+        .join(format!("tor/state/keystore/hss/vs-{}", view.id))
+}
+
 async fn get(link: &str, out: &Path, state: &Path) -> (bool, String) {
     crate::util::get_cli(link, out, state, true).await
 }
@@ -94,9 +101,7 @@ async fn max_downloads_is_enforced_over_tor_and_the_address_goes_away() {
         })
         .await;
     assert!(ended.links.onion.is_none());
-    let keys = server
-        .data_dir
-        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
+    let keys = service_keys(&server, &view);
     eventually("the service keys to be deleted", || async {
         (!keys.exists()).then_some(())
     })
@@ -116,9 +121,7 @@ async fn revoked_share_address_no_longer_answers() {
         .await;
     let view = wait_live(&server, &view).await;
     let onion = view.links.onion.clone().expect("onion");
-    let keys = server
-        .data_dir
-        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
+    let keys = service_keys(&server, &view);
     assert!(
         keys.exists(),
         "service keys not where expected: {}",
@@ -172,22 +175,13 @@ async fn an_expired_share_loses_its_address_and_keys() {
         .await;
     let view = wait_live(&server, &view).await;
     let onion = view.links.onion.clone().expect("onion");
-    let keys = server
-        .data_dir
-        .join(format!("tor/state/keystore/hss/vs-{}", view.id));
-    let started = Instant::now();
-    loop {
-        let now = server.view(&view.id).await;
-        if now.state == ShareState::Expired {
-            assert!(now.links.onion.is_none(), "{now:?}");
-            break;
-        }
-        assert!(
-            started.elapsed() < PUBLISH_DEADLINE,
-            "share not expired: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let keys = service_keys(&server, &view);
+    let expired = server
+        .wait_view(&view.id, "the share to expire", |v| {
+            v.state == ShareState::Expired
+        })
+        .await;
+    assert!(expired.links.onion.is_none(), "{expired:?}");
     eventually("the service keys to be deleted", || async {
         (!keys.exists()).then_some(())
     })
