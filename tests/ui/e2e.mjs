@@ -82,7 +82,7 @@ try {
   const uiMs = Date.now() - opened;
   if (page.url().includes('token')) fail(`the token stayed in the address bar: ${page.url()}`);
   // The WASM comes precompressed when the browser accepts brotli.
-  const wasm = await page.request.get('/ui/veilshare_frontend_bg.wasm', {
+  const wasm = await page.request.get(new URL('/ui/veilshare_frontend_bg.wasm', page.url()).href, {
     headers: { 'accept-encoding': 'br' },
   });
   if (wasm.headers()['content-encoding'] !== 'br') fail('the WASM was not served brotli-compressed');
