@@ -80,6 +80,8 @@ impl Failure {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(
@@ -134,6 +136,7 @@ impl From<ShareError> for Failure {
                 format!("there is no share with id {id}"),
             ),
             ShareError::Store(error) => error.into(),
+            ShareError::Direct(message) => Self::new(ErrorKind::Unavailable, message),
         }
     }
 }
@@ -264,7 +267,7 @@ async fn status(State(state): State<AdminState>) -> Json<Status> {
             .shares
             .tor()
             .map_or(TorStatus::Disabled, |tor| tor.status()),
-        p2p: P2pStatus::Idle,
+        p2p: state.shares.p2p().map_or(P2pStatus::Idle, |p| p.status()),
         public_base: state.public_base.clone(),
     })
 }

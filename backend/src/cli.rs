@@ -50,7 +50,8 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Fetch a share (onion or http link): every file, verified by its BLAKE3 hash.
+    /// Fetch a share (onion or http link, or a direct ticket): every file, verified by its
+    /// BLAKE3 hash.
     Get(GetArgs),
     /// Share files from the terminal, without the UI: prints the link and a QR code, serves
     /// until the share ends (limit, expiry) or Ctrl-C (which revokes it).
@@ -59,7 +60,7 @@ enum Command {
 
 #[derive(Debug, Args, Clone)]
 struct GetArgs {
-    /// The share's link.
+    /// The share's link, or its direct ticket.
     link: String,
     /// Folder to write the files into.
     #[arg(short = 'o', long, default_value = ".")]
@@ -82,6 +83,8 @@ struct GetArgs {
     /// The key of a restricted share (the sender gives it with the link).
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
+    #[command(flatten)]
+    p2p: P2pArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -112,6 +115,57 @@ struct ShareArgs {
     /// Only recipients who also hold a key (printed with the link) can reach the share.
     #[arg(long, conflicts_with = "no_tor")]
     restricted: bool,
+    /// Also share directly over iroh and print a ticket: fast and verified, but the recipient
+    /// learns your IP address.
+    #[arg(long)]
+    direct: bool,
+    #[command(flatten)]
+    p2p: P2pArgs,
+}
+
+/// How direct (iroh) transfers reach peers; the same on `serve`, `share`, `get` and `mirror`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct P2pArgs {
+    /// Relay server for direct transfers, instead of iroh's public relays (may be repeated).
+    #[arg(long = "iroh-relay", value_name = "URL")]
+    relay: Vec<String>,
+    /// Use no relay: direct transfers then need a direct route between the two peers.
+    #[arg(long = "no-iroh-relay", conflicts_with = "relay")]
+    no_relay: bool,
+    /// Publish and look up endpoint addresses through iroh's public DNS discovery (off by
+    /// default: tickets carry the addresses).
+    #[arg(long = "iroh-discovery")]
+    discovery: bool,
+    /// Bind direct transfers' UDP socket to this address [default: all interfaces, any port].
+    #[arg(long = "iroh-bind", value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+}
+
+impl P2pArgs {
+    /// The validated configuration.
+    pub fn config(&self) -> Result<crate::p2p::P2pConfig> {
+        use crate::p2p::Relays;
+        let relays = if self.no_relay {
+            Relays::Disabled
+        } else if self.relay.is_empty() {
+            Relays::Default
+        } else {
+            let urls = self
+                .relay
+                .iter()
+                .map(|url| {
+                    url.parse()
+                        .map_err(|e| anyhow::anyhow!("--iroh-relay {url:?} is not a URL: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Relays::Custom(urls)
+        };
+        Ok(crate::p2p::P2pConfig {
+            relays,
+            discovery: self.discovery,
+            bind: self.bind,
+        })
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -141,6 +195,8 @@ struct ServeArgs {
     /// Do not open the browser; only print the launch URL.
     #[arg(long)]
     no_browser: bool,
+    #[command(flatten)]
+    p2p: P2pArgs,
 }
 
 /// Validated settings of `serve`.
@@ -158,6 +214,8 @@ pub struct ServeSettings {
     pub tor_config: Option<PathBuf>,
     /// Do not open a browser.
     pub no_browser: bool,
+    /// Direct sharing.
+    pub p2p: crate::p2p::P2pConfig,
 }
 
 impl ServeArgs {
@@ -176,6 +234,7 @@ impl ServeArgs {
             no_tor: self.no_tor,
             tor_config: self.tor_config,
             no_browser: self.no_browser,
+            p2p: self.p2p.config()?,
         })
     }
 }
@@ -342,6 +401,11 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
         .context("cannot start Tor")?;
         shares.attach_tor(tor);
     }
+    let p2p = crate::p2p::P2p::new(settings.p2p.clone(), &settings.data_dir, shares.clone());
+    shares
+        .attach_p2p(p2p.clone())
+        .await
+        .context("cannot resume direct sharing")?;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
@@ -390,6 +454,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     })
     .await;
     let _ = std::fs::remove_file(settings.data_dir.join(INSTANCE_FILE));
+    p2p.shutdown().await;
     store.shutdown().await;
     Ok(())
 }
@@ -557,6 +622,22 @@ async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
+    if crate::p2p::is_ticket(&args.link) {
+        let ticket = crate::p2p::parse_ticket(&args.link).map_err(anyhow::Error::msg)?;
+        let settings = crate::p2p::fetch::TicketFetch {
+            ticket,
+            out_dir: args.output,
+            quiet: args.quiet,
+            patience: args.timeout,
+            config: args.p2p.config()?,
+        };
+        let written = crate::p2p::fetch::fetch_ticket(&settings).await?;
+        #[allow(clippy::print_stdout)]
+        for path in written {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
     let data_dir = args.data.resolve()?;
     let settings = crate::fetch::FetchSettings {
         link: args.link,
@@ -607,8 +688,13 @@ impl ShareArgs {
                 bail!("{} is not a file", file.display());
             }
         }
-        if self.no_tor && self.public_listen.is_none() {
-            bail!("with --no-tor, give --public-listen, or nobody can reach the share");
+        if self.direct {
+            fields
+                .set(veilshare_shared::form::DIRECT, "true")
+                .map_err(anyhow::Error::msg)?;
+        }
+        if self.no_tor && self.public_listen.is_none() && !self.direct {
+            bail!("with --no-tor, give --public-listen or --direct, or nobody can reach the share");
         }
         Ok(crate::headless::HeadlessSettings {
             files: self.files,
@@ -617,6 +703,7 @@ impl ShareArgs {
             tor_config: self.tor_config,
             no_tor: self.no_tor,
             public_listen: self.public_listen,
+            p2p: self.p2p.config()?,
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct HeadlessSettings {
     pub no_tor: bool,
     /// Plain public listener.
     pub public_listen: Option<SocketAddr>,
+    /// Direct sharing (used when `fields.direct`).
+    pub p2p: crate::p2p::P2pConfig,
 }
 
 /// The QR code of `text`, as lines of Unicode half blocks.
@@ -71,6 +73,8 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         shares.attach_tor(tor.clone());
         Some(tor)
     };
+    let p2p = crate::p2p::P2p::new(settings.p2p.clone(), &settings.data_dir, shares.clone());
+    shares.attach_p2p(p2p.clone()).await?;
     if let Some(listener) = public_listener {
         let app = public::router(shares.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -110,12 +114,18 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
 
     let mut announced = false;
     let announce = |view: &ShareView| {
-        let link = view.links.preferred().unwrap_or("-");
-        println!(
-            "\nShare this link (it works in Tor Browser, or with `veilshare get`):\n\n  {link}\n"
-        );
-        if let Some(qr) = qr_text(link) {
-            println!("{qr}");
+        if let Some(link) = view.links.preferred() {
+            println!(
+                "\nShare this link (it works in Tor Browser, or with `veilshare get`):\n\n  {link}\n"
+            );
+            if let Some(qr) = qr_text(link) {
+                println!("{qr}");
+            }
+        }
+        if let Some(ticket) = &view.links.ticket {
+            println!(
+                "\nDirect ticket (`veilshare get <ticket>`; the recipient learns your IP address):\n\n  {ticket}\n"
+            );
         }
         if let Some(key) = &view.client_key {
             println!(
@@ -197,6 +207,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
             eprintln!("a recipient kept its connection open for a minute; stopping anyway");
         }
     }
+    p2p.shutdown().await;
     store.shutdown().await;
     Ok(())
 }

@@ -27,6 +27,7 @@ use veilshare_shared::{
 
 use crate::{
     events::EventBus,
+    p2p::{Lease, P2p},
     policy::{self, Flight, Ledger, Refusal},
     store::{ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord},
     tor::Tor,
@@ -46,6 +47,9 @@ pub enum ShareError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A direct share was asked for, but direct sharing is not available or failed to start.
+    #[error("{0}")]
+    Direct(String),
 }
 
 /// Settings of the lifecycle.
@@ -79,6 +83,8 @@ struct Entry {
     cancel: CancellationToken,
     idle: Arc<Notify>,
     persist: Arc<tokio::sync::Mutex<()>>,
+    /// Keeps the direct-sharing endpoint open while this share is direct and not over.
+    lease: Option<Lease>,
 }
 
 #[derive(Debug)]
@@ -88,6 +94,7 @@ struct Inner {
     config: SharesConfig,
     entries: Mutex<HashMap<ShareId, Entry>>,
     tor: OnceLock<Arc<Tor>>,
+    p2p: OnceLock<Arc<P2p>>,
 }
 
 /// The share registry. Cloning gives another handle to the same registry.
@@ -190,6 +197,7 @@ impl Shares {
             config,
             entries: Mutex::new(HashMap::new()),
             tor: OnceLock::new(),
+            p2p: OnceLock::new(),
         }));
         let now = now_secs();
         for record in records {
@@ -232,6 +240,7 @@ impl Shares {
             cancel: CancellationToken::new(),
             idle: Arc::new(Notify::new()),
             persist: Arc::new(tokio::sync::Mutex::new(())),
+            lease: None,
         };
         if let Ok(mut entries) = self.0.entries.lock() {
             entries.insert(record.id, entry);
@@ -253,6 +262,20 @@ impl Shares {
         fields: CreateShareFields,
         permit: ImportPermit,
     ) -> Result<ShareView, ShareError> {
+        let lease = if fields.direct {
+            let p2p = self.0.p2p.get().ok_or_else(|| {
+                ShareError::Direct(
+                    "direct sharing is not available in this mode; share over Tor instead".into(),
+                )
+            })?;
+            Some(
+                p2p.lease()
+                    .await
+                    .map_err(|e| ShareError::Direct(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let id = new_share_id();
         let now = now_secs();
         let record = ShareRecord {
@@ -284,6 +307,7 @@ impl Shares {
         drop(collection);
         drop(permit);
         self.insert_entry(record);
+        self.with_entry(&id, |e| e.lease = lease);
         self.arm_timer(&id);
         self.spawn_publish(&id);
         let view = self
@@ -346,7 +370,12 @@ impl Shares {
             links: ShareLinks {
                 onion: record.onion.clone().filter(|_| !record.state.is_ended()),
                 local,
-                ticket: None,
+                ticket: self
+                    .0
+                    .p2p
+                    .get()
+                    .filter(|_| record.direct && !record.state.is_ended())
+                    .and_then(|p2p| p2p.ticket(&record.collection)),
             },
             client_key: record
                 .client_key
@@ -361,6 +390,26 @@ impl Shares {
             record: entry.record.clone(),
             flight: entry.flight,
         })
+    }
+
+    /// The live direct shares whose collection has the hash `collection` (hex), with the sizes
+    /// of their files in order.
+    pub fn direct_shares_of(&self, collection: &str) -> Vec<(ShareId, Vec<u64>)> {
+        let Ok(entries) = self.0.entries.lock() else {
+            return Vec::new();
+        };
+        entries
+            .values()
+            .filter(|e| {
+                e.record.direct
+                    && !e.record.state.is_ended()
+                    && e.record.collection.as_str() == collection
+            })
+            .map(|e| {
+                let sizes = e.record.files.iter().map(|f| f.size).collect();
+                (e.record.id.clone(), sizes)
+            })
+            .collect()
     }
 
     /// Admits a transfer of `payload` content bytes (response bytes `start..end` of
@@ -511,6 +560,8 @@ impl Shares {
             if !cut {
                 shares.wait_idle(&id).await;
             }
+            // The endpoint may close once no direct share is left.
+            drop(shares.with_entry(&id, |e| e.lease.take()));
             if let Err(error) = shares.delete_data(&id).await {
                 tracing::error!(share = %id, %error, "could not delete an ended share's data; it is retried at the next start");
             }
@@ -587,6 +638,36 @@ impl Shares {
     /// The Tor side, when attached.
     pub fn tor(&self) -> Option<&Arc<Tor>> {
         self.0.tor.get()
+    }
+
+    /// Attaches the direct-sharing side and opens its endpoint if a live direct share needs it
+    /// (after a restart). Fails when the endpoint cannot be opened.
+    pub async fn attach_p2p(&self, p2p: Arc<P2p>) -> Result<(), ShareError> {
+        if self.0.p2p.set(p2p.clone()).is_err() {
+            return Ok(());
+        }
+        let ids: Vec<ShareId> = match self.0.entries.lock() {
+            Ok(entries) => entries
+                .values()
+                .filter(|e| e.record.direct && !e.record.state.is_ended())
+                .map(|e| e.record.id.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for id in ids {
+            let lease = p2p
+                .lease()
+                .await
+                .map_err(|e| ShareError::Direct(e.to_string()))?;
+            self.with_entry(&id, |e| e.lease = Some(lease));
+            self.publish_updated(&id);
+        }
+        Ok(())
+    }
+
+    /// The direct-sharing side, when attached.
+    pub fn p2p(&self) -> Option<&Arc<P2p>> {
+        self.0.p2p.get()
     }
 
     fn spawn_publish(&self, id: &ShareId) {

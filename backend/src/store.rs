@@ -328,6 +328,11 @@ impl Store {
         Ok(())
     }
 
+    /// The blob store itself (for the iroh provider and fetches).
+    pub fn blobs(&self) -> &iroh_blobs::api::Store {
+        &self.blobs
+    }
+
     /// Waits for the import gate (garbage collection excludes imports).
     pub async fn import_permit(&self) -> Result<ImportPermit, StoreError> {
         let gate = self.gc.gate.clone();

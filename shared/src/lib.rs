@@ -452,6 +452,10 @@ pub enum ErrorKind {
     InsufficientStorage,
     /// Something broke on our side (500).
     Internal,
+    /// The source of a mirror could not be reached or refused (502).
+    Upstream,
+    /// A service this needs (direct sharing, Tor) is not available (503).
+    Unavailable,
 }
 
 /// The JSON body of every API error.

@@ -1,0 +1,350 @@
+//! Fetching a share by ticket: into a store (the app's, for a mirror; a partial one next to the
+//! output, for `veilshare get`), verified by construction (iroh-blobs checks every 16 KiB chunk
+//! group against the BLAKE3 tree before storing it), asking only for what is missing.
+//!
+//! Invariants:
+//! - The names come from the network: all are checked with `shared::validate_file_name` (and
+//!   for duplicates) after fetching only the hash sequence and the names, before any content
+//!   is fetched or any path is built.
+//! - `get` keeps what it fetched in `<out>/.<collection>.veilshare-iroh/` until every file is in
+//!   place, so a rerun resumes; a file appears under its final name only complete and verified
+//!   (exported to `.<blake3>.veilshare-part`, then renamed).
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt;
+use iroh::{Endpoint, EndpointAddr, SecretKey};
+use iroh_blobs::{
+    Hash,
+    api::{
+        Store as BlobStore,
+        blobs::{ExportMode, ExportOptions, ExportProgressItem},
+        proto::BlobStatus,
+        remote::GetProgressItem,
+    },
+    format::collection::Collection,
+    get::GetError,
+    protocol::{ChunkRanges, ChunkRangesSeq, ERR_LIMIT, ERR_PERMISSION, GetRequest},
+    store::fs::FsStore,
+    ticket::BlobTicket,
+};
+
+use super::P2pConfig;
+
+/// What `veilshare get <ticket>` needs.
+#[derive(Debug, Clone)]
+pub struct TicketFetch {
+    /// The ticket.
+    pub ticket: BlobTicket,
+    /// Where the files go.
+    pub out_dir: PathBuf,
+    /// No progress bar.
+    pub quiet: bool,
+    /// How long to keep trying to reach the sender.
+    pub patience: Duration,
+    /// How to reach peers.
+    pub config: P2pConfig,
+}
+
+/// A refusal or failure, in words for the user.
+fn explain(error: &GetError, addr: &EndpointAddr) -> anyhow::Error {
+    match error.iroh_error_code() {
+        Some(code) if code == ERR_PERMISSION => anyhow!(
+            "the sender refused: this share has ended (download limit reached, expired or revoked), or the ticket is for content the sender does not share"
+        ),
+        Some(code) if code == ERR_LIMIT => anyhow!(
+            "the sender refused for now: all remaining downloads of this share are in progress; try again later"
+        ),
+        Some(code) if code.into_inner() == u64::from(super::CLOSE_REVOKED) => {
+            anyhow!("the sender revoked this share during the transfer")
+        }
+        _ => anyhow!("the transfer from {} failed: {error}", addr.id.fmt_short()),
+    }
+}
+
+/// Whether a failed attempt is worth another (the network, not a refusal).
+fn is_refusal(error: &GetError) -> bool {
+    error.iroh_error_code().is_some_and(|c| {
+        c == ERR_PERMISSION || c == ERR_LIMIT || c.into_inner() == u64::from(super::CLOSE_REVOKED)
+    })
+}
+
+/// Fetches the collection of `ticket` into `blobs`, retrying broken connections until
+/// `patience` runs out; `progress` gets the payload bytes of each attempt. Checks the names
+/// before fetching any content. Returns the collection.
+pub async fn download(
+    endpoint: &Endpoint,
+    blobs: &BlobStore,
+    ticket: &BlobTicket,
+    patience: Duration,
+    progress: impl Fn(Progress),
+) -> Result<Collection> {
+    let hash = ticket.hash();
+    let addr = ticket.addr().clone();
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut names_checked = None;
+    loop {
+        attempt += 1;
+        let result =
+            attempt_download(endpoint, blobs, hash, &addr, &mut names_checked, &progress).await;
+        match result {
+            Ok(()) => break,
+            Err(Failure::Refused(error)) => return Err(explain(&error, &addr)),
+            Err(Failure::Fatal(error)) => return Err(error),
+            Err(Failure::Network(error)) if started.elapsed() < patience => {
+                tracing::debug!(%error, attempt, "direct fetch failed; retrying");
+                progress(Progress::Retrying(error.to_string()));
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(5)))).await;
+            }
+            Err(Failure::Network(error)) => {
+                return Err(error.context(format!(
+                    "gave up after {} s: the sender is not reachable (offline, or no route between you; a relay may help)",
+                    started.elapsed().as_secs()
+                )));
+            }
+        }
+    }
+    match names_checked {
+        Some(collection) => Ok(collection),
+        None => load_collection(blobs, hash).await.map_err(|e| anyhow!(e)),
+    }
+}
+
+/// What a fetch reports.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Connected; the share has these files.
+    Files(usize),
+    /// Payload bytes stored so far (including what was stored before).
+    Bytes(u64),
+    /// A connection broke; trying again.
+    Retrying(String),
+}
+
+enum Failure {
+    Refused(GetError),
+    Network(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+async fn attempt_download(
+    endpoint: &Endpoint,
+    blobs: &BlobStore,
+    hash: Hash,
+    addr: &EndpointAddr,
+    names: &mut Option<Collection>,
+    progress: &impl Fn(Progress),
+) -> Result<(), Failure> {
+    let connection = tokio::time::timeout(
+        Duration::from_secs(30),
+        endpoint.connect(addr.clone(), iroh_blobs::ALPN),
+    )
+    .await
+    .map_err(|_| Failure::Network(anyhow!("no answer from the sender within 30 s")))?
+    .map_err(|e| Failure::Network(anyhow!("cannot connect to the sender: {e}")))?;
+    let remote = blobs.remote();
+    if names.is_none() {
+        // The hash sequence and the names only: no content before the names are checked.
+        let request = GetRequest::new(
+            hash,
+            ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
+        );
+        let local = remote
+            .local_for_request(request)
+            .await
+            .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+        if !local.is_complete() {
+            get(remote.execute_get(connection.clone(), local.missing())).await?;
+        }
+        let collection = load_collection(blobs, hash).await.map_err(Failure::Fatal)?;
+        check_names(&collection).map_err(Failure::Fatal)?;
+        progress(Progress::Files(collection.len()));
+        *names = Some(collection);
+    }
+    let local = remote
+        .local(iroh_blobs::HashAndFormat::hash_seq(hash))
+        .await
+        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+    let before = local.local_bytes();
+    progress(Progress::Bytes(before));
+    if local.is_complete() {
+        return Ok(());
+    }
+    let mut stream = remote.execute_get(connection, local.missing()).stream();
+    while let Some(item) = stream.next().await {
+        match item {
+            GetProgressItem::Progress(bytes) => progress(Progress::Bytes(before + bytes)),
+            GetProgressItem::Done(_) => return Ok(()),
+            GetProgressItem::Error(error) => return Err(classify(error)),
+        }
+    }
+    Err(Failure::Network(anyhow!(
+        "the transfer ended without a result"
+    )))
+}
+
+async fn get(progress: iroh_blobs::api::remote::GetProgress) -> Result<(), Failure> {
+    progress.complete().await.map(|_| ()).map_err(classify)
+}
+
+fn classify(error: GetError) -> Failure {
+    if is_refusal(&error) {
+        Failure::Refused(error)
+    } else if matches!(error, GetError::LocalFailure { .. }) {
+        Failure::Fatal(anyhow!("storing the download failed: {error}"))
+    } else {
+        Failure::Network(anyhow!("{error}"))
+    }
+}
+
+async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Collection> {
+    Collection::load(hash, blobs)
+        .await
+        .map_err(|e| anyhow!("the share's list of files is not valid: {e}"))
+}
+
+/// Refuses names that would leave the output folder, and duplicates.
+pub fn check_names(collection: &Collection) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in collection.iter() {
+        veilshare_shared::validate_file_name(name).map_err(|problem| {
+            anyhow!("refusing the share: {problem} (a file name must not leave the output folder)")
+        })?;
+        if !seen.insert(name.as_str()) {
+            bail!("refusing the share: two files are named {name:?}");
+        }
+    }
+    if collection.is_empty() {
+        bail!("the share has no files");
+    }
+    Ok(())
+}
+
+/// The size of a stored complete blob.
+pub async fn stored_size(blobs: &BlobStore, hash: Hash) -> Result<u64> {
+    match blobs.blobs().status(hash).await? {
+        BlobStatus::Complete { size } => Ok(size),
+        _ => bail!("{hash} is not completely stored"),
+    }
+}
+
+/// `veilshare get <ticket>`: fetches every file into `out_dir`; returns the paths written.
+pub async fn fetch_ticket(settings: &TicketFetch) -> Result<Vec<PathBuf>> {
+    let hash = settings.ticket.hash();
+    tokio::fs::create_dir_all(&settings.out_dir)
+        .await
+        .with_context(|| format!("cannot create {}", settings.out_dir.display()))?;
+    let store_dir = settings
+        .out_dir
+        .join(format!(".{}.veilshare-iroh", hash.to_hex()));
+    let store = FsStore::load(&store_dir)
+        .await
+        .map_err(|e| anyhow!("cannot open {}: {e}", store_dir.display()))?;
+    let result = fetch_into(settings, &store).await;
+    if let Err(error) = store.shutdown().await {
+        tracing::warn!(%error, "partial store did not shut down cleanly");
+    }
+    if result.is_ok() {
+        let _ = tokio::fs::remove_dir_all(&store_dir).await;
+    }
+    result
+}
+
+async fn fetch_into(settings: &TicketFetch, store: &FsStore) -> Result<Vec<PathBuf>> {
+    // A fresh key for every fetch: recipients are not linkable across fetches.
+    let endpoint = settings
+        .config
+        .bind(SecretKey::generate(), Vec::new())
+        .await?;
+    let bar = bar(settings.quiet);
+    let shown = bar.clone();
+    let quiet = settings.quiet;
+    let downloaded = download(
+        &endpoint,
+        store,
+        &settings.ticket,
+        settings.patience,
+        move |p| match p {
+            Progress::Files(n) => shown.set_message(format!("{n} file(s)")),
+            Progress::Bytes(b) => shown.set_position(b),
+            Progress::Retrying(why) if !quiet => shown.println(format!("{why}; trying again")),
+            Progress::Retrying(_) => {}
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    endpoint.close().await;
+    let collection = downloaded?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
+    for (name, blob) in collection.iter() {
+        let target = match exported.get(blob) {
+            // The same content under a second name: the store gave its file away already.
+            Some(first) => copy_into_place(first, &settings.out_dir, name, *blob).await?,
+            None => export(store, &settings.out_dir, name, *blob).await?,
+        };
+        exported.insert(*blob, target.clone());
+        written.push(target);
+    }
+    Ok(written)
+}
+
+fn bar(quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::no_length();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:16} {bytes} {bytes_per_sec} {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message("connecting");
+    bar
+}
+
+async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+    let target = out_dir.join(name);
+    let part = out_dir.join(format!(".{}.veilshare-part", hash.to_hex()));
+    tokio::fs::copy(from, &part)
+        .await
+        .with_context(|| format!("cannot write {}", part.display()))?;
+    tokio::fs::rename(&part, &target)
+        .await
+        .with_context(|| format!("cannot move {} into place", target.display()))?;
+    Ok(target)
+}
+
+/// Moves one verified file out of the partial store into place.
+async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+    let target = out_dir.join(name);
+    let hex = hash.to_hex();
+    if target.exists() && crate::fetch::hash_file(&target).await? == hex.as_str() {
+        return Ok(target);
+    }
+    let part = std::path::absolute(out_dir.join(format!(".{hex}.veilshare-part")))?;
+    let _ = tokio::fs::remove_file(&part).await;
+    // The store is thrown away afterwards: let it move its file instead of copying it.
+    let mut stream = store
+        .export_with_opts(ExportOptions {
+            hash,
+            target: part.clone(),
+            mode: ExportMode::TryReference,
+        })
+        .stream()
+        .await;
+    while let Some(item) = stream.next().await {
+        if let ExportProgressItem::Error(error) = item {
+            bail!("cannot write {}: {error}", part.display());
+        }
+    }
+    tokio::fs::rename(&part, &target)
+        .await
+        .with_context(|| format!("cannot move {} into place", target.display()))?;
+    Ok(target)
+}
