@@ -26,7 +26,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
-    routing::get,
+    routing::{get, post},
 };
 use bytes::Bytes;
 use veilshare_shared::{
@@ -35,6 +35,7 @@ use veilshare_shared::{
 };
 
 use crate::{
+    mirror::MirrorError,
     shares::{ShareError, Shares},
     store::{StoreError, StoredFile},
 };
@@ -53,16 +54,27 @@ pub struct AdminState {
     token: Arc<str>,
     port: u16,
     public_base: Option<String>,
+    /// Tor state folder and Arti TOML for fetching mirrors from onion links.
+    mirror_tor: Arc<(PathBuf, Option<PathBuf>)>,
 }
 
 impl AdminState {
-    /// State for a listener on `port`.
-    pub fn new(shares: Shares, token: String, port: u16, public_base: Option<String>) -> Self {
+    /// State for a listener on `port`; mirrors from onion links keep their Tor client's state
+    /// in `tor_state` and merge `tor_config`.
+    pub fn new(
+        shares: Shares,
+        token: String,
+        port: u16,
+        public_base: Option<String>,
+        tor_state: PathBuf,
+        tor_config: Option<PathBuf>,
+    ) -> Self {
         Self {
             shares,
             token: token.into(),
             port,
             public_base,
+            mirror_tor: Arc::new((tor_state, tor_config)),
         }
     }
 }
@@ -152,6 +164,7 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/shares/{id}", get(get_share).delete(revoke_share))
+        .route("/api/mirrors", post(create_mirror))
         .route("/api/events", get(events))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -362,6 +375,25 @@ fn upload_id(query: &HashMap<String, String>) -> String {
         })
         .cloned()
         .unwrap_or_else(|| crate::shares::new_share_id().to_string())
+}
+
+async fn create_mirror(
+    State(state): State<AdminState>,
+    Json(request): Json<veilshare_shared::CreateMirror>,
+) -> Result<(StatusCode, Json<ShareView>), Failure> {
+    let (tor_state, tor_config) = (*state.mirror_tor).clone();
+    let view = crate::mirror::mirror(&state.shares, request, tor_state, tor_config)
+        .await
+        .map_err(|error| match error {
+            MirrorError::BadRequest(message) => Failure::bad_request(message),
+            MirrorError::Source(message) => Failure::new(
+                ErrorKind::Upstream,
+                format!("cannot mirror the source: {message}"),
+            ),
+            MirrorError::Unavailable(message) => Failure::new(ErrorKind::Unavailable, message),
+            MirrorError::Share(error) => error.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 async fn create_share(

@@ -53,6 +53,9 @@ enum Command {
     /// Fetch a share (onion or http link, or a direct ticket): every file, verified by its
     /// BLAKE3 hash.
     Get(GetArgs),
+    /// Fetch a share (ticket or link) into a running veilshare and publish it from there too,
+    /// with this node's own policy: the content and its hash stay the same.
+    Mirror(MirrorArgs),
     /// Share files from the terminal, without the UI: prints the link and a QR code, serves
     /// until the share ends (limit, expiry) or Ctrl-C (which revokes it).
     Share(ShareArgs),
@@ -85,6 +88,32 @@ struct GetArgs {
     key: Option<String>,
     #[command(flatten)]
     p2p: P2pArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+struct MirrorArgs {
+    /// The share's direct ticket or link.
+    source: String,
+    /// End the mirror after this many complete downloads.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_downloads: Option<u32>,
+    /// End the mirror after this long (e.g. 10m, 1h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires: Option<Duration>,
+    /// A label for the mirror.
+    #[arg(long)]
+    label: Option<String>,
+    /// Also share the mirror directly over iroh (the recipient learns your IP address).
+    #[arg(long)]
+    direct: bool,
+    /// Only recipients who also hold a key can reach the mirror's onion service.
+    #[arg(long)]
+    restricted: bool,
+    /// The key of the source, when it is a restricted onion link.
+    #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
+    key: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -320,6 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::List { data, json }) => list(&data.resolve()?, json).await,
         Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
         Some(Command::Get(args)) => get(args).await,
+        Some(Command::Mirror(args)) => mirror(args).await,
         Some(Command::Share(args)) => crate::headless::share(args.into_settings()?).await,
     }
 }
@@ -423,6 +453,8 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
         token.clone(),
         api_addr.port(),
         public_base.clone(),
+        settings.data_dir.join("tor-mirror"),
+        settings.tor_config.clone(),
     );
     let app = admin::router(state, crate::ui::router());
     let stop = shutdown.clone();
@@ -617,6 +649,50 @@ async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
     #[allow(clippy::print_stdout)]
     {
         println!("share {} is {}", share.id, share.state.label());
+    }
+    Ok(())
+}
+
+async fn mirror(args: MirrorArgs) -> Result<()> {
+    let mut client = ApiClient::connect(&args.data.resolve()?)?;
+    // Fetching the source takes as long as it takes.
+    client.http = reqwest::Client::builder().no_proxy().build()?;
+    let request = veilshare_shared::CreateMirror {
+        source: args.source,
+        source_key: args.key,
+        fields: veilshare_shared::CreateShareFields {
+            max_downloads: args.max_downloads,
+            expires_in_secs: args.expires.map(|d| d.as_secs().max(1)),
+            label: args.label,
+            direct: args.direct,
+            restricted: args.restricted,
+        },
+    };
+    eprintln!("fetching the source into veilshare at {}…", client.base);
+    let share: ShareView = client
+        .call(
+            client
+                .http
+                .post(format!("{}/api/mirrors", client.base))
+                .json(&request),
+        )
+        .await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "mirror {} is {} ({} files, {}, content {})",
+            share.id,
+            share.state.label(),
+            share.files.len(),
+            public::human_size(share.total_size),
+            share.content_hash.as_str()
+        );
+        for link in [&share.links.onion, &share.links.local, &share.links.ticket]
+            .into_iter()
+            .flatten()
+        {
+            println!("{link}");
+        }
     }
     Ok(())
 }

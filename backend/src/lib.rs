@@ -6,6 +6,7 @@ pub mod cli;
 pub mod events;
 pub mod fetch;
 pub mod headless;
+pub mod mirror;
 pub mod p2p;
 pub mod policy;
 pub mod public;

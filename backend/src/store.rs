@@ -511,6 +511,21 @@ impl Store {
         receiver_stream(rx)
     }
 
+    /// The CRC-32 of a stored blob of `size` bytes (for blobs that arrived without one).
+    pub async fn crc32(&self, hash: &ContentHash, size: u64) -> io::Result<u32> {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut stream = std::pin::pin!(self.read_range(hash, 0, size));
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hasher.finalize())
+    }
+
+    /// The folder the store lives in (scratch space on the same file system).
+    pub fn root(&self) -> &Path {
+        self.blob_root.parent().unwrap_or(&self.blob_root)
+    }
+
     /// Free bytes on the file system that holds the blobs.
     pub fn free_space(&self) -> io::Result<u64> {
         free_space(&self.blob_root)

@@ -206,6 +206,7 @@ pub struct ShareView {
 
 /// The validated non-file fields of a create request.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(default)]
 pub struct CreateShareFields {
     /// See [`form::MAX_DOWNLOADS`].
     pub max_downloads: Option<u32>,
@@ -219,7 +220,38 @@ pub struct CreateShareFields {
     pub restricted: bool,
 }
 
+/// `POST /api/mirrors`: fetch a share from elsewhere and publish it from here, with a policy of
+/// this node's owner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CreateMirror {
+    /// A direct ticket, or an onion or http link.
+    pub source: String,
+    /// The client key when the source is a restricted onion link.
+    #[serde(default)]
+    pub source_key: Option<String>,
+    /// The mirror's own policy and label.
+    #[serde(flatten)]
+    pub fields: CreateShareFields,
+}
+
 impl CreateShareFields {
+    /// Checks fields that arrived as JSON by the rules of the form fields.
+    pub fn checked(self) -> Result<Self, String> {
+        let mut out = Self::default();
+        if let Some(max) = self.max_downloads {
+            out.set(form::MAX_DOWNLOADS, &max.to_string())?;
+        }
+        if let Some(secs) = self.expires_in_secs {
+            out.set(form::EXPIRES_IN_SECS, &secs.to_string())?;
+        }
+        if let Some(label) = &self.label {
+            out.set(form::LABEL, label)?;
+        }
+        out.direct = self.direct;
+        out.restricted = self.restricted;
+        Ok(out)
+    }
+
     /// Sets one text field from its form name and value, checking it. The error is a message
     /// for the user.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {

@@ -35,6 +35,9 @@ use iroh_blobs::{
 
 use super::P2pConfig;
 
+/// The longest wait for one connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What `veilshare get <ticket>` needs.
 #[derive(Debug, Clone)]
 pub struct TicketFetch {
@@ -90,8 +93,17 @@ pub async fn download(
     let mut names_checked = None;
     loop {
         attempt += 1;
-        let result =
-            attempt_download(endpoint, blobs, hash, &addr, &mut names_checked, &progress).await;
+        let left = patience.saturating_sub(started.elapsed());
+        let result = attempt_download(
+            endpoint,
+            blobs,
+            hash,
+            &addr,
+            &mut names_checked,
+            left.clamp(Duration::from_secs(1), CONNECT_TIMEOUT),
+            &progress,
+        )
+        .await;
         match result {
             Ok(()) => break,
             Err(Failure::Refused(error)) => return Err(explain(&error, &addr)),
@@ -103,7 +115,7 @@ pub async fn download(
             }
             Err(Failure::Network(error)) => {
                 return Err(error.context(format!(
-                    "gave up after {} s: the sender is not reachable (offline, or no route between you; a relay may help)",
+                    "gave up after {} s: the sender is not reachable (offline, the share ended, or no route between you; a relay may help)",
                     started.elapsed().as_secs()
                 )));
             }
@@ -138,14 +150,20 @@ async fn attempt_download(
     hash: Hash,
     addr: &EndpointAddr,
     names: &mut Option<Collection>,
+    connect_timeout: Duration,
     progress: &impl Fn(Progress),
 ) -> Result<(), Failure> {
     let connection = tokio::time::timeout(
-        Duration::from_secs(30),
+        connect_timeout,
         endpoint.connect(addr.clone(), iroh_blobs::ALPN),
     )
     .await
-    .map_err(|_| Failure::Network(anyhow!("no answer from the sender within 30 s")))?
+    .map_err(|_| {
+        Failure::Network(anyhow!(
+            "no answer from the sender within {} s",
+            connect_timeout.as_secs()
+        ))
+    })?
     .map_err(|e| Failure::Network(anyhow!("cannot connect to the sender: {e}")))?;
     let remote = blobs.remote();
     if names.is_none() {
@@ -245,17 +263,23 @@ pub async fn fetch_ticket(settings: &TicketFetch) -> Result<Vec<PathBuf>> {
     let store = FsStore::load(&store_dir)
         .await
         .map_err(|e| anyhow!("cannot open {}: {e}", store_dir.display()))?;
-    let result = fetch_into(settings, &store).await;
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let result = fetch_into(settings, &store, &started).await;
     if let Err(error) = store.shutdown().await {
         tracing::warn!(%error, "partial store did not shut down cleanly");
     }
-    if result.is_ok() {
+    // Kept for a resume only when something arrived.
+    if result.is_ok() || !started.load(std::sync::atomic::Ordering::SeqCst) {
         let _ = tokio::fs::remove_dir_all(&store_dir).await;
     }
     result
 }
 
-async fn fetch_into(settings: &TicketFetch, store: &FsStore) -> Result<Vec<PathBuf>> {
+async fn fetch_into(
+    settings: &TicketFetch,
+    store: &FsStore,
+    started: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<PathBuf>> {
     // A fresh key for every fetch: recipients are not linkable across fetches.
     let endpoint = settings
         .config
@@ -270,7 +294,10 @@ async fn fetch_into(settings: &TicketFetch, store: &FsStore) -> Result<Vec<PathB
         &settings.ticket,
         settings.patience,
         move |p| match p {
-            Progress::Files(n) => shown.set_message(format!("{n} file(s)")),
+            Progress::Files(n) => {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+                shown.set_message(format!("{n} file(s)"));
+            }
             Progress::Bytes(b) => shown.set_position(b),
             Progress::Retrying(why) if !quiet => shown.println(format!("{why}; trying again")),
             Progress::Retrying(_) => {}

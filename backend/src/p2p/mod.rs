@@ -579,7 +579,11 @@ mod tests {
         assert!(parse_ticket("blobaaaa").is_err());
         let addr = EndpointAddr::new(SecretKey::generate().public());
         let raw = BlobTicket::new(addr.clone(), Hash::new(b"x"), BlobFormat::Raw).to_string();
-        assert!(parse_ticket(&raw).expect_err("raw ticket").contains("single blob"));
+        assert!(
+            parse_ticket(&raw)
+                .expect_err("raw ticket")
+                .contains("single blob")
+        );
         let ok = BlobTicket::new(addr, Hash::new(b"x"), BlobFormat::HashSeq).to_string();
         assert!(parse_ticket(&ok).is_ok());
         assert!(is_ticket(&ok));

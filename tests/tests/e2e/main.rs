@@ -2,5 +2,6 @@
 
 mod foundation;
 mod get;
+mod p2p;
 mod tor;
 mod util;

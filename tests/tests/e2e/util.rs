@@ -64,6 +64,9 @@ where
     }
 }
 
+/// Arguments that keep direct (iroh) transfers on 127.0.0.1, with no relay and no discovery.
+pub const IROH_LOOPBACK: [&str; 3] = ["--no-iroh-relay", "--iroh-bind", "127.0.0.1:0"];
+
 /// A running `veilshare serve`.
 pub struct Server {
     pub child: Child,
@@ -113,6 +116,8 @@ impl Server {
                 command.arg("--no-tor");
             }
         }
+        // Direct sharing stays on loopback, without relays or discovery.
+        command.args(IROH_LOOPBACK);
         let child = command
             .arg("--public-listen")
             .arg(format!("127.0.0.1:{public_port}"))

@@ -1,0 +1,194 @@
+//! Mirrors: fetch a share from a ticket or a link and publish the same content from this node
+//! as a new share, with a policy of this node's owner. The files keep their names and hashes,
+//! so the mirror's collection hash is the source's: a recipient can check it is the same
+//! content.
+//!
+//! Invariants:
+//! - Fetched blobs are protected from garbage collection by a temporary tag from before the
+//!   first byte arrives until the new share's named tag holds them.
+//! - Names from the source pass `shared::validate_file_name` before anything is stored under
+//!   them (the ticket path checks them before fetching content; the link path in `fetch`).
+
+use std::{path::PathBuf, time::Duration};
+
+use iroh_blobs::{Hash, HashAndFormat};
+use veilshare_shared::{ContentHash, CreateMirror, ShareView};
+
+use crate::{
+    p2p::{self, fetch::Progress},
+    shares::{ShareError, Shares},
+    store::StoredFile,
+};
+
+/// How long a mirror keeps trying to reach its source.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Why a mirror could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The source could not be reached, refused, or sent something invalid.
+    #[error("{0}")]
+    Source(String),
+    /// A needed service is off.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Creating the share failed.
+    #[error(transparent)]
+    Share(#[from] ShareError),
+}
+
+/// Fetches `request.source` and publishes it as a new share of this node.
+pub async fn mirror(
+    shares: &Shares,
+    request: CreateMirror,
+    tor_state: PathBuf,
+    tor_config: Option<PathBuf>,
+) -> Result<ShareView, MirrorError> {
+    let fields = request.fields.checked().map_err(MirrorError::BadRequest)?;
+    if fields.restricted && shares.tor().is_none() {
+        return Err(MirrorError::BadRequest(
+            "a restricted share needs Tor, and veilshare runs with --no-tor".into(),
+        ));
+    }
+    let source = request.source.trim();
+    let (files, _held) = if p2p::is_ticket(source) {
+        from_ticket(shares, source).await?
+    } else {
+        from_link(shares, source, request.source_key, tor_state, tor_config).await?
+    };
+    let store = shares.store();
+    let permit = store.import_permit().await.map_err(ShareError::from)?;
+    let collection = store
+        .store_collection(&permit, &files)
+        .await
+        .map_err(ShareError::from)?;
+    let view = shares
+        .create("mirror", files, collection, fields, permit)
+        .await?;
+    tracing::info!(share = %view.id, hash = %view.content_hash.as_str(), "mirror published");
+    Ok(view)
+}
+
+/// What keeps fetched data alive until the share's tag does.
+enum Held {
+    Tag(#[allow(dead_code)] iroh_blobs::api::TempTag),
+    Imports(#[allow(dead_code)] Vec<iroh_blobs::api::TempTag>),
+}
+
+async fn from_ticket(
+    shares: &Shares,
+    source: &str,
+) -> Result<(Vec<StoredFile>, Held), MirrorError> {
+    let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
+    let p2p = shares.p2p().ok_or_else(|| {
+        MirrorError::Unavailable("direct sharing is not available in this mode".into())
+    })?;
+    let lease = p2p
+        .lease()
+        .await
+        .map_err(|e| MirrorError::Unavailable(e.to_string()))?;
+    let endpoint = p2p
+        .endpoint()
+        .await
+        .ok_or_else(|| MirrorError::Unavailable("the direct-sharing endpoint closed".into()))?;
+    let blobs = shares.store().blobs().clone();
+    let tag = p2p::protect(&blobs, HashAndFormat::hash_seq(ticket.hash()))
+        .await
+        .ok_or_else(|| MirrorError::Source("cannot protect the download in the store".into()))?;
+    let id = ticket.addr().id.fmt_short().to_string();
+    let collection = p2p::fetch::download(&endpoint, &blobs, &ticket, PATIENCE, |p| {
+        if let Progress::Retrying(why) = p {
+            tracing::info!(source = %id, %why, "mirror: retrying");
+        }
+    })
+    .await
+    .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
+    drop(lease);
+    let mut files = Vec::new();
+    for (name, hash) in collection.iter() {
+        files.push(describe(shares, name, *hash).await?);
+    }
+    Ok((files, Held::Tag(tag)))
+}
+
+/// A stored blob as a share's file: its size, and the CRC-32 zips need.
+async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile, MirrorError> {
+    let blobs = shares.store().blobs();
+    let size = p2p::fetch::stored_size(blobs, hash)
+        .await
+        .map_err(|e| MirrorError::Source(e.to_string()))?;
+    let hash =
+        ContentHash::parse(&hash.to_hex()).ok_or_else(|| MirrorError::Source("bad hash".into()))?;
+    let crc32 = shares
+        .store()
+        .crc32(&hash, size)
+        .await
+        .map_err(|e| MirrorError::Source(format!("cannot read the fetched {name:?}: {e}")))?;
+    Ok(StoredFile {
+        name: name.to_owned(),
+        size,
+        hash,
+        crc32,
+    })
+}
+
+async fn from_link(
+    shares: &Shares,
+    link: &str,
+    key: Option<String>,
+    tor_state: PathBuf,
+    tor_config: Option<PathBuf>,
+) -> Result<(Vec<StoredFile>, Held), MirrorError> {
+    if !link.starts_with("http://") {
+        return Err(MirrorError::BadRequest(
+            "the source is neither a ticket (blob…) nor a link (http://…)".into(),
+        ));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("mirror-")
+        .tempdir_in(shares.store().root())
+        .map_err(|e| MirrorError::Source(format!("cannot make a scratch folder: {e}")))?;
+    let settings = crate::fetch::FetchSettings {
+        link: link.to_owned(),
+        out_dir: scratch.path().to_owned(),
+        state_dir: tor_state,
+        tor_config,
+        parallel: None,
+        quiet: true,
+        patience: PATIENCE,
+        key,
+    };
+    let written = crate::fetch::fetch(&settings)
+        .await
+        .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
+    let store = shares.store();
+    let permit = store.import_permit().await.map_err(ShareError::from)?;
+    let mut files = Vec::new();
+    let mut tags = Vec::new();
+    for path in written {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| MirrorError::Source("a fetched file has no usable name".into()))?
+            .to_owned();
+        let (tag, size, crc32) = store
+            .import_path(&permit, &path)
+            .await
+            .map_err(ShareError::from)?;
+        let hash = ContentHash::parse(&tag.hash().to_hex())
+            .ok_or_else(|| MirrorError::Source("bad hash".into()))?;
+        files.push(StoredFile {
+            name,
+            size,
+            hash,
+            crc32,
+        });
+        tags.push(tag);
+    }
+    drop(permit);
+    Ok((files, Held::Imports(tags)))
+}

@@ -1,0 +1,271 @@
+//! Direct sharing over iroh, with real endpoints on 127.0.0.1: tickets, the provider's policy,
+//! `get <ticket>` (verified, resumed), mirrors, and the rule that nothing opens a socket
+//! outside Tor until a direct share needs it.
+
+use std::path::Path;
+
+use veilshare_shared::{ShareState, ShareView};
+
+use crate::util::{IROH_LOOPBACK, Server, data, eventually, run_cli};
+
+/// `veilshare get <ticket> -o OUT` on loopback; returns (success, stdout + stderr).
+async fn get_ticket(ticket: &str, out: &Path) -> (bool, String) {
+    let out = out.to_string_lossy();
+    let mut args = vec!["get", "--quiet", "--timeout", "10s", ticket, "-o", &out];
+    args.extend(IROH_LOOPBACK);
+    let (ok, stdout, stderr) = run_cli(&args).await.expect("veilshare get");
+    (ok, format!("{stdout}{stderr}"))
+}
+
+fn ticket(view: &ShareView) -> String {
+    view.links
+        .ticket
+        .clone()
+        .expect("a direct share has a ticket")
+}
+
+/// Files in a folder, hidden ones (partial downloads) included.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn three_nodes_share_fetch_mirror_and_outlive_the_sender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let b = Server::start(&dir.path().join("b")).await;
+    let big = data(5 << 20, 51);
+    let small = b"hello over iroh".to_vec();
+    let view = a
+        .create(
+            &[("big.bin", &big), ("small.txt", &small)],
+            &[("direct", "true"), ("max_downloads", "5")],
+        )
+        .await;
+    let ticket_a = ticket(&view);
+    let status: serde_json::Value = a
+        .api(reqwest::Method::GET, "/api/status")
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        status["p2p"]["state"] == "running",
+        "the endpoint runs for a direct share: {status}"
+    );
+
+    // B fetches by ticket: bytes verified, counted once by A.
+    let out_b = dir.path().join("out-b");
+    let (ok, output) = get_ticket(&ticket_a, &out_b).await;
+    assert!(ok, "{output}");
+    assert_eq!(std::fs::read(out_b.join("big.bin")).expect("big"), big);
+    assert_eq!(
+        std::fs::read(out_b.join("small.txt")).expect("small"),
+        small
+    );
+    assert_eq!(
+        names(&out_b),
+        vec!["big.bin", "small.txt"],
+        "no partial store left"
+    );
+    a.wait_view(&view.id, "A to count the download", |v| {
+        v.downloads_completed == 1 && v.downloads_in_flight == 0
+    })
+    .await;
+
+    // B mirrors the share with its own policy: same content hash, a new direct ticket.
+    let mirrored: ShareView = {
+        let response = b
+            .api(reqwest::Method::POST, "/api/mirrors")
+            .json(&serde_json::json!({
+                "source": ticket_a,
+                "direct": true,
+                "max_downloads": 2,
+                "label": "mirror"
+            }))
+            .send()
+            .await
+            .expect("POST /api/mirrors");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 201, "mirror failed: {text}");
+        serde_json::from_str(&text).expect("view")
+    };
+    assert_eq!(mirrored.content_hash, view.content_hash);
+    assert_eq!(mirrored.policy.max_downloads, Some(2));
+    assert_eq!(mirrored.label.as_deref(), Some("mirror"));
+    let ticket_b = ticket(&mirrored);
+    assert_ne!(ticket_b, ticket_a);
+    a.wait_view(&view.id, "A to count the mirror's fetch", |v| {
+        v.downloads_completed == 2
+    })
+    .await;
+
+    // A stops; C fetches from B.
+    a.stop().await;
+    let out_c = dir.path().join("out-c");
+    let (ok, output) = get_ticket(&ticket_b, &out_c).await;
+    assert!(ok, "{output}");
+    assert_eq!(std::fs::read(out_c.join("big.bin")).expect("big"), big);
+    assert_eq!(
+        std::fs::read(out_c.join("small.txt")).expect("small"),
+        small
+    );
+    b.wait_view(&mirrored.id, "B to count C's download", |v| {
+        v.downloads_completed == 1
+    })
+    .await;
+    // The mirror is also on B's public site, same bytes.
+    let local = mirrored.links.local.clone().expect("local link");
+    let (status, body) = crate::util::fetch(&b.http, &format!("{local}files/small.txt"))
+        .await
+        .expect("fetch");
+    assert_eq!((status, body), (200, small));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn limits_expiry_and_revocation_hold_on_the_direct_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let content = data(300_000, 52);
+    // Keeps the endpoint open while the others end (it closes with the last direct share).
+    let keeper = a.create(&[("k.bin", b"k")], &[("direct", "true")]).await;
+
+    // A limit of one: the first fetch counts, the share ends, the second is refused.
+    let once = a
+        .create(
+            &[("once.bin", &content)],
+            &[("direct", "true"), ("max_downloads", "1")],
+        )
+        .await;
+    let (ok, output) = get_ticket(&ticket(&once), &dir.path().join("first")).await;
+    assert!(ok, "{output}");
+    a.wait_view(&once.id, "the limit to end the share", |v| {
+        v.state == ShareState::Exhausted
+    })
+    .await;
+    let second = dir.path().join("second");
+    let (ok, output) = get_ticket(&ticket(&once), &second).await;
+    assert!(!ok, "a second download of a one-download share succeeded");
+    assert!(output.contains("the sender refused"), "{output}");
+    assert!(!second.join("once.bin").exists());
+
+    // Expiry.
+    let brief = a
+        .create(
+            &[("brief.bin", &content)],
+            &[("direct", "true"), ("expires_in_secs", "1")],
+        )
+        .await;
+    let brief_ticket = ticket(&brief);
+    a.wait_view(&brief.id, "the share to expire", |v| {
+        v.state == ShareState::Expired
+    })
+    .await;
+    let (ok, output) = get_ticket(&brief_ticket, &dir.path().join("late")).await;
+    assert!(!ok && output.contains("the sender refused"), "{output}");
+
+    // Revocation.
+    let revoked = a
+        .create(&[("r.bin", &content)], &[("direct", "true")])
+        .await;
+    let revoked_ticket = ticket(&revoked);
+    let response = a
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/shares/{}", revoked.id),
+        )
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    let (ok, output) = get_ticket(&revoked_ticket, &dir.path().join("revoked")).await;
+    assert!(!ok && output.contains("the sender refused"), "{output}");
+
+    // With no direct share left, the endpoint closes: its tickets lead nowhere.
+    let response = a
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/shares/{}", keeper.id),
+        )
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    eventually("the endpoint to close", || async {
+        let status: serde_json::Value = a
+            .api(reqwest::Method::GET, "/api/status")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (status["p2p"]["state"] == "idle").then_some(())
+    })
+    .await;
+    let out = dir.path().join("closed");
+    let out_arg = out.to_string_lossy();
+    let keeper_ticket = ticket(&keeper);
+    let mut args = vec![
+        "get",
+        "--quiet",
+        "--timeout",
+        "2s",
+        &keeper_ticket,
+        "-o",
+        &out_arg,
+    ];
+    args.extend(IROH_LOOPBACK);
+    let (ok, _, stderr) = run_cli(&args).await.expect("get");
+    assert!(!ok && stderr.contains("not reachable"), "{stderr}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn bad_and_foreign_tickets_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let out = dir.path().join("out");
+
+    let (ok, output) = get_ticket("blobnotaticket", &out).await;
+    assert!(!ok && output.contains("not a valid ticket"), "{output}");
+
+    // A well-formed ticket for A's endpoint, but for content A does not share.
+    let view = a.create(&[("x.bin", b"x")], &[("direct", "true")]).await;
+    let real: iroh_blobs::ticket::BlobTicket = ticket(&view).parse().expect("ticket");
+    let foreign = iroh_blobs::ticket::BlobTicket::new(
+        real.addr().clone(),
+        iroh_blobs::Hash::new(b"something else"),
+        iroh_blobs::BlobFormat::HashSeq,
+    );
+    let (ok, output) = get_ticket(&foreign.to_string(), &out).await;
+    assert!(!ok && output.contains("the sender refused"), "{output}");
+
+    // A ticket for a single raw blob is not a share.
+    let raw = iroh_blobs::ticket::BlobTicket::new(
+        real.addr().clone(),
+        real.hash(),
+        iroh_blobs::BlobFormat::Raw,
+    );
+    let (ok, output) = get_ticket(&raw.to_string(), &out).await;
+    assert!(!ok && output.contains("single blob"), "{output}");
+    assert_eq!(
+        names(&out),
+        Vec::<String>::new(),
+        "a refused fetch leaves nothing"
+    );
+    a.stop().await;
+}
