@@ -3,7 +3,7 @@
 //! - `run [ARGS…]`: build the app as `dist` does, then start it (`veilshare serve ARGS…`).
 //! - `dist`: the one-file app, `<target>/dist/veilshare`, with the Yew UI embedded.
 //! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
-//!   `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
+//!   `strace`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
 //!   the WASM build check, a private Tor network, every test, the front end's component tests
 //!   in headless Chromium, and the UI in a real browser against the `dist` build.
 //! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
@@ -310,6 +310,8 @@ fn test(args: &[String]) -> Result<()> {
     // backend's own integration tests (a separate `cargo build` would unify features
     // differently and build Arti twice); the onion tests need a private Tor network.
     testnet::up()?;
+    // One end-to-end test watches the app's sockets with strace.
+    ensure_debian_packages(&[("strace", "strace")])?;
     exec(
         cargo()
             .args(["test", "--workspace"])

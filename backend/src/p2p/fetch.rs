@@ -106,6 +106,14 @@ pub async fn download(
         .await;
         match result {
             Ok(()) => break,
+            Err(Failure::Refused(error))
+                if error.iroh_error_code() == Some(ERR_LIMIT) && started.elapsed() < patience =>
+            {
+                // The remaining downloads are in flight, perhaps our own broken earlier
+                // attempt, which the sender drops once the connection times out.
+                progress(Progress::Retrying(explain(&error, &addr).to_string()));
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(5)))).await;
+            }
             Err(Failure::Refused(error)) => return Err(explain(&error, &addr)),
             Err(Failure::Fatal(error)) => return Err(error),
             Err(Failure::Network(error)) if started.elapsed() < patience => {

@@ -50,6 +50,8 @@ pub const KEY_FILE: &str = "iroh.key";
 const CHUNK_GROUP: u64 = 16 * 1024;
 /// How long to wait for a home relay before handing out a ticket without one.
 const RELAY_WAIT: Duration = Duration::from_secs(10);
+/// How long a connection may stay silent before it counts as gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
 /// Application error code when a revoked share's connection is closed.
 const CLOSE_REVOKED: u32 = 0x5653_0001;
 
@@ -102,10 +104,17 @@ impl P2pConfig {
             Relays::Disabled => RelayMode::Disabled,
             Relays::Custom(urls) => RelayMode::custom(urls.iter().cloned()),
         };
+        // A peer that vanished (killed, unplugged) sends no close: give up on it after
+        // IDLE_TIMEOUT, so that its transfer stops holding a download in flight. Keep-alives
+        // (every 5 s) hold live idle connections open.
+        let transport = iroh::endpoint::QuicTransportConfig::builder()
+            .max_idle_timeout(IDLE_TIMEOUT.try_into().ok())
+            .build();
         let mut builder = Endpoint::builder(presets::Minimal)
             .secret_key(secret)
             .alpns(alpns)
-            .relay_mode(relay_mode);
+            .relay_mode(relay_mode)
+            .transport_config(transport);
         if self.discovery {
             builder = builder
                 .address_lookup(iroh::address_lookup::pkarr::PkarrPublisher::n0_dns())

@@ -269,3 +269,142 @@ async fn bad_and_foreign_tickets_get_clear_errors() {
     );
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_interrupted_direct_fetch_resumes_and_counts_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let content = data(256 << 20, 53);
+    let view = a
+        .create(
+            &[("large.bin", &content)],
+            &[("direct", "true"), ("max_downloads", "1")],
+        )
+        .await;
+    let ticket = ticket(&view);
+    let out = dir.path().join("out");
+    let store = out.join(format!(".{}.veilshare-iroh", view.content_hash.as_str()));
+
+    // The first run is killed once part of the content is stored.
+    let out_arg = out.to_string_lossy().into_owned();
+    let mut first = tokio::process::Command::new(crate::util::binary())
+        .args(["get", "--quiet", &ticket, "-o", &out_arg])
+        .args(IROH_LOOPBACK)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("get");
+    let stored = || dir_size(&store);
+    // A tight poll: on loopback the whole file takes about a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stored() < 16 << 20 {
+        assert!(std::time::Instant::now() < deadline, "nothing arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    first.start_kill().expect("kill");
+    let status = first.wait().await.expect("wait");
+    assert!(status.code().is_none(), "the first run was not interrupted");
+    assert!(!out.join("large.bin").exists());
+    let kept = stored();
+    assert!(kept < 256 << 20, "the whole file arrived before the kill");
+
+    // The rerun fetches the rest, verified; the share counts one download and ends. (It
+    // waits until the sender has dropped the killed connection, which still holds the one
+    // download allowed.)
+    let out_arg = out.to_string_lossy().into_owned();
+    let mut args = vec!["get", "--timeout", "60s", &ticket, "-o", &out_arg];
+    args.extend(IROH_LOOPBACK);
+    let (ok, stdout, stderr) = run_cli(&args).await.expect("get");
+    let output = format!("{stdout}{stderr}");
+    assert!(ok, "{output} {}", a.log());
+    let fetched = std::fs::read(out.join("large.bin")).expect("large");
+    assert!(fetched == content, "the resumed file differs");
+    let ended = a
+        .wait_view(&view.id, "the share to count one download", |v| {
+            v.downloads_in_flight == 0 && v.state.is_ended()
+        })
+        .await;
+    assert_eq!(ended.downloads_completed, 1);
+    assert_eq!(ended.state, ShareState::Exhausted);
+    assert_eq!(names(&out), vec!["large.bin"]);
+    a.stop().await;
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// Sockets a process opened that leave the machine or use UDP, from an strace log of
+/// `socket` and `connect` calls: (UDP sockets, connections to addresses other than loopback).
+fn network_use(log: &str) -> (Vec<String>, Vec<String>) {
+    let udp = log
+        .lines()
+        .filter(|l| l.contains("socket(AF_INET") && l.contains("SOCK_DGRAM") && !l.contains("= -1"))
+        .map(str::to_owned)
+        .collect();
+    let outside = log
+        .lines()
+        .filter(|l| l.contains("connect(") && (l.contains("AF_INET") || l.contains("AF_INET6")))
+        .filter(|l| !l.contains("inet_addr(\"127.0.0.1\")") && !l.contains("\"::1\""))
+        .map(str::to_owned)
+        .collect();
+    (udp, outside)
+}
+
+#[tokio::test]
+async fn nothing_leaves_loopback_until_a_direct_share_needs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("strace.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=socket,connect,bind,sendto,sendmsg",
+        "-o",
+        &log_arg,
+    ];
+    let a = Server::start_wrapped(
+        &dir.path().join("a"),
+        crate::util::free_port(),
+        None,
+        &wrapper,
+    )
+    .await;
+    // Start, a share over the public listener, a download of it: no UDP, nothing outside.
+    let content = data(200_000, 54);
+    let plain = a.create(&[("plain.bin", &content)], &[]).await;
+    let local = plain.links.local.clone().expect("local link");
+    let (status, body) = crate::util::fetch(&a.http, &format!("{local}files/plain.bin"))
+        .await
+        .expect("fetch");
+    assert_eq!((status, body.len()), (200, content.len()));
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    assert!(text.contains("socket("), "strace recorded nothing: {text}");
+    let (udp, outside) = network_use(&text);
+    assert!(
+        udp.is_empty(),
+        "UDP sockets before any direct share: {udp:#?}"
+    );
+    assert!(
+        outside.is_empty(),
+        "connections outside loopback: {outside:#?}"
+    );
+
+    // The first direct share opens the endpoint's UDP socket (so the check above can see one).
+    let direct = a.create(&[("d.bin", b"d")], &[("direct", "true")]).await;
+    assert!(direct.links.ticket.is_some());
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let (udp, _) = network_use(&text);
+    assert!(!udp.is_empty(), "the direct share opened no UDP socket");
+    a.stop().await;
+}

@@ -101,12 +101,29 @@ impl Server {
         public_port: u16,
         tor_config: Option<PathBuf>,
     ) -> Self {
+        Self::start_wrapped(data_dir, public_port, tor_config, &[]).await
+    }
+
+    /// [`Server::start_with`], run under `wrapper` (a program and its arguments, e.g. strace).
+    pub async fn start_wrapped(
+        data_dir: &Path,
+        public_port: u16,
+        tor_config: Option<PathBuf>,
+        wrapper: &[&str],
+    ) -> Self {
         let instance = data_dir.join("instance.json");
         let _ = std::fs::remove_file(&instance);
         std::fs::create_dir_all(data_dir).expect("data dir");
         let stderr_log = data_dir.with_extension(format!("{}.log", rand::random::<u32>()));
         let log = std::fs::File::create(&stderr_log).expect("log file");
-        let mut command = Command::new(binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command.args(["serve", "--no-browser", "--listen", "127.0.0.1:0"]);
         match &tor_config {
             Some(config) => {
