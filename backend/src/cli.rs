@@ -63,8 +63,10 @@ enum Command {
 
 #[derive(Debug, Args, Clone)]
 struct GetArgs {
-    /// The share's link, or its direct ticket.
-    link: String,
+    /// The share's link, or its direct ticket. Give several (the sender's and its mirrors')
+    /// to fetch from all at once, every piece verified.
+    #[arg(required = true, num_args = 1.., value_name = "LINK|TICKET")]
+    links: Vec<String>,
     /// Folder to write the files into.
     #[arg(short = 'o', long, default_value = ".")]
     output: PathBuf,
@@ -698,34 +700,38 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
-    if crate::p2p::is_ticket(&args.link) {
-        let ticket = crate::p2p::parse_ticket(&args.link).map_err(anyhow::Error::msg)?;
-        let settings = crate::p2p::fetch::TicketFetch {
-            ticket,
-            out_dir: args.output,
-            quiet: args.quiet,
-            patience: args.timeout,
-            config: args.p2p.config()?,
-        };
-        let written = crate::p2p::fetch::fetch_ticket(&settings).await?;
-        #[allow(clippy::print_stdout)]
-        for path in written {
-            println!("{}", path.display());
-        }
-        return Ok(());
-    }
     let data_dir = args.data.resolve()?;
-    let settings = crate::fetch::FetchSettings {
-        link: args.link,
-        out_dir: args.output,
+    let link_settings = |link: &str| crate::fetch::FetchSettings {
+        link: link.to_owned(),
+        out_dir: args.output.clone(),
         state_dir: data_dir.join("tor-get"),
-        tor_config: args.tor_config,
+        tor_config: args.tor_config.clone(),
         parallel: args.parallel.map(usize::from),
         quiet: args.quiet,
         patience: args.timeout,
-        key: args.key,
+        key: args.key.clone(),
     };
-    let written = crate::fetch::fetch(&settings).await?;
+    let written = if let [link] = args.links.as_slice() {
+        if crate::p2p::is_ticket(link) {
+            let settings = crate::p2p::fetch::TicketFetch {
+                ticket: crate::p2p::parse_ticket(link).map_err(anyhow::Error::msg)?,
+                out_dir: args.output.clone(),
+                quiet: args.quiet,
+                patience: args.timeout,
+                config: args.p2p.config()?,
+            };
+            crate::p2p::fetch::fetch_ticket(&settings).await?
+        } else {
+            crate::fetch::fetch(&link_settings(link)).await?
+        }
+    } else {
+        let settings = crate::multi::MultiFetch {
+            sources: args.links.clone(),
+            link: link_settings(""),
+            p2p: args.p2p.config()?,
+        };
+        crate::multi::fetch(&settings).await?
+    };
     #[allow(clippy::print_stdout)]
     for path in written {
         println!("{}", path.display());

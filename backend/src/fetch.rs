@@ -66,6 +66,9 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     /// Sum of sizes.
     pub total_size: u64,
+    /// BLAKE3 hash of the collection (names and file hashes): the same for every copy.
+    #[serde(default)]
+    pub content_hash: Option<String>,
 }
 
 /// One file of a manifest.
@@ -82,20 +85,21 @@ pub struct ManifestFile {
 }
 
 /// An HTTP response with a streamed body.
-struct Reply {
-    status: u16,
-    body: BoxStream<'static, io::Result<Bytes>>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: BoxStream<'static, io::Result<Bytes>>,
 }
 
 /// How requests travel.
-enum Transport {
+pub(crate) enum Transport {
     Plain(reqwest::Client),
     Tor(Arc<TorClient<PreferredRuntime>>),
 }
 
 impl Transport {
-    /// `GET url`, with an optional byte range and `If-Range`.
-    async fn get(
+    /// `GET url`, with an optional byte range and `If-Range`; `isolated` asks for a circuit of
+    /// its own over Tor.
+    pub(crate) async fn get(
         &self,
         url: &str,
         range: Option<(u64, Option<u64>)>,
@@ -197,18 +201,31 @@ fn is_onion(link: &str) -> bool {
     split_url(link).is_ok_and(|(host, _, _)| host.ends_with(".onion"))
 }
 
-/// Fetches a share; returns the paths written.
-pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
-    let mut base = settings.link.trim().to_owned();
+/// A link as a base URL ending in `/`, or why it is not a link.
+pub(crate) fn link_base(link: &str) -> Result<String> {
+    let mut base = link.trim().to_owned();
     if !base.starts_with("http://") {
         bail!(
-            "{base:?} is not a veilshare link: links start with http:// (onion links end in .onion/)"
+            "{base:?} is not a veilshare link: links start with http:// (onion links end in .onion/), tickets with blob"
         );
     }
     if !base.ends_with('/') {
         base.push('/');
     }
-    let transport = if is_onion(&base) {
+    Ok(base)
+}
+
+/// Fetches a share; returns the paths written.
+pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
+    let base = link_base(&settings.link)?;
+    let transport = open_transport(&base, settings).await?;
+    fetch_from(&transport, &base, settings).await
+}
+
+/// The transport for `base`: a bootstrapped Tor client for onion links (authorized with the
+/// settings' key), plain HTTP otherwise.
+pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Result<Transport> {
+    Ok(if is_onion(base) {
         let client = crate::tor::create_client(&settings.state_dir, settings.tor_config.as_deref())
             .await
             .context("cannot set up Tor")?;
@@ -226,9 +243,15 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
         Transport::Tor(client)
     } else {
         Transport::Plain(reqwest::Client::builder().no_proxy().build()?)
-    };
+    })
+}
 
-    let manifest = fetch_manifest(&transport, &base, settings.patience).await?;
+async fn fetch_from(
+    transport: &Transport,
+    base: &str,
+    settings: &FetchSettings,
+) -> Result<Vec<PathBuf>> {
+    let manifest = fetch_manifest(transport, base, settings.patience).await?;
     for file in &manifest.files {
         veilshare_shared::validate_file_name(&file.name).map_err(|problem| {
             anyhow::anyhow!(
@@ -260,12 +283,16 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for file in &manifest.files {
         let url = format!("{base}{}", file.path);
-        written.push(fetch_file(&transport, &url, file, settings, parallel).await?);
+        written.push(fetch_file(transport, &url, file, settings, parallel).await?);
     }
     Ok(written)
 }
 
-async fn fetch_manifest(transport: &Transport, base: &str, patience: Duration) -> Result<Manifest> {
+pub(crate) async fn fetch_manifest(
+    transport: &Transport,
+    base: &str,
+    patience: Duration,
+) -> Result<Manifest> {
     let url = format!("{base}manifest.json");
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
@@ -300,7 +327,7 @@ async fn fetch_manifest(transport: &Transport, base: &str, patience: Duration) -
     serde_json::from_slice(&body).context("the share's manifest is not valid")
 }
 
-async fn collect(mut body: BoxStream<'static, io::Result<Bytes>>, limit: usize) -> Result<Vec<u8>> {
+pub(crate) async fn collect(mut body: BoxStream<'static, io::Result<Bytes>>, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         out.extend_from_slice(&chunk?);

@@ -7,6 +7,7 @@ pub mod events;
 pub mod fetch;
 pub mod headless;
 pub mod mirror;
+pub mod multi;
 pub mod p2p;
 pub mod policy;
 pub mod public;

@@ -826,4 +826,66 @@ mod tests {
         assert_eq!(kept, vec![2u8; 10]);
         store.shutdown().await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn collections_during_concurrent_imports_never_lose_live_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("open");
+        // Shares are created concurrently while earlier ones are deleted and collected.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..24u32 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let permit = store.import_permit().await.expect("permit");
+                let data: Vec<u8> = (0..40_000 + n * 3_000)
+                    .map(|i| (i.wrapping_mul(n + 7) % 251) as u8)
+                    .collect();
+                let tt = store
+                    .import_stream(
+                        &permit,
+                        futures::stream::iter([Ok(Bytes::from(data.clone()))]),
+                    )
+                    .await
+                    .expect("import");
+                let file = StoredFile {
+                    name: "f".into(),
+                    size: data.len() as u64,
+                    hash: ContentHash::parse(&tt.hash().to_hex()).expect("hex"),
+                    crc32: 0,
+                };
+                let collection = store
+                    .store_collection(&permit, std::slice::from_ref(&file))
+                    .await
+                    .expect("collection");
+                let id = ShareId::parse(&format!("{}{}", "a".repeat(25), char::from(b'a' + n as u8)))
+                    .expect("id");
+                store.tag_share(&id, &collection).await.expect("tag");
+                drop(permit);
+                // Every third share ends right away and is collected, others' imports running.
+                if n % 3 == 0 {
+                    store.delete_share_data(&id).await.expect("delete");
+                    None
+                } else {
+                    Some((file, data))
+                }
+            });
+        }
+        let mut live = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            if let Some(kept) = result.expect("task") {
+                live.push(kept);
+            }
+        }
+        store.collect_garbage().await;
+        assert_eq!(live.len(), 16);
+        for (file, data) in live {
+            let read: Vec<u8> = store
+                .read_range(&file.hash, 0, file.size)
+                .map(|b| b.expect("a live share's data was collected").to_vec())
+                .concat()
+                .await;
+            assert!(read == data, "a live share's data changed");
+        }
+        store.shutdown().await;
+    }
 }

@@ -6,7 +6,8 @@
 //!   `strace`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
 //!   the WASM build check, a private Tor network, every test, the front end's component tests
 //!   in headless Chromium, and the UI in a real browser against the `dist` build.
-//! - `bench`: the side-by-side benchmarks (installs nginx and b3sum when missing).
+//! - `bench [foundation|tor|direct]`: the side-by-side benchmarks (installs nginx, b3sum,
+//!   onionshare-cli and sendme when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
 
 mod testnet;
@@ -269,6 +270,22 @@ fn ensure_debian_packages(packages: &[(&str, &str)]) -> Result<()> {
     exec(apt(&["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))
 }
 
+/// The reference for direct transfers: iroh's `sendme`, pinned, installed from crates.io into
+/// `<target>/tools` when missing.
+fn ensure_sendme() -> Result<PathBuf> {
+    const VERSION: &str = "0.37.1";
+    let root = target_dir().join("tools");
+    let binary = root.join("bin/sendme");
+    let stamp = root.join(format!("sendme-{VERSION}"));
+    if binary.is_file() && stamp.is_file() {
+        return Ok(binary);
+    }
+    eprintln!("installing sendme {VERSION} from crates.io (the direct-transfer reference)");
+    exec(cargo().args(["install", "sendme", "--locked", "--version", VERSION, "--root"]).arg(&root))?;
+    std::fs::write(&stamp, VERSION).context("cannot write the sendme stamp")?;
+    Ok(binary)
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -373,8 +390,8 @@ fn ui_e2e() -> Result<()> {
 /// `bench [foundation|tor] [criterion args…]`: both suites when none is named.
 fn bench(args: &[String]) -> Result<()> {
     let (suites, rest): (Vec<&str>, &[String]) = match args.first().map(String::as_str) {
-        Some(name @ ("foundation" | "tor")) => (vec![name], &args[1..]),
-        _ => (vec!["foundation", "tor"], args),
+        Some(name @ ("foundation" | "tor" | "direct")) => (vec![name], &args[1..]),
+        _ => (vec!["foundation", "tor", "direct"], args),
     };
     // Without congestion-control negotiation, for the Tor suite's before/after: built first
     // and copied aside, since both builds write `release/veilshare`.
@@ -399,6 +416,8 @@ fn bench(args: &[String]) -> Result<()> {
             .env("VEILSHARE_BIN", &binary);
         if suite == "foundation" {
             ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+        } else if suite == "direct" {
+            command.env("VEILSHARE_SENDME", ensure_sendme()?);
         } else {
             ensure_debian_packages(&[("onionshare-cli", "onionshare-cli")])?;
             testnet::up()?;

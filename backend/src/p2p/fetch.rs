@@ -228,7 +228,7 @@ fn classify(error: GetError) -> Failure {
     }
 }
 
-async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Collection> {
+pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Collection> {
     Collection::load(hash, blobs)
         .await
         .map_err(|e| anyhow!("the share's list of files is not valid: {e}"))
@@ -343,7 +343,7 @@ fn bar(quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+pub(crate) async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let part = out_dir.join(format!(".{}.veilshare-part", hash.to_hex()));
     tokio::fs::copy(from, &part)
@@ -356,7 +356,7 @@ async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) ->
 }
 
 /// Moves one verified file out of the partial store into place.
-async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+pub(crate) async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let hex = hash.to_hex();
     if target.exists() && crate::fetch::hash_file(&target).await? == hex.as_str() {

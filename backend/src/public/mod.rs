@@ -19,7 +19,7 @@ use std::{collections::HashMap, io, sync::LazyLock};
 use axum::{
     Router,
     body::Body,
-    extract::{FromRequestParts, Path, State},
+    extract::{FromRequestParts, Path, Query, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
     routing::get,
@@ -80,6 +80,7 @@ fn share_routes() -> Router<Shares> {
         .route("/manifest.json", get(manifest))
         .route("/download", get(download).head(download))
         .route("/files/{name}", get(file).head(file))
+        .route("/bao/{hash}", get(bao))
 }
 
 async fn security_headers(mut response: Response) -> Response {
@@ -392,6 +393,104 @@ async fn file(
     };
     let resource = file_resource(&share.record, index, file_path(name));
     serve(&shares, &id, &share, resource, &method, &headers)
+}
+
+/// The largest range `bao/{hash}` sends at once.
+pub const MAX_BAO_RANGE: u64 = 16 << 20;
+
+/// `start..end` in bytes.
+#[derive(serde::Deserialize)]
+struct BaoRange {
+    start: u64,
+    end: u64,
+}
+
+/// `bao/{hash}?start=&end=`: bytes of one file with their BLAKE3 proof (bao, in 16 KiB
+/// groups, after the 8-byte size), so that a recipient fetching from several sources verifies
+/// every range before storing it. Counted like any download: the bytes of the whole groups.
+async fn bao(
+    State(shares): State<Shares>,
+    ShareKey(id): ShareKey,
+    Path(params): Path<HashMap<String, String>>,
+    Query(range): Query<BaoRange>,
+) -> Response {
+    let share = match lookup(&shares, &id) {
+        Ok(share) => share,
+        Err(response) => return response,
+    };
+    let wanted = params.get("hash").map(String::as_str).unwrap_or_default();
+    let Some(file) = share.record.files.iter().find(|f| f.hash.as_str() == wanted) else {
+        return not_found_page();
+    };
+    let Ok(hash) = file.hash.as_str().parse::<iroh_blobs::Hash>() else {
+        return not_found_page();
+    };
+    if range.start >= range.end || range.end > file.size || range.end - range.start > MAX_BAO_RANGE
+    {
+        return page::message(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "Bad range",
+            &format!(
+                "Ask for start < end <= {} bytes, at most {MAX_BAO_RANGE} bytes at once.",
+                file.size
+            ),
+        );
+    }
+    let ranges = <iroh_blobs::protocol::ChunkRanges as iroh_blobs::protocol::ChunkRangesExt>::bytes(
+        range.start..range.end,
+    );
+    let payload = crate::p2p::ranges_size(&ranges, file.size);
+    let label = format!("bao/{}", file.hash);
+    let transfer = match shares.begin_transfer(&id, &label, range.start, range.end, payload) {
+        Ok(transfer) => transfer,
+        Err(Admission::NotFound) => return not_found_page(),
+        Err(Admission::Refused(refusal)) => return refusal_page(refusal),
+    };
+    let stream = shares
+        .store()
+        .blobs()
+        .export_bao(hash, ranges)
+        .into_byte_stream()
+        .map(|item| item.map_err(|e| io::Error::other(e.to_string())))
+        .boxed();
+    let cancel = transfer.cancelled().clone();
+    // Bytes are counted as sent (proof included): never less than the content delivered.
+    let body = futures::stream::unfold(
+        (stream, Some(transfer), 0u64, false),
+        move |(mut stream, mut transfer, mut sent, failed)| {
+            let cancel = cancel.clone();
+            async move {
+                if failed {
+                    return None;
+                }
+                let next = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => Some(Err(io::Error::other("the share was revoked"))),
+                    item = stream.next() => item,
+                };
+                match next {
+                    Some(Ok(bytes)) => {
+                        sent += bytes.len() as u64;
+                        if let Some(t) = transfer.as_mut() {
+                            t.set_sent(sent);
+                        }
+                        Some((Ok(bytes), (stream, transfer, sent, false)))
+                    }
+                    Some(Err(error)) => Some((Err(error), (stream, transfer, sent, true))),
+                    None => {
+                        if let Some(t) = transfer.take() {
+                            t.finish();
+                        }
+                        None
+                    }
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// The byte range to send, from `Range` and `If-Range`.

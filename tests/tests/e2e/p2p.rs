@@ -408,3 +408,60 @@ async fn nothing_leaves_loopback_until_a_direct_share_needs_it() {
     assert!(!udp.is_empty(), "the direct share opened no UDP socket");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn one_download_from_a_sender_and_its_mirror_over_tickets_and_links_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let b = Server::start(&dir.path().join("b")).await;
+    let big = data(40 << 20, 55);
+    let small = b"and a small one".to_vec();
+    let view = a
+        .create(&[("big.bin", &big), ("small.txt", &small)], &[("direct", "true")])
+        .await;
+    let response = b
+        .api(reqwest::Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": ticket(&view), "direct": true }))
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(response.status(), 201);
+    let mirror: ShareView = response.json().await.expect("view");
+    let sources = [
+        ticket(&view),
+        view.links.local.clone().expect("link"),
+        ticket(&mirror),
+        mirror.links.local.clone().expect("link"),
+    ];
+    let out = dir.path().join("out");
+    let out_arg = out.to_string_lossy().into_owned();
+    let mut args = vec!["get", "-o", &out_arg];
+    args.extend(sources.iter().map(String::as_str));
+    args.extend(IROH_LOOPBACK);
+    let (ok, stdout, stderr) = run_cli(&args).await.expect("get");
+    assert!(ok, "{stdout}{stderr}");
+    assert!(std::fs::read(out.join("big.bin")).expect("big") == big);
+    assert_eq!(std::fs::read(out.join("small.txt")).expect("small"), small);
+    assert_eq!(names(&out), vec!["big.bin", "small.txt"]);
+    // Every source delivered verified pieces.
+    for source in &sources {
+        let short = if source.starts_with("blob") { "from direct" } else { source.as_str() };
+        assert!(
+            stderr.lines().any(|l| l.starts_with("fetched") && l.contains(short)),
+            "{source} delivered nothing:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("fetched")).count(), 4, "{stderr}");
+
+    // A source of another share is refused before anything is fetched.
+    let other = a.create(&[("o.bin", b"other")], &[("direct", "true")]).await;
+    let out2 = dir.path().join("out2");
+    let out2_arg = out2.to_string_lossy().into_owned();
+    let other_ticket = ticket(&other);
+    let mut args = vec!["get", "--quiet", "-o", &out2_arg, &sources[0], &other_ticket];
+    args.extend(IROH_LOOPBACK);
+    let (ok, _, stderr) = run_cli(&args).await.expect("get");
+    assert!(!ok && stderr.contains("not the same share"), "{stderr}");
+    a.stop().await;
+    b.stop().await;
+}

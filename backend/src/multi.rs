@@ -1,0 +1,479 @@
+//! `veilshare get SOURCE SOURCE…`: one share from several sources at once — direct tickets
+//! (iroh) and links (onion or http), say the sender and its mirrors. The content is cut into
+//! pieces; every source's workers take the next missing piece, and each piece is verified
+//! against the file's BLAKE3 tree before it is stored (iroh verifies as it receives; a link's
+//! `bao/{hash}` answer carries the proof). A failing source drops out; its pieces go to others.
+//!
+//! Invariants:
+//! - All sources must name the same collection hash (tickets carry it, links' manifests state
+//!   it); names come from the verified collection and pass `shared::validate_file_name`.
+//! - Pieces land in the partial store `<out>/.<collection>.veilshare-iroh/` (a rerun skips the
+//!   stored ones); files are exported only when complete.
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use iroh::{SecretKey, endpoint::Connection};
+use iroh_blobs::{
+    Hash,
+    api::Store as BlobStore,
+    format::collection::Collection,
+    protocol::{ChunkRanges, ChunkRangesExt, ChunkRangesSeq, GetRequest},
+    store::fs::FsStore,
+};
+
+use crate::{
+    fetch::{FetchSettings, Transport},
+    p2p::{self, P2pConfig},
+};
+
+/// Size of a piece (a multiple of bao's 16 KiB groups).
+const PIECE: u64 = 4 << 20;
+/// Consecutive failures after which a source drops out.
+const MAX_FAILURES: u32 = 3;
+
+/// One source, ready to serve pieces.
+#[derive(Clone)]
+enum Source {
+    Iroh {
+        connection: Connection,
+        label: String,
+    },
+    Link {
+        transport: Arc<Transport>,
+        base: String,
+        label: String,
+        workers: usize,
+    },
+}
+
+impl Source {
+    fn label(&self) -> &str {
+        match self {
+            Self::Iroh { label, .. } | Self::Link { label, .. } => label,
+        }
+    }
+}
+
+/// A piece of one file: bytes `start..end` of the file at `index` (in the collection).
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    index: usize,
+    hash: Hash,
+    start: u64,
+    end: u64,
+}
+
+impl Piece {
+    fn ranges(&self) -> ChunkRanges {
+        ChunkRanges::bytes(self.start..self.end)
+    }
+}
+
+/// What a multi-source fetch needs.
+#[derive(Debug, Clone)]
+pub struct MultiFetch {
+    /// Tickets and links.
+    pub sources: Vec<String>,
+    /// Settings for links (Tor state, key, output folder, patience, quiet).
+    pub link: FetchSettings,
+    /// How to reach direct peers.
+    pub p2p: P2pConfig,
+}
+
+/// Fetches from every source at once; returns the paths written.
+pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
+    let out_dir = settings.link.out_dir.clone();
+    let quiet = settings.link.quiet;
+    let (tickets, links): (Vec<&String>, Vec<&String>) =
+        settings.sources.iter().partition(|s| p2p::is_ticket(s));
+    let tickets = tickets
+        .into_iter()
+        .map(|t| p2p::parse_ticket(t).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let mut root: Option<Hash> = None;
+    let mut agree = |hash: Hash, what: &str| -> Result<()> {
+        match root {
+            Some(root) if root != hash => bail!(
+                "{what} is not the same share as the first source (content {hash} instead of {root}); give sources of one share"
+            ),
+            _ => {
+                root = Some(hash);
+                Ok(())
+            }
+        }
+    };
+    for ticket in &tickets {
+        agree(ticket.hash(), "a ticket")?;
+    }
+
+    // Links: one transport each (Tor ones share the client's bootstrap through Arti's state).
+    let mut sources = Vec::new();
+    let mut manifest_sizes: Option<Vec<u64>> = None;
+    for link in links {
+        let base = crate::fetch::link_base(link)?;
+        let transport = crate::fetch::open_transport(&base, &settings.link).await?;
+        match crate::fetch::fetch_manifest(&transport, &base, settings.link.patience).await {
+            Ok(manifest) => {
+                let stated = manifest
+                    .content_hash
+                    .as_deref()
+                    .and_then(|h| h.parse::<Hash>().ok())
+                    .with_context(|| format!("{base} does not state its content hash"))?;
+                agree(stated, &base)?;
+                manifest_sizes.get_or_insert_with(|| manifest.files.iter().map(|f| f.size).collect());
+                let workers = if matches!(transport, Transport::Tor(_)) { 4 } else { 2 };
+                sources.push(Source::Link {
+                    transport: Arc::new(transport),
+                    label: base.clone(),
+                    base,
+                    workers,
+                });
+            }
+            Err(error) => eprintln!("skipping {base}: {error:#}"),
+        }
+    }
+    let root = root.context("no source named the share")?;
+
+    tokio::fs::create_dir_all(&out_dir)
+        .await
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let store_dir = out_dir.join(format!(".{}.veilshare-iroh", root.to_hex()));
+    let store = FsStore::load(&store_dir)
+        .await
+        .map_err(|e| anyhow!("cannot open {}: {e}", store_dir.display()))?;
+    let endpoint = if tickets.is_empty() {
+        None
+    } else {
+        Some(settings.p2p.bind(SecretKey::generate(), Vec::new()).await?)
+    };
+    for ticket in &tickets {
+        let Some(endpoint) = &endpoint else { break };
+        let label = format!("direct {}", ticket.addr().id.fmt_short());
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            endpoint.connect(ticket.addr().clone(), iroh_blobs::ALPN),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => sources.push(Source::Iroh { connection, label }),
+            Ok(Err(error)) => eprintln!("skipping {label}: {error}"),
+            Err(_) => eprintln!("skipping {label}: no answer within 30 s"),
+        }
+    }
+    let result = run(&store, root, sources, manifest_sizes, &out_dir, quiet).await;
+    if let Some(endpoint) = endpoint {
+        endpoint.close().await;
+    }
+    if let Err(error) = store.shutdown().await {
+        tracing::warn!(%error, "partial store did not shut down cleanly");
+    }
+    if result.is_ok() {
+        let _ = tokio::fs::remove_dir_all(&store_dir).await;
+    }
+    result
+}
+
+async fn run(
+    store: &FsStore,
+    root: Hash,
+    sources: Vec<Source>,
+    manifest_sizes: Option<Vec<u64>>,
+    out_dir: &std::path::Path,
+    quiet: bool,
+) -> Result<Vec<PathBuf>> {
+    if sources.is_empty() {
+        bail!("none of the sources could be reached");
+    }
+    let blobs: &BlobStore = store;
+    let collection = collection(blobs, root, &sources).await?;
+    p2p::fetch::check_names(&collection)?;
+    let sizes = match manifest_sizes {
+        Some(sizes) if sizes.len() == collection.len() => sizes,
+        _ => iroh_sizes(blobs, root, &collection, &sources).await?,
+    };
+    let mut pieces = VecDeque::new();
+    let mut total = 0u64;
+    let mut have = 0u64;
+    for (index, ((_, hash), &size)) in collection.iter().zip(&sizes).enumerate() {
+        total += size;
+        let mut start = 0;
+        while start < size {
+            let end = (start + PIECE).min(size);
+            let piece = Piece {
+                index,
+                hash: *hash,
+                start,
+                end,
+            };
+            if stored(blobs, &piece).await? {
+                have += end - start;
+            } else {
+                pieces.push_back(piece);
+            }
+            start = end;
+        }
+    }
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:24} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    };
+    bar.set_position(have);
+    bar.set_message(format!("{} sources", sources.len()));
+    let queue = Arc::new(Mutex::new(pieces));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    let mut delivered = Vec::new();
+    for source in &sources {
+        let count = match source {
+            Source::Iroh { .. } => 2,
+            Source::Link { workers, .. } => *workers,
+        };
+        let bytes = Arc::new(AtomicU64::new(0));
+        delivered.push((source.label().to_owned(), bytes.clone()));
+        for _ in 0..count {
+            workers.spawn(worker(
+                source.clone(),
+                blobs.clone(),
+                root,
+                queue.clone(),
+                busy.clone(),
+                bar.clone(),
+                bytes.clone(),
+            ));
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    bar.finish_and_clear();
+    if !quiet {
+        for (label, bytes) in &delivered {
+            eprintln!(
+                "{}: {} from {label}",
+                if bytes.load(Ordering::SeqCst) > 0 { "fetched" } else { "nothing" },
+                crate::public::human_size(bytes.load(Ordering::SeqCst))
+            );
+        }
+    }
+    let left = queue.lock().map(|q| q.len()).unwrap_or(usize::MAX);
+    if left > 0 {
+        bail!(
+            "every source failed before the download was complete ({left} pieces missing); run the same command again to resume"
+        );
+    }
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
+    for (name, hash) in collection.iter() {
+        let target = match exported.get(hash) {
+            Some(first) => p2p::fetch::copy_into_place(first, out_dir, name, *hash).await?,
+            None => p2p::fetch::export(store, out_dir, name, *hash).await?,
+        };
+        exported.insert(*hash, target.clone());
+        written.push(target);
+    }
+    Ok(written)
+}
+
+/// Whether a piece is already stored (verified).
+async fn stored(blobs: &BlobStore, piece: &Piece) -> Result<bool> {
+    let local = blobs
+        .remote()
+        .local_for_request(GetRequest::blob_ranges(piece.hash, piece.ranges()))
+        .await
+        .map_err(|e| anyhow!("local store failed: {e}"))?;
+    Ok(local.is_complete())
+}
+
+/// The collection (names and hashes): from the store, a direct source, or built from a link's
+/// manifest and checked against the root hash.
+async fn collection(blobs: &BlobStore, root: Hash, sources: &[Source]) -> Result<Collection> {
+    if let Ok(collection) = p2p::fetch::load_collection(blobs, root).await {
+        return Ok(collection);
+    }
+    for source in sources {
+        match source {
+            Source::Iroh { connection, label } => {
+                let request = GetRequest::new(
+                    root,
+                    ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
+                );
+                match blobs.remote().execute_get(connection.clone(), request).await {
+                    Ok(_) => return p2p::fetch::load_collection(blobs, root).await,
+                    Err(error) => eprintln!("{label}: cannot get the list of files: {error}"),
+                }
+            }
+            Source::Link {
+                transport, base, ..
+            } => {
+                let manifest =
+                    crate::fetch::fetch_manifest(transport, base, Duration::from_secs(60)).await?;
+                let mut collection = Collection::default();
+                for file in &manifest.files {
+                    let hash: Hash = file
+                        .blake3
+                        .parse()
+                        .map_err(|_| anyhow!("{base}: a file hash is not BLAKE3"))?;
+                    collection.push(file.name.clone(), hash);
+                }
+                let tag = collection
+                    .clone()
+                    .store(blobs)
+                    .await
+                    .map_err(|e| anyhow!("local store failed: {e}"))?;
+                if tag.hash() != root {
+                    bail!("{base}: its list of files does not match the share's content hash");
+                }
+                return Ok(collection);
+            }
+        }
+    }
+    bail!("no source sent the share's list of files")
+}
+
+/// File sizes from a direct source: the last group of each file (which proves the size, and is
+/// part of the download anyway).
+async fn iroh_sizes(
+    blobs: &BlobStore,
+    root: Hash,
+    collection: &Collection,
+    sources: &[Source],
+) -> Result<Vec<u64>> {
+    let Some(connection) = sources.iter().find_map(|s| match s {
+        Source::Iroh { connection, .. } => Some(connection.clone()),
+        Source::Link { .. } => None,
+    }) else {
+        bail!("no source can tell the file sizes");
+    };
+    let mut builder = GetRequest::builder();
+    for index in 0..collection.len() {
+        builder = builder.offset(index as u64 + 2, ChunkRanges::last_chunk());
+    }
+    blobs
+        .remote()
+        .execute_get(connection, builder.build(root))
+        .await
+        .map_err(|e| anyhow!("cannot learn the file sizes: {e}"))?;
+    let mut sizes = Vec::new();
+    for (_, hash) in collection.iter() {
+        let size = match blobs.blobs().status(*hash).await? {
+            iroh_blobs::api::proto::BlobStatus::Complete { size } => size,
+            iroh_blobs::api::proto::BlobStatus::Partial { size: Some(size) } => size,
+            _ => bail!("the sender did not prove the size of {hash}"),
+        };
+        sizes.push(size);
+    }
+    Ok(sizes)
+}
+
+/// Takes pieces until none is left; gives up after [`MAX_FAILURES`] failures in a row.
+async fn worker(
+    source: Source,
+    blobs: BlobStore,
+    root: Hash,
+    queue: Arc<Mutex<VecDeque<Piece>>>,
+    busy: Arc<AtomicUsize>,
+    bar: indicatif::ProgressBar,
+    delivered: Arc<AtomicU64>,
+) {
+    let mut failures = 0;
+    loop {
+        let piece = {
+            let Ok(mut queue) = queue.lock() else { return };
+            let piece = queue.pop_front();
+            if piece.is_some() {
+                busy.fetch_add(1, Ordering::SeqCst);
+            }
+            piece
+        };
+        let Some(piece) = piece else {
+            // Another worker's piece may still fail and come back.
+            if busy.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let result = fetch_piece(&source, &blobs, root, &piece).await;
+        match result {
+            Ok(()) => {
+                failures = 0;
+                bar.inc(piece.end - piece.start);
+                delivered.fetch_add(piece.end - piece.start, Ordering::SeqCst);
+            }
+            Err(error) => {
+                failures += 1;
+                if let Ok(mut queue) = queue.lock() {
+                    queue.push_back(piece);
+                }
+                tracing::debug!(source = source.label(), %error, "piece failed");
+                if failures >= MAX_FAILURES {
+                    bar.println(format!("{}: dropped ({error:#})", source.label()));
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+        busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Fetches one piece from one source, verified into the store.
+async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Piece) -> Result<()> {
+    match source {
+        Source::Iroh { connection, .. } => {
+            let request = GetRequest::builder()
+                .offset(piece.index as u64 + 2, piece.ranges())
+                .build(root);
+            blobs
+                .remote()
+                .execute_get(connection.clone(), request)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        Source::Link {
+            transport, base, ..
+        } => {
+            let url = format!(
+                "{base}bao/{}?start={}&end={}",
+                piece.hash.to_hex(),
+                piece.start,
+                piece.end
+            );
+            let reply = transport.get(&url, None, None, true).await?;
+            match reply.status {
+                200 => {}
+                410 => bail!("the share has ended there"),
+                429 => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    bail!("busy")
+                }
+                status => bail!("answered HTTP {status}"),
+            }
+            let limit = usize::try_from(crate::public::MAX_BAO_RANGE * 2).unwrap_or(usize::MAX);
+            let bytes = crate::fetch::collect(reply.body, limit).await?;
+            blobs
+                .blobs()
+                .import_bao_bytes(piece.hash, piece.ranges(), bytes)
+                .await
+                .map_err(|e| anyhow!("the piece failed verification: {e}"))?;
+        }
+    }
+    if !stored(blobs, piece).await? {
+        bail!("the piece did not arrive whole");
+    }
+    Ok(())
+}

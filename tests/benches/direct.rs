@@ -1,0 +1,228 @@
+//! Direct transfer benchmark: 1 GiB over loopback, veilshare (`share --direct` → `get <ticket>`)
+//! against iroh's `sendme` (`send` → `receive`), side by side in one run, rounds interleaved,
+//! median of [`ROUNDS`]. Both receivers end with the file verified and in place.
+//!
+//! Everything runs inside a fresh network namespace (`unshare -rn`) with only a loopback
+//! interface: sendme's endpoint uses iroh's N0 preset (DNS discovery, pkarr publishing), and no
+//! byte of either tool may leave the machine. Both use no relay and bind 127.0.0.1.
+
+// The results are this program's output.
+#![allow(clippy::print_stdout)]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::binary;
+
+const SIZE: usize = 1 << 30;
+const ROUNDS: usize = 3;
+const INNER: &str = "VEILSHARE_DIRECT_BENCH_WORK";
+
+fn sendme() -> PathBuf {
+    std::env::var_os("VEILSHARE_SENDME")
+        .map(PathBuf::from)
+        .expect("VEILSHARE_SENDME is not set: run `cargo xtask bench direct`")
+}
+
+/// A sender, killed on drop, and the ticket it printed.
+struct Sender {
+    child: Child,
+    ticket: String,
+    ready_after: Duration,
+}
+
+impl Sender {
+    /// Starts `command` and waits for a word starting with `blob` on its standard output.
+    fn start(command: &mut Command) -> Self {
+        let started = Instant::now();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sender");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(ticket) = line.split_whitespace().find(|w| w.starts_with("blob")) {
+                    let _ = tx.send(ticket.to_owned());
+                }
+            }
+        });
+        let ticket = rx
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the sender printed no ticket");
+        Self {
+            child,
+            ticket,
+            ready_after: started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a receiver to its end; returns the time.
+fn timed(command: &mut Command) -> Duration {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("receiver");
+    assert!(status.success(), "{command:?} failed");
+    started.elapsed()
+}
+
+fn blake3_file(path: &Path) -> blake3::Hash {
+    let mut file = std::fs::File::open(path).expect("open");
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).expect("read");
+        if n == 0 {
+            return hasher.finalize();
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn mib_per_s(elapsed: Duration) -> f64 {
+    SIZE as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
+/// Inside the namespace: both senders, then interleaved receives.
+fn inner(work: &Path) {
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip");
+    assert!(up.success(), "cannot bring up loopback in the namespace");
+    let file = work.join("big.bin");
+    let expected = blake3_file(&file);
+    let loopback = ["--no-iroh-relay", "--iroh-bind", "127.0.0.1:0"];
+    let sendme_loopback = ["--relay", "disabled", "--magic-ipv4-addr", "127.0.0.1:0"];
+
+    let veilshare_sender = Sender::start(
+        Command::new(binary())
+            .args(["share", "--no-tor", "--direct", "--data-dir"])
+            .arg(work.join("vs-sender"))
+            .args(loopback)
+            .arg(&file)
+            .env("VEILSHARE_LOG", "error"),
+    );
+    let sendme_cwd = work.join("sm-sender");
+    std::fs::create_dir_all(&sendme_cwd).expect("cwd");
+    let sendme_sender = Sender::start(
+        Command::new(sendme())
+            .arg("send")
+            .arg(&file)
+            .args(sendme_loopback)
+            .args(["--ticket-type", "addresses", "--no-progress"])
+            .current_dir(&sendme_cwd),
+    );
+
+    let mut veilshare = Vec::new();
+    let mut reference = Vec::new();
+    for round in 0..ROUNDS {
+        let out = work.join(format!("vs-out-{round}"));
+        veilshare.push(timed(
+            Command::new(binary())
+                .args(["get", "--quiet", &veilshare_sender.ticket, "-o"])
+                .arg(&out)
+                .args(loopback)
+                .env("VEILSHARE_LOG", "error"),
+        ));
+        assert_eq!(blake3_file(&out.join("big.bin")), expected);
+        std::fs::remove_dir_all(&out).expect("clean");
+
+        let out = work.join(format!("sm-out-{round}"));
+        std::fs::create_dir_all(&out).expect("out");
+        reference.push(timed(
+            Command::new(sendme())
+                .args(["receive", &sendme_sender.ticket])
+                .args(sendme_loopback)
+                .arg("--no-progress")
+                .current_dir(&out),
+        ));
+        assert_eq!(blake3_file(&out.join("big.bin")), expected);
+        std::fs::remove_dir_all(&out).expect("clean");
+    }
+    let ours = median(veilshare.iter().map(|d| d.as_secs_f64()).collect());
+    let theirs = median(reference.iter().map(|d| d.as_secs_f64()).collect());
+    println!(
+        "\n=== direct transfer, 1 GiB over loopback (network namespace, no relay), median of {ROUNDS} ==="
+    );
+    println!(
+        "sender ready (import + endpoint + ticket): veilshare share --direct {:.2} s, sendme send {:.2} s",
+        veilshare_sender.ready_after.as_secs_f64(),
+        sendme_sender.ready_after.as_secs_f64()
+    );
+    println!(
+        "veilshare get <ticket>: {ours:.2} s ({:.0} MiB/s); runs {:?}",
+        mib_per_s(Duration::from_secs_f64(ours)),
+        veilshare.iter().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0).collect::<Vec<_>>()
+    );
+    println!(
+        "sendme receive:         {theirs:.2} s ({:.0} MiB/s); runs {:?}",
+        mib_per_s(Duration::from_secs_f64(theirs)),
+        reference.iter().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0).collect::<Vec<_>>()
+    );
+    println!("veilshare / sendme throughput: {:.2}x", theirs / ours);
+}
+
+fn main() {
+    if let Some(work) = std::env::var_os(INNER) {
+        inner(Path::new(&work));
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("veilshare-direct-bench")
+        .tempdir_in("/var/tmp")
+        .expect("work dir");
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(work.path().join("big.bin")).expect("file"),
+        );
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..SIZE / block.len() {
+            for byte in &mut block {
+                // xorshift: content no layer can compress.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            file.write_all(&block).expect("write");
+        }
+        file.flush().expect("flush");
+    }
+    let status = Command::new("unshare")
+        .args(["-rn", "--"])
+        .arg(std::env::current_exe().expect("self"))
+        .env(INNER, work.path())
+        .status()
+        .expect("unshare");
+    assert!(status.success(), "the benchmark failed inside its network namespace");
+}
