@@ -230,7 +230,7 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
             .await
             .context("cannot set up Tor")?;
         if let Some(key) = &settings.key {
-            let (host, _, _) = split_url(&base)?;
+            let (host, _, _) = split_url(base)?;
             crate::tor::authorize(&client, &host, key)?;
         }
         if !settings.quiet {
@@ -327,7 +327,10 @@ pub(crate) async fn fetch_manifest(
     serde_json::from_slice(&body).context("the share's manifest is not valid")
 }
 
-pub(crate) async fn collect(mut body: BoxStream<'static, io::Result<Bytes>>, limit: usize) -> Result<Vec<u8>> {
+pub(crate) async fn collect(
+    mut body: BoxStream<'static, io::Result<Bytes>>,
+    limit: usize,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         out.extend_from_slice(&chunk?);

@@ -129,8 +129,13 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
                     .and_then(|h| h.parse::<Hash>().ok())
                     .with_context(|| format!("{base} does not state its content hash"))?;
                 agree(stated, &base)?;
-                manifest_sizes.get_or_insert_with(|| manifest.files.iter().map(|f| f.size).collect());
-                let workers = if matches!(transport, Transport::Tor(_)) { 4 } else { 2 };
+                manifest_sizes
+                    .get_or_insert_with(|| manifest.files.iter().map(|f| f.size).collect());
+                let workers = if matches!(transport, Transport::Tor(_)) {
+                    4
+                } else {
+                    2
+                };
                 sources.push(Source::Link {
                     transport: Arc::new(transport),
                     label: base.clone(),
@@ -264,7 +269,11 @@ async fn run(
         for (label, bytes) in &delivered {
             eprintln!(
                 "{}: {} from {label}",
-                if bytes.load(Ordering::SeqCst) > 0 { "fetched" } else { "nothing" },
+                if bytes.load(Ordering::SeqCst) > 0 {
+                    "fetched"
+                } else {
+                    "nothing"
+                },
                 crate::public::human_size(bytes.load(Ordering::SeqCst))
             );
         }
@@ -311,7 +320,11 @@ async fn collection(blobs: &BlobStore, root: Hash, sources: &[Source]) -> Result
                     root,
                     ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
                 );
-                match blobs.remote().execute_get(connection.clone(), request).await {
+                match blobs
+                    .remote()
+                    .execute_get(connection.clone(), request)
+                    .await
+                {
                     Ok(_) => return p2p::fetch::load_collection(blobs, root).await,
                     Err(error) => eprintln!("{label}: cannot get the list of files: {error}"),
                 }

@@ -857,8 +857,9 @@ mod tests {
                     .store_collection(&permit, std::slice::from_ref(&file))
                     .await
                     .expect("collection");
-                let id = ShareId::parse(&format!("{}{}", "a".repeat(25), char::from(b'a' + n as u8)))
-                    .expect("id");
+                let id =
+                    ShareId::parse(&format!("{}{}", "a".repeat(25), char::from(b'a' + n as u8)))
+                        .expect("id");
                 store.tag_share(&id, &collection).await.expect("tag");
                 drop(permit);
                 // Every third share ends right away and is collected, others' imports running.

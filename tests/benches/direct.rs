@@ -180,12 +180,18 @@ fn inner(work: &Path) {
     println!(
         "veilshare get <ticket>: {ours:.2} s ({:.0} MiB/s); runs {:?}",
         mib_per_s(Duration::from_secs_f64(ours)),
-        veilshare.iter().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0).collect::<Vec<_>>()
+        veilshare
+            .iter()
+            .map(|d| (d.as_secs_f64() * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
     );
     println!(
         "sendme receive:         {theirs:.2} s ({:.0} MiB/s); runs {:?}",
         mib_per_s(Duration::from_secs_f64(theirs)),
-        reference.iter().map(|d| (d.as_secs_f64() * 100.0).round() / 100.0).collect::<Vec<_>>()
+        reference
+            .iter()
+            .map(|d| (d.as_secs_f64() * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
     );
     println!("veilshare / sendme throughput: {:.2}x", theirs / ours);
 }
@@ -224,5 +230,8 @@ fn main() {
         .env(INNER, work.path())
         .status()
         .expect("unshare");
-    assert!(status.success(), "the benchmark failed inside its network namespace");
+    assert!(
+        status.success(),
+        "the benchmark failed inside its network namespace"
+    );
 }

@@ -281,7 +281,18 @@ fn ensure_sendme() -> Result<PathBuf> {
         return Ok(binary);
     }
     eprintln!("installing sendme {VERSION} from crates.io (the direct-transfer reference)");
-    exec(cargo().args(["install", "sendme", "--locked", "--version", VERSION, "--root"]).arg(&root))?;
+    exec(
+        cargo()
+            .args([
+                "install",
+                "sendme",
+                "--locked",
+                "--version",
+                VERSION,
+                "--root",
+            ])
+            .arg(&root),
+    )?;
     std::fs::write(&stamp, VERSION).context("cannot write the sendme stamp")?;
     Ok(binary)
 }

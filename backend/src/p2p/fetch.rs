@@ -343,7 +343,12 @@ fn bar(quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-pub(crate) async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+pub(crate) async fn copy_into_place(
+    from: &Path,
+    out_dir: &Path,
+    name: &str,
+    hash: Hash,
+) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let part = out_dir.join(format!(".{}.veilshare-part", hash.to_hex()));
     tokio::fs::copy(from, &part)
@@ -356,7 +361,12 @@ pub(crate) async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, has
 }
 
 /// Moves one verified file out of the partial store into place.
-pub(crate) async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
+pub(crate) async fn export(
+    store: &FsStore,
+    out_dir: &Path,
+    name: &str,
+    hash: Hash,
+) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let hex = hash.to_hex();
     if target.exists() && crate::fetch::hash_file(&target).await? == hex.as_str() {

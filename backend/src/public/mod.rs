@@ -419,7 +419,12 @@ async fn bao(
         Err(response) => return response,
     };
     let wanted = params.get("hash").map(String::as_str).unwrap_or_default();
-    let Some(file) = share.record.files.iter().find(|f| f.hash.as_str() == wanted) else {
+    let Some(file) = share
+        .record
+        .files
+        .iter()
+        .find(|f| f.hash.as_str() == wanted)
+    else {
         return not_found_page();
     };
     let Ok(hash) = file.hash.as_str().parse::<iroh_blobs::Hash>() else {

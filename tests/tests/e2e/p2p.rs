@@ -417,7 +417,10 @@ async fn one_download_from_a_sender_and_its_mirror_over_tickets_and_links_at_onc
     let big = data(40 << 20, 55);
     let small = b"and a small one".to_vec();
     let view = a
-        .create(&[("big.bin", &big), ("small.txt", &small)], &[("direct", "true")])
+        .create(
+            &[("big.bin", &big), ("small.txt", &small)],
+            &[("direct", "true")],
+        )
         .await;
     let response = b
         .api(reqwest::Method::POST, "/api/mirrors")
@@ -445,20 +448,39 @@ async fn one_download_from_a_sender_and_its_mirror_over_tickets_and_links_at_onc
     assert_eq!(names(&out), vec!["big.bin", "small.txt"]);
     // Every source delivered verified pieces.
     for source in &sources {
-        let short = if source.starts_with("blob") { "from direct" } else { source.as_str() };
+        let short = if source.starts_with("blob") {
+            "from direct"
+        } else {
+            source.as_str()
+        };
         assert!(
-            stderr.lines().any(|l| l.starts_with("fetched") && l.contains(short)),
+            stderr
+                .lines()
+                .any(|l| l.starts_with("fetched") && l.contains(short)),
             "{source} delivered nothing:\n{stderr}"
         );
     }
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("fetched")).count(), 4, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("fetched")).count(),
+        4,
+        "{stderr}"
+    );
 
     // A source of another share is refused before anything is fetched.
-    let other = a.create(&[("o.bin", b"other")], &[("direct", "true")]).await;
+    let other = a
+        .create(&[("o.bin", b"other")], &[("direct", "true")])
+        .await;
     let out2 = dir.path().join("out2");
     let out2_arg = out2.to_string_lossy().into_owned();
     let other_ticket = ticket(&other);
-    let mut args = vec!["get", "--quiet", "-o", &out2_arg, &sources[0], &other_ticket];
+    let mut args = vec![
+        "get",
+        "--quiet",
+        "-o",
+        &out2_arg,
+        &sources[0],
+        &other_ticket,
+    ];
     args.extend(IROH_LOOPBACK);
     let (ok, _, stderr) = run_cli(&args).await.expect("get");
     assert!(!ok && stderr.contains("not the same share"), "{stderr}");
