@@ -46,6 +46,8 @@ pub mod fetch;
 
 /// The endpoint's secret key, in the data directory.
 pub const KEY_FILE: &str = "iroh.key";
+/// The port the endpoint last had, in the data directory.
+pub const PORT_FILE: &str = "iroh.port";
 /// Bao sends content in chunk groups of this many bytes.
 const CHUNK_GROUP: u64 = 16 * 1024;
 /// How long to wait for a home relay before handing out a ticket without one.
@@ -99,6 +101,38 @@ pub struct P2pConfig {
 impl P2pConfig {
     /// Binds an endpoint with this configuration.
     pub async fn bind(&self, secret: SecretKey, alpns: Vec<Vec<u8>>) -> Result<Endpoint, P2pError> {
+        self.bind_on(secret, alpns, None).await
+    }
+
+    /// [`P2pConfig::bind`], on `port` when the configuration leaves the port open and it is
+    /// free (so that tickets keep working across restarts), else on any port.
+    pub async fn bind_on(
+        &self,
+        secret: SecretKey,
+        alpns: Vec<Vec<u8>>,
+        port: Option<u16>,
+    ) -> Result<Endpoint, P2pError> {
+        if let Some(port) = port {
+            match self
+                .try_bind(secret.clone(), alpns.clone(), Some(port))
+                .await
+            {
+                Ok(endpoint) => return self.await_relay(endpoint).await,
+                Err(error) => {
+                    tracing::info!(%error, port, "the previous direct-sharing port is taken; using another (old tickets without a relay stop working)");
+                }
+            }
+        }
+        let endpoint = self.try_bind(secret, alpns, None).await?;
+        self.await_relay(endpoint).await
+    }
+
+    async fn try_bind(
+        &self,
+        secret: SecretKey,
+        alpns: Vec<Vec<u8>>,
+        port: Option<u16>,
+    ) -> Result<Endpoint, P2pError> {
         let relay_mode = match &self.relays {
             Relays::Default => RelayMode::Default,
             Relays::Disabled => RelayMode::Disabled,
@@ -120,16 +154,41 @@ impl P2pConfig {
                 .address_lookup(iroh::address_lookup::pkarr::PkarrPublisher::n0_dns())
                 .address_lookup(iroh::address_lookup::dns::DnsAddressLookup::n0_dns());
         }
-        if let Some(addr) = self.bind {
-            builder = builder
-                .clear_ip_transports()
-                .bind_addr(addr)
-                .map_err(|e| P2pError::Bind(format!("{addr}: {e}")))?;
+        let bind_err = |addr: SocketAddr| move |e| P2pError::Bind(format!("{addr}: {e}"));
+        match (self.bind, port) {
+            (Some(mut addr), port) => {
+                if addr.port() == 0
+                    && let Some(port) = port
+                {
+                    addr.set_port(port);
+                }
+                builder = builder
+                    .clear_ip_transports()
+                    .bind_addr(addr)
+                    .map_err(bind_err(addr))?;
+            }
+            (None, Some(port)) => {
+                let v4 = SocketAddr::from(([0, 0, 0, 0], port));
+                let v6 = SocketAddr::from(([0u16; 8], port));
+                builder = builder
+                    .clear_ip_transports()
+                    .bind_addr(v4)
+                    .map_err(bind_err(v4))?
+                    .bind_addr_with_opts(
+                        v6,
+                        iroh::endpoint::BindOpts::default().set_is_required(false),
+                    )
+                    .map_err(bind_err(v6))?;
+            }
+            (None, None) => {}
         }
-        let endpoint = builder
+        builder
             .bind()
             .await
-            .map_err(|e| P2pError::Bind(e.to_string()))?;
+            .map_err(|e| P2pError::Bind(e.to_string()))
+    }
+
+    async fn await_relay(&self, endpoint: Endpoint) -> Result<Endpoint, P2pError> {
         if self.relays != Relays::Disabled
             && tokio::time::timeout(RELAY_WAIT, endpoint.online())
                 .await
@@ -243,10 +302,20 @@ impl P2p {
 
     async fn open(&self) -> Result<Running, P2pError> {
         let key = load_or_create_key(&self.key_path)?;
+        let port_path = self.key_path.with_file_name(PORT_FILE);
+        let previous = std::fs::read_to_string(&port_path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok());
         let endpoint = self
             .config
-            .bind(key, vec![iroh_blobs::ALPN.to_vec()])
+            .bind_on(key, vec![iroh_blobs::ALPN.to_vec()], previous)
             .await?;
+        if let Some(port) = endpoint.bound_sockets().iter().map(SocketAddr::port).next()
+            && Some(port) != previous
+            && let Err(error) = std::fs::write(&port_path, port.to_string())
+        {
+            tracing::warn!(%error, "cannot remember the direct-sharing port");
+        }
         let mask = EventMask {
             connected: ConnectMode::None,
             get: RequestMode::InterceptLog,

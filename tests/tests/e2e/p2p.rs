@@ -487,3 +487,30 @@ async fn one_download_from_a_sender_and_its_mirror_over_tickets_and_links_at_onc
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_ticket_keeps_working_after_the_sender_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("a");
+    let a = Server::start(&data_dir).await;
+    let content = data(500_000, 56);
+    let view = a
+        .create(&[("kept.bin", &content)], &[("direct", "true")])
+        .await;
+    let before = ticket(&view);
+    a.stop().await;
+
+    // Same key, same port: the same ticket, served again as soon as the app is back.
+    let a = Server::start(&data_dir).await;
+    let after = a
+        .wait_view(&view.id, "the direct share to come back", |v| {
+            v.links.ticket.is_some()
+        })
+        .await;
+    assert_eq!(ticket(&after), before);
+    let out = dir.path().join("out");
+    let (ok, output) = get_ticket(&before, &out).await;
+    assert!(ok, "{output}");
+    assert!(std::fs::read(out.join("kept.bin")).expect("file") == content);
+    a.stop().await;
+}
