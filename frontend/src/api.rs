@@ -48,6 +48,18 @@ pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
     json(Request::delete(&format!("/api/shares/{id}"))).await
 }
 
+/// `POST /api/mirrors`: resolves when the mirror is a share (fetching can take a while).
+pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareView, Problem> {
+    let request = Request::post("/api/mirrors")
+        .json(request)
+        .map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
 /// Follows `/api/events` until the socket closes, handing each event to `on_event`.
 pub async fn follow_events(on_event: impl Fn(Event)) -> Problem {
     let Some(location) = web_sys::window().map(|w| w.location()) else {

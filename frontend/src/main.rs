@@ -13,7 +13,7 @@ use std::rc::Rc;
 use veilshare_shared::{Event, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-use view::{NewShare, ShareCard, TorBadge};
+use view::{MirrorForm, NewShare, ShareCard, TorBadge};
 
 /// Unix seconds now, from the browser's clock.
 pub fn now_secs() -> u64 {
@@ -131,6 +131,7 @@ fn App() -> Html {
             }
             <main>
                 <NewShare on_created={upsert.clone()} tor_on={!matches!(model.status.as_ref().map(|s| &s.tor), Some(TorStatus::Disabled))} />
+                <MirrorForm on_created={upsert.clone()} />
                 <section aria-labelledby="shares-title">
                     <h2 id="shares-title">{ format!("Shares ({active} active)") }</h2>
                     if model.shares.is_empty() && model.load_problem.is_none() {

@@ -102,6 +102,18 @@ fn input_value(event: &Event) -> String {
         .unwrap_or_default()
 }
 
+/// Keeps a text field's state in step with it.
+fn set(state: &UseStateHandle<String>) -> Callback<Event> {
+    let state = state.clone();
+    Callback::from(move |event: Event| state.set(input_value(&event)))
+}
+
+/// Flips a checkbox's state.
+fn toggle(state: &UseStateHandle<bool>) -> Callback<Event> {
+    let state = state.clone();
+    Callback::from(move |_: Event| state.set(!*state))
+}
+
 fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
     let Some(list) = list else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
@@ -292,14 +304,6 @@ pub fn NewShare(props: &NewShareProps) -> Html {
 
     let busy = matches!(*phase, Phase::Sending(..) | Phase::Storing);
     let total: u64 = files.iter().map(|f| f.size() as u64).sum();
-    let set = |state: &UseStateHandle<String>| {
-        let state = state.clone();
-        Callback::from(move |event: Event| state.set(input_value(&event)))
-    };
-    let toggle = |state: &UseStateHandle<bool>| {
-        let state = state.clone();
-        Callback::from(move |_: Event| state.set(!*state))
-    };
 
     html! {
         <section class="new" aria-labelledby="new-title">
@@ -377,6 +381,115 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                         },
                         Phase::Storing => html! { <p class="progress">{ "Uploaded; storing and hashing…" }</p> },
                         Phase::Failed(problem) => html! { <p class="problem" role="alert">{ problem }</p> },
+                    } }
+                </div>
+            </form>
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct MirrorFormProps {
+    pub on_created: Callback<ShareView>,
+}
+
+/// What the mirror form is doing.
+#[derive(Clone, PartialEq)]
+enum Mirroring {
+    Idle,
+    Fetching,
+    Failed(String),
+}
+
+/// Mirror someone's share: fetch it by ticket or link and publish it from here too, with this
+/// node's own policy (the content hash stays the same).
+#[component]
+pub fn MirrorForm(props: &MirrorFormProps) -> Html {
+    let source = use_state(String::new);
+    let max_downloads = use_state(String::new);
+    let expiry = use_state(|| "604800".to_owned());
+    let direct = use_state(|| false);
+    let phase = use_state(|| Mirroring::Idle);
+    let submit = {
+        let (source, max_downloads, expiry, direct, phase) = (
+            source.clone(),
+            max_downloads.clone(),
+            expiry.clone(),
+            direct.clone(),
+            phase.clone(),
+        );
+        let on_created = props.on_created.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let text = source.trim().to_owned();
+            if text.is_empty() {
+                phase.set(Mirroring::Failed("paste a ticket or a link first".into()));
+                return;
+            }
+            let mut fields = veilshare_shared::CreateShareFields::default();
+            let checked = fields
+                .set(form::MAX_DOWNLOADS, &max_downloads)
+                .and_then(|()| fields.set(form::EXPIRES_IN_SECS, &expiry));
+            if let Err(problem) = checked {
+                phase.set(Mirroring::Failed(problem));
+                return;
+            }
+            fields.direct = *direct;
+            let request = veilshare_shared::CreateMirror {
+                source: text,
+                source_key: None,
+                fields,
+            };
+            phase.set(Mirroring::Fetching);
+            let (phase, source, on_created) = (phase.clone(), source.clone(), on_created.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::mirror(&request).await {
+                    Ok(share) => {
+                        source.set(String::new());
+                        phase.set(Mirroring::Idle);
+                        on_created.emit(share);
+                    }
+                    Err(problem) => phase.set(Mirroring::Failed(problem)),
+                }
+            });
+        })
+    };
+    let busy = *phase == Mirroring::Fetching;
+    html! {
+        <section class="new mirror" aria-labelledby="mirror-title">
+            <h2 id="mirror-title">{ "Mirror a share" }</h2>
+            <p class="quiet">{ "Keep someone's share available from here too: paste its ticket or link. \
+                Recipients can check it is the same content by its hash." }</p>
+            <form onsubmit={submit}>
+                <div class="policy">
+                    <label for="mirror-source">{ "Ticket or link" }
+                        <input id="mirror-source" type="text" placeholder="blob… or http://….onion/"
+                               value={(*source).clone()} onchange={set(&source)} disabled={busy} />
+                    </label>
+                    <label for="mirror-max">{ "Downloads allowed" }
+                        <input id="mirror-max" type="number" min="1" placeholder="unlimited"
+                               value={(*max_downloads).clone()} onchange={set(&max_downloads)} />
+                    </label>
+                    <label for="mirror-expiry">{ "Expires after" }
+                        <select id="mirror-expiry" onchange={set(&expiry)}>
+                            { for EXPIRY_PRESETS.iter().filter(|(v, _)| *v != "custom").map(|(value, text)| html! {
+                                <option value={*value} selected={*expiry == *value}>{ *text }</option>
+                            }) }
+                        </select>
+                    </label>
+                    <label class="check" for="mirror-direct">
+                        <input id="mirror-direct" type="checkbox" checked={*direct} onchange={toggle(&direct)} />
+                        { "Also share the mirror directly (" }<strong>{ "reveals your IP address" }</strong>{ ")" }
+                    </label>
+                </div>
+                <div class="actions">
+                    <button type="submit" disabled={busy}>{ "Mirror" }</button>
+                </div>
+                <div aria-live="polite">
+                    { match &*phase {
+                        Mirroring::Idle => html! {},
+                        Mirroring::Fetching => html! { <p class="progress">{ "Fetching the share; it appears below when it is stored…" }</p> },
+                        Mirroring::Failed(problem) => html! { <p class="problem" role="alert">{ problem }</p> },
                     } }
                 </div>
             </form>
@@ -738,5 +851,51 @@ mod browser_tests {
         settle().await;
         let text = root.text_content().unwrap_or_default();
         assert_eq!(text, "Connecting to Tor: 42% (fetching directory)");
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_direct_card_offers_its_ticket_and_the_mirror_form_wants_a_source() {
+        let root = root();
+        let mut direct = share(ShareState::Live);
+        direct.direct = true;
+        direct.links.ticket = Some("blobexampleticket".into());
+        let props = ShareCardProps {
+            share: direct,
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("blobexampleticket"), "{text}");
+
+        let root = self::root();
+        let props = MirrorFormProps {
+            on_created: Callback::noop(),
+        };
+        yew::Renderer::<MirrorForm>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        for id in [
+            "mirror-source",
+            "mirror-max",
+            "mirror-expiry",
+            "mirror-direct",
+        ] {
+            let label = root
+                .query_selector(&format!("label[for={id}]"))
+                .ok()
+                .flatten();
+            assert!(label.is_some(), "{id} has no label");
+        }
+        let submit = root
+            .query_selector("button[type=submit]")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("submit");
+        submit.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("paste a ticket or a link first"), "{text}");
     }
 }
