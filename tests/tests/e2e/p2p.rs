@@ -84,24 +84,32 @@ async fn three_nodes_share_fetch_mirror_and_outlive_the_sender() {
     })
     .await;
 
-    // B mirrors the share with its own policy: same content hash, a new direct ticket.
-    let mirrored: ShareView = {
-        let response = b
-            .api(reqwest::Method::POST, "/api/mirrors")
-            .json(&serde_json::json!({
-                "source": ticket_a,
-                "direct": true,
-                "max_downloads": 2,
-                "label": "mirror"
-            }))
-            .send()
-            .await
-            .expect("POST /api/mirrors");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert_eq!(status, 201, "mirror failed: {text}");
-        serde_json::from_str(&text).expect("view")
-    };
+    // B mirrors the share with its own policy (from the command line, through B's API): same
+    // content hash, a new direct ticket.
+    let b_data = b.data_dir.to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = run_cli(&[
+        "mirror",
+        &ticket_a,
+        "--direct",
+        "--max-downloads",
+        "2",
+        "--label",
+        "mirror",
+        "--data-dir",
+        &b_data,
+    ])
+    .await
+    .expect("veilshare mirror");
+    assert!(ok, "{stdout}{stderr}");
+    let mirrored = b.list().await.into_iter().next().expect("B has the mirror");
+    assert!(
+        stdout.contains(&format!("mirror {} is live", mirrored.id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(mirrored.links.ticket.as_deref().expect("ticket")),
+        "{stdout}"
+    );
     assert_eq!(mirrored.content_hash, view.content_hash);
     assert_eq!(mirrored.policy.max_downloads, Some(2));
     assert_eq!(mirrored.label.as_deref(), Some("mirror"));

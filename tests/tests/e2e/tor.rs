@@ -295,3 +295,50 @@ async fn a_restricted_share_answers_only_to_holders_of_its_key() {
     assert!(server.view(&view.id).await.client_key.is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_mirror_of_an_onion_link_keeps_the_hash_and_serves_alongside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start_tor(&dir.path().join("a")).await;
+    let b = Server::start_tor(&dir.path().join("b")).await;
+    let big = data(10 << 20, 27);
+    let view = a.create(&[("big.bin", &big), ("n.txt", b"n")], &[]).await;
+    let view = wait_live(&a, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+
+    // B fetches the onion link and shares the same content directly.
+    let response = b
+        .api(Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": onion, "direct": true }))
+        .send()
+        .await
+        .expect("mirror");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, 201, "{text}\n{}", b.log());
+    let mirror: ShareView = serde_json::from_str(&text).expect("view");
+    assert_eq!(mirror.content_hash, view.content_hash);
+    let ticket = mirror.links.ticket.clone().expect("ticket");
+
+    // C fetches from the onion link and the mirror's ticket at once.
+    let out = dir.path().join("out");
+    let (ok, output) = crate::util::get_cli_extra(
+        &onion,
+        &out,
+        &dir.path().join("c"),
+        true,
+        "2m",
+        &[
+            &ticket,
+            crate::util::IROH_LOOPBACK[0],
+            crate::util::IROH_LOOPBACK[1],
+            crate::util::IROH_LOOPBACK[2],
+        ],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(std::fs::read(out.join("big.bin")).expect("big") == big);
+    assert_eq!(std::fs::read(out.join("n.txt")).expect("n"), b"n");
+    a.stop().await;
+    b.stop().await;
+}
