@@ -76,16 +76,31 @@ impl Drop for Sender {
     }
 }
 
-/// Runs a receiver to its end; returns the time.
-fn timed(command: &mut Command) -> Duration {
+/// Runs a receiver (`program` and its arguments, in `cwd`) to its end under GNU time;
+/// returns the wall time and the peak resident memory in MiB.
+fn timed(program: &Path, args: &[&str], cwd: &Path) -> (Duration, f64) {
+    let rss = cwd.join(".peak-rss");
     let started = Instant::now();
-    let status = command
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss)
+        .arg(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("VEILSHARE_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("receiver");
-    assert!(status.success(), "{command:?} failed");
-    started.elapsed()
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{program:?} {args:?} failed");
+    let kib: f64 = std::fs::read_to_string(&rss)
+        .expect("peak rss")
+        .trim()
+        .parse()
+        .expect("kib");
+    let _ = std::fs::remove_file(&rss);
+    (elapsed, kib / 1024.0)
 }
 
 fn blake3_file(path: &Path) -> blake3::Hash {
@@ -143,27 +158,25 @@ fn inner(work: &Path) {
 
     let mut veilshare = Vec::new();
     let mut reference = Vec::new();
+    let (mut our_rss, mut their_rss) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let out = work.join(format!("vs-out-{round}"));
-        veilshare.push(timed(
-            Command::new(binary())
-                .args(["get", "--quiet", &veilshare_sender.ticket, "-o"])
-                .arg(&out)
-                .args(loopback)
-                .env("VEILSHARE_LOG", "error"),
-        ));
+        std::fs::create_dir_all(&out).expect("out");
+        let mut args = vec!["get", "--quiet", &veilshare_sender.ticket, "-o", "."];
+        args.extend(loopback);
+        let (elapsed, rss) = timed(&binary(), &args, &out);
+        veilshare.push(elapsed);
+        our_rss.push(rss);
         assert_eq!(blake3_file(&out.join("big.bin")), expected);
         std::fs::remove_dir_all(&out).expect("clean");
 
         let out = work.join(format!("sm-out-{round}"));
         std::fs::create_dir_all(&out).expect("out");
-        reference.push(timed(
-            Command::new(sendme())
-                .args(["receive", &sendme_sender.ticket])
-                .args(sendme_loopback)
-                .arg("--no-progress")
-                .current_dir(&out),
-        ));
+        let mut args = vec!["receive", &sendme_sender.ticket, "--no-progress"];
+        args.extend(sendme_loopback);
+        let (elapsed, rss) = timed(&sendme(), &args, &out);
+        reference.push(elapsed);
+        their_rss.push(rss);
         assert_eq!(blake3_file(&out.join("big.bin")), expected);
         std::fs::remove_dir_all(&out).expect("clean");
     }
@@ -194,6 +207,11 @@ fn inner(work: &Path) {
             .collect::<Vec<_>>()
     );
     println!("veilshare / sendme throughput: {:.2}x", theirs / ours);
+    println!(
+        "peak memory of the receiver: veilshare {:.1} MiB, sendme {:.1} MiB",
+        median(our_rss),
+        median(their_rss)
+    );
 }
 
 fn main() {

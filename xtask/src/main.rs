@@ -428,6 +428,7 @@ fn bench(args: &[String]) -> Result<()> {
         if suite == "foundation" {
             ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
         } else if suite == "direct" {
+            ensure_debian_packages(&[("time", "time")])?;
             command.env("VEILSHARE_SENDME", ensure_sendme()?);
         } else {
             ensure_debian_packages(&[("onionshare-cli", "onionshare-cli")])?;

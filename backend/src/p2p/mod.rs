@@ -528,10 +528,10 @@ async fn follow(
                     return;
                 }
                 Ok(Some(_)) => {}
-                // The provider went away without an end event: count all it may have sent.
+                // The provider went away without an end event: count all it may have sent
+                // (`set_sent` caps at what was reserved).
                 Ok(None) | Err(_) => {
-                    let reserved = u64::MAX;
-                    transfer.set_sent(reserved);
+                    transfer.set_sent(u64::MAX);
                     return;
                 }
             },

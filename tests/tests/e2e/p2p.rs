@@ -10,8 +10,13 @@ use crate::util::{IROH_LOOPBACK, Server, data, eventually, run_cli};
 
 /// `veilshare get <ticket> -o OUT` on loopback; returns (success, stdout + stderr).
 async fn get_ticket(ticket: &str, out: &Path) -> (bool, String) {
+    get_ticket_within(ticket, out, "10s").await
+}
+
+/// [`get_ticket`] that keeps trying to reach the sender for `timeout` only.
+async fn get_ticket_within(ticket: &str, out: &Path, timeout: &str) -> (bool, String) {
     let out = out.to_string_lossy();
-    let mut args = vec!["get", "--quiet", "--timeout", "10s", ticket, "-o", &out];
+    let mut args = vec!["get", "--quiet", "--timeout", timeout, ticket, "-o", &out];
     args.extend(IROH_LOOPBACK);
     let (ok, stdout, stderr) = run_cli(&args).await.expect("veilshare get");
     (ok, format!("{stdout}{stderr}"))
@@ -521,4 +526,55 @@ async fn a_ticket_keeps_working_after_the_sender_restarts() {
     assert!(ok, "{output}");
     assert!(std::fs::read(out.join("kept.bin")).expect("file") == content);
     a.stop().await;
+}
+
+#[tokio::test]
+async fn headless_direct_share_serves_its_limit_then_exits() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("note.bin");
+    let content = data(3 << 20, 57);
+    std::fs::write(&file, &content).expect("file");
+    let mut share = tokio::process::Command::new(crate::util::binary())
+        .args([
+            "share",
+            "--no-tor",
+            "--direct",
+            "--max-downloads",
+            "1",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("sender"))
+        .args(IROH_LOOPBACK)
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("share");
+    let mut lines = tokio::io::BufReader::new(share.stdout.take().expect("stdout")).lines();
+    let ticket = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(ticket) = line.split_whitespace().find(|w| w.starts_with("blob")) {
+                return ticket.to_owned();
+            }
+        }
+        panic!("the share exited without printing a ticket");
+    })
+    .await
+    .expect("no ticket within a minute");
+    // Keep reading, so that the share never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let out = dir.path().join("out");
+    let (ok, output) = get_ticket(&ticket, &out).await;
+    assert!(ok, "{output}");
+    assert!(std::fs::read(out.join("note.bin")).expect("file") == content);
+    // The limit ends the share, and the process exits by itself.
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), share.wait())
+        .await
+        .expect("the share did not exit after its limit")
+        .expect("wait");
+    assert!(status.success());
+    let (ok, output) = get_ticket_within(&ticket, &dir.path().join("again"), "1s").await;
+    assert!(!ok && output.contains("not reachable"), "{output}");
 }
