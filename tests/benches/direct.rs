@@ -39,12 +39,13 @@ struct Sender {
 }
 
 impl Sender {
-    /// Starts `command` and waits for a word starting with `blob` on its standard output.
-    fn start(command: &mut Command) -> Self {
+    /// Starts `command` and waits for a word starting with `blob` on its standard output;
+    /// its standard error goes to `log`.
+    fn start(command: &mut Command, log: &Path) -> Self {
         let started = Instant::now();
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
             .spawn()
             .expect("start sender");
         let stdout = child.stdout.take().expect("stdout");
@@ -58,7 +59,12 @@ impl Sender {
         });
         let ticket = rx
             .recv_timeout(Duration::from_secs(300))
-            .expect("the sender printed no ticket");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the sender printed no ticket; it said:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
         Self {
             child,
             ticket,
@@ -144,6 +150,7 @@ fn inner(work: &Path) {
             .args(loopback)
             .arg(&file)
             .env("VEILSHARE_LOG", "error"),
+        &work.join("vs-sender.log"),
     );
     let sendme_cwd = work.join("sm-sender");
     std::fs::create_dir_all(&sendme_cwd).expect("cwd");
@@ -154,6 +161,7 @@ fn inner(work: &Path) {
             .args(sendme_loopback)
             .args(["--ticket-type", "addresses", "--no-progress"])
             .current_dir(&sendme_cwd),
+        &work.join("sm-sender.log"),
     );
 
     let mut veilshare = Vec::new();
