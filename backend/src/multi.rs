@@ -357,8 +357,7 @@ async fn collection(blobs: &BlobStore, root: Hash, sources: &[Source]) -> Result
     bail!("no source sent the share's list of files")
 }
 
-/// File sizes from a direct source: the last group of each file (which proves the size, and is
-/// part of the download anyway).
+/// File sizes from a direct source (see [`p2p::fetch::learn_sizes`]).
 async fn iroh_sizes(
     blobs: &BlobStore,
     root: Hash,
@@ -371,25 +370,9 @@ async fn iroh_sizes(
     }) else {
         bail!("no source can tell the file sizes");
     };
-    let mut builder = GetRequest::builder();
-    for index in 0..collection.len() {
-        builder = builder.offset(index as u64 + 2, ChunkRanges::last_chunk());
-    }
-    blobs
-        .remote()
-        .execute_get(connection, builder.build(root))
+    p2p::fetch::learn_sizes(blobs, &connection, root, collection)
         .await
-        .map_err(|e| anyhow!("cannot learn the file sizes: {e}"))?;
-    let mut sizes = Vec::new();
-    for (_, hash) in collection.iter() {
-        let size = match blobs.blobs().status(*hash).await? {
-            iroh_blobs::api::proto::BlobStatus::Complete { size } => size,
-            iroh_blobs::api::proto::BlobStatus::Partial { size: Some(size) } => size,
-            _ => bail!("the sender did not prove the size of {hash}"),
-        };
-        sizes.push(size);
-    }
-    Ok(sizes)
+        .map_err(|failure| failure.into_error(&iroh::EndpointAddr::new(connection.remote_id())))
 }
 
 /// Takes pieces until none is left; gives up after [`MAX_FAILURES`] failures in a row.

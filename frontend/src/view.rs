@@ -654,13 +654,15 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                         <p class="quiet" role="status">{ format!("Copied the {what}.") }</p>
                     }
                 </div>
-                if let Some(svg) = preferred.as_deref().and_then(qr_svg) {
+                if let Some(svg) = preferred.as_deref().or(share.links.ticket.as_deref()).and_then(qr_svg) {
                     <figure class="qr">
                         { Html::from_html_unchecked(AttrValue::from(svg)) }
                         <figcaption>{ if share.links.onion.is_some() {
                             "Scan with a phone that has Tor Browser"
-                        } else {
+                        } else if share.links.local.is_some() {
                             "The local link: works only on this network"
+                        } else {
+                            "The direct ticket, for `veilshare get` (reveals your IP address)"
                         } }</figcaption>
                     </figure>
                 }
@@ -677,7 +679,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
             if let Some(problem) = &*problem {
                 <p class="problem" role="alert">{ problem.clone() }</p>
             }
-            if preferred.is_none() && !ended && share.state == ShareState::Live {
+            if preferred.is_none() && share.links.ticket.is_none() && !ended && share.state == ShareState::Live {
                 <p class="quiet">{ "No link yet: start veilshare with Tor, or with --public-listen." }</p>
             }
         </li>

@@ -28,7 +28,9 @@ use iroh_blobs::{
     },
     format::collection::Collection,
     get::GetError,
-    protocol::{ChunkRanges, ChunkRangesSeq, ERR_LIMIT, ERR_PERMISSION, GetRequest},
+    protocol::{
+        ChunkRanges, ChunkRangesExt, ChunkRangesSeq, ERR_LIMIT, ERR_PERMISSION, GetRequest,
+    },
     store::fs::FsStore,
     ticket::BlobTicket,
 };
@@ -140,16 +142,28 @@ pub async fn download(
 pub enum Progress {
     /// Connected; the share has these files.
     Files(usize),
+    /// The content's size.
+    Total(u64),
     /// Payload bytes stored so far (including what was stored before).
     Bytes(u64),
     /// A connection broke; trying again.
     Retrying(String),
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Refused(GetError),
     Network(anyhow::Error),
     Fatal(anyhow::Error),
+}
+
+impl Failure {
+    /// The failure in words, for a source at `addr`.
+    pub(crate) fn into_error(self, addr: &EndpointAddr) -> anyhow::Error {
+        match self {
+            Self::Refused(error) => explain(&error, addr),
+            Self::Network(error) | Self::Fatal(error) => error,
+        }
+    }
 }
 
 async fn attempt_download(
@@ -190,6 +204,13 @@ async fn attempt_download(
         let collection = load_collection(blobs, hash).await.map_err(Failure::Fatal)?;
         check_names(&collection).map_err(Failure::Fatal)?;
         progress(Progress::Files(collection.len()));
+        // The sizes, for the progress bar: the last group of each file proves its size, and
+        // is part of the download anyway (never fetched twice, so never counted twice).
+        match learn_sizes(blobs, &connection, hash, &collection).await {
+            Ok(sizes) => progress(Progress::Total(sizes.iter().sum())),
+            Err(Failure::Refused(error)) => return Err(Failure::Refused(error)),
+            Err(_) => {}
+        }
         *names = Some(collection);
     }
     let local = remote
@@ -212,6 +233,47 @@ async fn attempt_download(
     Err(Failure::Network(anyhow!(
         "the transfer ended without a result"
     )))
+}
+
+/// Fetches the last chunk group of every file not stored yet and returns the files' sizes.
+pub(crate) async fn learn_sizes(
+    blobs: &BlobStore,
+    connection: &iroh::endpoint::Connection,
+    root: Hash,
+    collection: &Collection,
+) -> Result<Vec<u64>, Failure> {
+    let mut builder = GetRequest::builder();
+    for index in 0..collection.len() {
+        builder = builder.offset(index as u64 + 2, ChunkRanges::last_chunk());
+    }
+    let local = blobs
+        .remote()
+        .local_for_request(builder.build(root))
+        .await
+        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+    if !local.is_complete() {
+        get(blobs
+            .remote()
+            .execute_get(connection.clone(), local.missing()))
+        .await?;
+    }
+    let mut sizes = Vec::new();
+    for (_, hash) in collection.iter() {
+        let status = blobs
+            .blobs()
+            .status(*hash)
+            .await
+            .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+        sizes.push(match status {
+            BlobStatus::Complete { size } | BlobStatus::Partial { size: Some(size) } => size,
+            _ => {
+                return Err(Failure::Network(anyhow!(
+                    "the sender did not prove a file's size"
+                )));
+            }
+        });
+    }
+    Ok(sizes)
 }
 
 async fn get(progress: iroh_blobs::api::remote::GetProgress) -> Result<(), Failure> {
@@ -307,6 +369,14 @@ async fn fetch_into(
                 shown.set_message(format!("{n} file(s)"));
             }
             Progress::Bytes(b) => shown.set_position(b),
+            Progress::Total(total) => {
+                shown.set_length(total);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{msg:16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                ) {
+                    shown.set_style(style);
+                }
+            }
             Progress::Retrying(why) if !quiet => shown.println(format!("{why}; trying again")),
             Progress::Retrying(_) => {}
         },

@@ -451,9 +451,19 @@ async fn handle_events(
                 let request = &msg.inner.request;
                 let connection = msg.inner.connection_id;
                 match admit(&shares, request) {
-                    Ok(transfer) => {
+                    Ok(Some(transfer)) => {
                         if msg.tx.send(Ok(())).await.is_ok() {
                             tokio::spawn(follow(transfer, msg.rx, connections.clone(), connection));
+                        }
+                    }
+                    Ok(None) => {
+                        if msg.tx.send(Ok(())).await.is_ok() {
+                            // The provider reports to this channel until the request ends; a
+                            // closed one would abort it.
+                            let mut updates = msg.rx;
+                            tokio::spawn(
+                                async move { while let Ok(Some(_)) = updates.recv().await {} },
+                            );
                         }
                     }
                     Err(reason) => {
@@ -482,7 +492,13 @@ async fn handle_events(
 }
 
 /// Admits a `get` for the collection of a live direct share, or says why not.
-fn admit(shares: &Shares, request: &GetRequest) -> Result<crate::shares::Transfer, AbortReason> {
+///
+/// A request without content bytes (the hash sequence and the names, or only empty files)
+/// counts nothing, but is refused like any other once the share stopped serving.
+fn admit(
+    shares: &Shares,
+    request: &GetRequest,
+) -> Result<Option<crate::shares::Transfer>, AbortReason> {
     let collection = request.hash.to_hex().to_string();
     let candidates = shares.direct_shares_of(&collection);
     if candidates.is_empty() {
@@ -492,8 +508,18 @@ fn admit(shares: &Shares, request: &GetRequest) -> Result<crate::shares::Transfe
     let mut refusal = AbortReason::Permission;
     for (id, sizes) in candidates {
         let payload = request_size(request, &sizes);
+        if payload == 0 {
+            let now = crate::shares::now_secs();
+            if shares
+                .public_share(&id)
+                .is_some_and(|share| share.accepts_downloads(now))
+            {
+                return Ok(None);
+            }
+            continue;
+        }
         match shares.begin_transfer(&id, "iroh", 0, payload, payload) {
-            Ok(transfer) => return Ok(transfer),
+            Ok(transfer) => return Ok(Some(transfer)),
             Err(Admission::Refused(crate::policy::Refusal::Busy)) => {
                 refusal = AbortReason::RateLimited;
             }

@@ -342,7 +342,10 @@ async fn an_interrupted_direct_fetch_resumes_and_counts_once() {
     a.stop().await;
 }
 
+/// Bytes on disk under `dir` (allocated blocks: the store's files are sparse once the size is
+/// known).
 fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -350,7 +353,7 @@ fn dir_size(dir: &Path) -> u64 {
         .filter_map(Result::ok)
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
+            _ => e.metadata().map_or(0, |m| m.blocks() * 512),
         })
         .sum()
 }
