@@ -619,7 +619,11 @@ async fn list(data_dir: &Path, json: bool) -> Result<()> {
                 Some(max) => format!("{}/{max}", share.downloads_completed),
                 None => share.downloads_completed.to_string(),
             };
-            let link = share.links.preferred().unwrap_or("-");
+            let link = share
+                .links
+                .preferred()
+                .or(share.links.ticket.as_deref())
+                .unwrap_or("-");
             let _ = writeln!(
                 out,
                 "{}  {:<22}  {:>3} files  {:>10}  downloads {:<7}  {}",
