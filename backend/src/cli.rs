@@ -157,10 +157,12 @@ struct ShareArgs {
 /// How direct (iroh) transfers reach peers; the same on `serve`, `share`, `get` and `mirror`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct P2pArgs {
-    /// Relay server for direct transfers, instead of iroh's public relays (may be repeated).
+    /// Relay server for direct transfers, instead of iroh's public relays (may be repeated). A
+    /// relay helps peers behind NATs reach each other, and sees both peers' IP addresses.
     #[arg(long = "iroh-relay", value_name = "URL")]
     relay: Vec<String>,
-    /// Use no relay: direct transfers then need a direct route between the two peers.
+    /// Use no relay: no third party sees who talks to whom, but direct transfers then need a
+    /// direct route between the two peers.
     #[arg(long = "no-iroh-relay", conflicts_with = "relay")]
     no_relay: bool,
     /// Publish and look up endpoint addresses through iroh's public DNS discovery (off by
