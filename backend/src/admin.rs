@@ -515,9 +515,7 @@ async fn receive_upload(
         files.push(StoredFile {
             name: file_name,
             size,
-            hash: veilshare_shared::ContentHash::parse(&temp_tag.hash().to_hex()).ok_or_else(
-                || Failure::new(ErrorKind::Internal, "the store returned a bad hash"),
-            )?,
+            hash: crate::store::content_hash(temp_tag.hash()),
             crc32,
         });
         temp_tags.push(temp_tag);

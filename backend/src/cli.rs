@@ -96,21 +96,8 @@ struct GetArgs {
 struct MirrorArgs {
     /// The share's direct ticket or link.
     source: String,
-    /// End the mirror after this many complete downloads.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    max_downloads: Option<u32>,
-    /// End the mirror after this long (e.g. 10m, 1h, 7d).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    expires: Option<Duration>,
-    /// A label for the mirror.
-    #[arg(long)]
-    label: Option<String>,
-    /// Also share the mirror directly over iroh (the recipient learns your IP address).
-    #[arg(long)]
-    direct: bool,
-    /// Only recipients who also hold a key can reach the mirror's onion service.
-    #[arg(long)]
-    restricted: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// The key of the source, when it is a restricted onion link.
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -123,15 +110,8 @@ struct ShareArgs {
     /// Files to share.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// End the share after this many complete downloads.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    max_downloads: Option<u32>,
-    /// End the share after this long (e.g. 10m, 1h, 7d).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    expires: Option<Duration>,
-    /// A label shown on the share's page.
-    #[arg(long)]
-    label: Option<String>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     data: DataDirArg,
     /// An Arti TOML file to merge into the Tor configuration.
@@ -143,18 +123,47 @@ struct ShareArgs {
     /// Also serve the share over plain HTTP at this address.
     #[arg(long)]
     public_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    p2p: P2pArgs,
+}
+
+/// The policy of a share made from the command line (`share`, `mirror`).
+#[derive(Debug, Args, Clone)]
+struct PolicyArgs {
+    /// End the share after this many complete downloads.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_downloads: Option<u32>,
+    /// End the share after this long (e.g. 10m, 1h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expires: Option<Duration>,
+    /// A label shown on the share's page.
+    #[arg(long)]
+    label: Option<String>,
     /// Only recipients who also hold a key (printed with the link) can reach the share.
-    #[arg(long, conflicts_with = "no_tor")]
+    #[arg(long)]
     restricted: bool,
     /// Also share directly over iroh and print a ticket: fast and verified, but the recipient
     /// learns your IP address.
     #[arg(long)]
     direct: bool,
-    #[command(flatten)]
-    p2p: P2pArgs,
 }
 
-/// How direct (iroh) transfers reach peers; the same on `serve`, `share`, `get` and `mirror`.
+impl PolicyArgs {
+    /// The checked fields of the new share.
+    fn fields(&self) -> Result<veilshare_shared::CreateShareFields> {
+        veilshare_shared::CreateShareFields {
+            max_downloads: self.max_downloads,
+            expires_in_secs: self.expires.map(|d| d.as_secs().max(1)),
+            label: self.label.clone(),
+            direct: self.direct,
+            restricted: self.restricted,
+        }
+        .checked()
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+/// How direct (iroh) transfers reach peers; the same on `serve`, `share` and `get`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct P2pArgs {
     /// Relay server for direct transfers, instead of iroh's public relays (may be repeated). A
@@ -668,13 +677,7 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
     let request = veilshare_shared::CreateMirror {
         source: args.source,
         source_key: args.key,
-        fields: veilshare_shared::CreateShareFields {
-            max_downloads: args.max_downloads,
-            expires_in_secs: args.expires.map(|d| d.as_secs().max(1)),
-            label: args.label,
-            direct: args.direct,
-            restricted: args.restricted,
-        },
+        fields: args.policy.fields()?,
     };
     eprintln!("fetching the source into veilshare at {}…", client.base);
     let share: ShareView = client
@@ -747,41 +750,16 @@ async fn get(args: GetArgs) -> Result<()> {
 
 impl ShareArgs {
     fn into_settings(self) -> Result<crate::headless::HeadlessSettings> {
-        let mut fields = veilshare_shared::CreateShareFields::default();
-        if let Some(max) = self.max_downloads {
-            fields
-                .set(veilshare_shared::form::MAX_DOWNLOADS, &max.to_string())
-                .map_err(anyhow::Error::msg)?;
-        }
-        if let Some(expires) = self.expires {
-            fields
-                .set(
-                    veilshare_shared::form::EXPIRES_IN_SECS,
-                    &expires.as_secs().max(1).to_string(),
-                )
-                .map_err(anyhow::Error::msg)?;
-        }
-        if let Some(label) = &self.label {
-            fields
-                .set(veilshare_shared::form::LABEL, label)
-                .map_err(anyhow::Error::msg)?;
-        }
-        if self.restricted {
-            fields
-                .set(veilshare_shared::form::RESTRICTED, "true")
-                .map_err(anyhow::Error::msg)?;
-        }
+        let fields = self.policy.fields()?;
         for file in &self.files {
             if !file.is_file() {
                 bail!("{} is not a file", file.display());
             }
         }
-        if self.direct {
-            fields
-                .set(veilshare_shared::form::DIRECT, "true")
-                .map_err(anyhow::Error::msg)?;
+        if self.no_tor && fields.restricted {
+            bail!("--restricted needs Tor: a restricted share is an onion service with a key");
         }
-        if self.no_tor && self.public_listen.is_none() && !self.direct {
+        if self.no_tor && self.public_listen.is_none() && !fields.direct {
             bail!("with --no-tor, give --public-listen or --direct, or nobody can reach the share");
         }
         Ok(crate::headless::HeadlessSettings {

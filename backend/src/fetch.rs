@@ -201,6 +201,15 @@ fn is_onion(link: &str) -> bool {
     split_url(link).is_ok_and(|(host, _, _)| host.ends_with(".onion"))
 }
 
+/// Refuses a file name from the network that would leave the output folder.
+pub(crate) fn check_file_name(name: &str) -> Result<()> {
+    veilshare_shared::validate_file_name(name).map_err(|problem| {
+        anyhow::anyhow!(
+            "refusing the share: {problem} (a file name must not leave the output folder)"
+        )
+    })
+}
+
 /// A link as a base URL ending in `/`, or why it is not a link.
 pub(crate) fn link_base(link: &str) -> Result<String> {
     let mut base = link.trim().to_owned();
@@ -253,11 +262,7 @@ async fn fetch_from(
 ) -> Result<Vec<PathBuf>> {
     let manifest = fetch_manifest(transport, base, settings.patience).await?;
     for file in &manifest.files {
-        veilshare_shared::validate_file_name(&file.name).map_err(|problem| {
-            anyhow::anyhow!(
-                "refusing the share: {problem} (a file name must not leave the output folder)"
-            )
-        })?;
+        check_file_name(&file.name)?;
         if veilshare_shared::ContentHash::parse(&file.blake3).is_none() {
             bail!(
                 "the manifest's hash for {:?} is not a BLAKE3 hash",

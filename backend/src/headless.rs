@@ -94,14 +94,8 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
             bail!("two files are named {name:?}; names in one share must differ");
         }
         eprintln!("importing {}", path.display());
-        let (tag, size, crc32) = store.import_path(&permit, path).await?;
-        files.push(StoredFile {
-            name,
-            size,
-            hash: veilshare_shared::ContentHash::parse(&tag.hash().to_hex())
-                .context("the store returned a bad hash")?,
-            crc32,
-        });
+        let (tag, file) = store.import_path(&permit, path, name).await?;
+        files.push(file);
         tags.push(tag);
     }
     let collection = store.store_collection(&permit, &files).await?;

@@ -11,8 +11,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use iroh_blobs::{Hash, HashAndFormat};
-use veilshare_shared::{ContentHash, CreateMirror, ShareView};
+use iroh_blobs::{Hash, HashAndFormat, api::TempTag};
+use veilshare_shared::{CreateMirror, ShareView};
 
 use crate::{
     p2p::{self, fetch::Progress},
@@ -55,6 +55,7 @@ pub async fn mirror(
         ));
     }
     let source = request.source.trim();
+    // The temporary tags keep the fetched data alive until the share's tag does.
     let (files, _held) = if p2p::is_ticket(source) {
         from_ticket(shares, source).await?
     } else {
@@ -73,16 +74,10 @@ pub async fn mirror(
     Ok(view)
 }
 
-/// What keeps fetched data alive until the share's tag does.
-enum Held {
-    Tag(#[allow(dead_code)] iroh_blobs::api::TempTag),
-    Imports(#[allow(dead_code)] Vec<iroh_blobs::api::TempTag>),
-}
-
 async fn from_ticket(
     shares: &Shares,
     source: &str,
-) -> Result<(Vec<StoredFile>, Held), MirrorError> {
+) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
     let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
     let p2p = shares.p2p().ok_or_else(|| {
         MirrorError::Unavailable("direct sharing is not available in this mode".into())
@@ -112,7 +107,7 @@ async fn from_ticket(
     for (name, hash) in collection.iter() {
         files.push(describe(shares, name, *hash).await?);
     }
-    Ok((files, Held::Tag(tag)))
+    Ok((files, vec![tag]))
 }
 
 /// A stored blob as a share's file: its size, and the CRC-32 zips need.
@@ -121,8 +116,7 @@ async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile,
     let size = p2p::fetch::stored_size(blobs, hash)
         .await
         .map_err(|e| MirrorError::Source(e.to_string()))?;
-    let hash =
-        ContentHash::parse(&hash.to_hex()).ok_or_else(|| MirrorError::Source("bad hash".into()))?;
+    let hash = crate::store::content_hash(hash);
     let crc32 = shares
         .store()
         .crc32(&hash, size)
@@ -142,7 +136,7 @@ async fn from_link(
     key: Option<String>,
     tor_state: PathBuf,
     tor_config: Option<PathBuf>,
-) -> Result<(Vec<StoredFile>, Held), MirrorError> {
+) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
     if !link.starts_with("http://") {
         return Err(MirrorError::BadRequest(
             "the source is neither a ticket (blob…) nor a link (http://…)".into(),
@@ -175,20 +169,13 @@ async fn from_link(
             .and_then(|n| n.to_str())
             .ok_or_else(|| MirrorError::Source("a fetched file has no usable name".into()))?
             .to_owned();
-        let (tag, size, crc32) = store
-            .import_path(&permit, &path)
+        let (tag, file) = store
+            .import_path(&permit, &path, name)
             .await
             .map_err(ShareError::from)?;
-        let hash = ContentHash::parse(&tag.hash().to_hex())
-            .ok_or_else(|| MirrorError::Source("bad hash".into()))?;
-        files.push(StoredFile {
-            name,
-            size,
-            hash,
-            crc32,
-        });
+        files.push(file);
         tags.push(tag);
     }
     drop(permit);
-    Ok((files, Held::Imports(tags)))
+    Ok((files, tags))
 }

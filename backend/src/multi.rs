@@ -26,12 +26,11 @@ use iroh_blobs::{
     Hash,
     api::Store as BlobStore,
     format::collection::Collection,
-    protocol::{ChunkRanges, ChunkRangesExt, ChunkRangesSeq, GetRequest},
-    store::fs::FsStore,
+    protocol::{ChunkRanges, ChunkRangesExt, GetRequest},
 };
 
 use crate::{
-    fetch::{FetchSettings, Transport},
+    fetch::{FetchSettings, Manifest, Transport},
     p2p::{self, P2pConfig},
 };
 
@@ -50,7 +49,6 @@ enum Source {
     Link {
         transport: Arc<Transport>,
         base: String,
-        label: String,
         workers: usize,
     },
 }
@@ -58,7 +56,8 @@ enum Source {
 impl Source {
     fn label(&self) -> &str {
         match self {
-            Self::Iroh { label, .. } | Self::Link { label, .. } => label,
+            Self::Iroh { label, .. } => label,
+            Self::Link { base, .. } => base,
         }
     }
 }
@@ -117,7 +116,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
 
     // Links: one transport each (Tor ones share the client's bootstrap through Arti's state).
     let mut sources = Vec::new();
-    let mut manifest_sizes: Option<Vec<u64>> = None;
+    let mut first_manifest: Option<Manifest> = None;
     for link in links {
         let base = crate::fetch::link_base(link)?;
         let transport = crate::fetch::open_transport(&base, &settings.link).await?;
@@ -129,8 +128,6 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
                     .and_then(|h| h.parse::<Hash>().ok())
                     .with_context(|| format!("{base} does not state its content hash"))?;
                 agree(stated, &base)?;
-                manifest_sizes
-                    .get_or_insert_with(|| manifest.files.iter().map(|f| f.size).collect());
                 let workers = if matches!(transport, Transport::Tor(_)) {
                     4
                 } else {
@@ -138,23 +135,17 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
                 };
                 sources.push(Source::Link {
                     transport: Arc::new(transport),
-                    label: base.clone(),
                     base,
                     workers,
                 });
+                first_manifest.get_or_insert(manifest);
             }
             Err(error) => eprintln!("skipping {base}: {error:#}"),
         }
     }
     let root = root.context("no source named the share")?;
 
-    tokio::fs::create_dir_all(&out_dir)
-        .await
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let store_dir = out_dir.join(format!(".{}.veilshare-iroh", root.to_hex()));
-    let store = FsStore::load(&store_dir)
-        .await
-        .map_err(|e| anyhow!("cannot open {}: {e}", store_dir.display()))?;
+    let partial = p2p::fetch::PartialStore::open(&out_dir, root).await?;
     let endpoint = if tickets.is_empty() {
         None
     } else {
@@ -174,35 +165,32 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
             Err(_) => eprintln!("skipping {label}: no answer within 30 s"),
         }
     }
-    let result = run(&store, root, sources, manifest_sizes, &out_dir, quiet).await;
+    let result = run(&partial, root, sources, first_manifest, &out_dir, quiet).await;
     if let Some(endpoint) = endpoint {
         endpoint.close().await;
     }
-    if let Err(error) = store.shutdown().await {
-        tracing::warn!(%error, "partial store did not shut down cleanly");
-    }
-    if result.is_ok() {
-        let _ = tokio::fs::remove_dir_all(&store_dir).await;
-    }
+    partial.close(result.is_err()).await;
     result
 }
 
 async fn run(
-    store: &FsStore,
+    partial: &p2p::fetch::PartialStore,
     root: Hash,
     sources: Vec<Source>,
-    manifest_sizes: Option<Vec<u64>>,
+    manifest: Option<Manifest>,
     out_dir: &std::path::Path,
     quiet: bool,
 ) -> Result<Vec<PathBuf>> {
     if sources.is_empty() {
         bail!("none of the sources could be reached");
     }
-    let blobs: &BlobStore = store;
-    let collection = collection(blobs, root, &sources).await?;
+    let blobs: &BlobStore = &partial.store;
+    let collection = collection(blobs, root, &sources, manifest.as_ref()).await?;
     p2p::fetch::check_names(&collection)?;
-    let sizes = match manifest_sizes {
-        Some(sizes) if sizes.len() == collection.len() => sizes,
+    let sizes = match manifest {
+        Some(manifest) if manifest.files.len() == collection.len() => {
+            manifest.files.iter().map(|f| f.size).collect()
+        }
         _ => iroh_sizes(blobs, root, &collection, &sources).await?,
     };
     let mut pieces = VecDeque::new();
@@ -284,17 +272,7 @@ async fn run(
             "every source failed before the download was complete ({left} pieces missing); run the same command again to resume"
         );
     }
-    let mut written: Vec<PathBuf> = Vec::new();
-    let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
-    for (name, hash) in collection.iter() {
-        let target = match exported.get(hash) {
-            Some(first) => p2p::fetch::copy_into_place(first, out_dir, name, *hash).await?,
-            None => p2p::fetch::export(store, out_dir, name, *hash).await?,
-        };
-        exported.insert(*hash, target.clone());
-        written.push(target);
-    }
-    Ok(written)
+    partial.export_all(out_dir, &collection).await
 }
 
 /// Whether a piece is already stored (verified).
@@ -309,52 +287,49 @@ async fn stored(blobs: &BlobStore, piece: &Piece) -> Result<bool> {
 
 /// The collection (names and hashes): from the store, a direct source, or built from a link's
 /// manifest and checked against the root hash.
-async fn collection(blobs: &BlobStore, root: Hash, sources: &[Source]) -> Result<Collection> {
+async fn collection(
+    blobs: &BlobStore,
+    root: Hash,
+    sources: &[Source],
+    manifest: Option<&Manifest>,
+) -> Result<Collection> {
     if let Ok(collection) = p2p::fetch::load_collection(blobs, root).await {
         return Ok(collection);
     }
     for source in sources {
-        match source {
-            Source::Iroh { connection, label } => {
-                let request = GetRequest::new(
-                    root,
-                    ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
-                );
-                match blobs
-                    .remote()
-                    .execute_get(connection.clone(), request)
-                    .await
-                {
-                    Ok(_) => return p2p::fetch::load_collection(blobs, root).await,
-                    Err(error) => eprintln!("{label}: cannot get the list of files: {error}"),
+        if let Source::Iroh { connection, label } = source {
+            match p2p::fetch::fetch_names(blobs, connection, root).await {
+                Ok(collection) => return Ok(collection),
+                Err(failure) => {
+                    let addr = iroh::EndpointAddr::new(connection.remote_id());
+                    eprintln!(
+                        "{label}: cannot get the list of files: {:#}",
+                        failure.into_error(&addr)
+                    );
                 }
-            }
-            Source::Link {
-                transport, base, ..
-            } => {
-                let manifest =
-                    crate::fetch::fetch_manifest(transport, base, Duration::from_secs(60)).await?;
-                let mut collection = Collection::default();
-                for file in &manifest.files {
-                    let hash: Hash = file
-                        .blake3
-                        .parse()
-                        .map_err(|_| anyhow!("{base}: a file hash is not BLAKE3"))?;
-                    collection.push(file.name.clone(), hash);
-                }
-                let tag = collection
-                    .clone()
-                    .store(blobs)
-                    .await
-                    .map_err(|e| anyhow!("local store failed: {e}"))?;
-                if tag.hash() != root {
-                    bail!("{base}: its list of files does not match the share's content hash");
-                }
-                return Ok(collection);
             }
         }
     }
-    bail!("no source sent the share's list of files")
+    let Some(manifest) = manifest else {
+        bail!("no source sent the share's list of files");
+    };
+    let mut collection = Collection::default();
+    for file in &manifest.files {
+        let hash: Hash = file
+            .blake3
+            .parse()
+            .map_err(|_| anyhow!("a link's manifest has a file hash that is not BLAKE3"))?;
+        collection.push(file.name.clone(), hash);
+    }
+    let tag = collection
+        .clone()
+        .store(blobs)
+        .await
+        .map_err(|e| anyhow!("local store failed: {e}"))?;
+    if tag.hash() != root {
+        bail!("a link's list of files does not match the share's content hash");
+    }
+    Ok(collection)
 }
 
 /// File sizes from a direct source (see [`p2p::fetch::learn_sizes`]).

@@ -282,8 +282,7 @@ impl Shares {
             id: id.clone(),
             label: fields.label,
             files,
-            collection: veilshare_shared::ContentHash::parse(&collection.hash().to_hex())
-                .unwrap_or_else(|| unreachable!("BLAKE3 hex is a content hash")),
+            collection: crate::store::content_hash(collection.hash()),
             policy: Policy {
                 max_downloads: fields.max_downloads,
                 expires_at: fields.expires_in_secs.map(|s| now.saturating_add(s)),

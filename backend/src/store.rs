@@ -107,6 +107,12 @@ impl StoreError {
     }
 }
 
+/// A BLAKE3 hash of the store as the shared models' hex form.
+pub fn content_hash(hash: Hash) -> ContentHash {
+    ContentHash::parse(&hash.to_hex())
+        .unwrap_or_else(|| unreachable!("the hex of a BLAKE3 hash is a content hash"))
+}
+
 /// Whether an I/O error means the disk is full.
 pub fn is_no_space(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(28)
@@ -359,13 +365,14 @@ impl Store {
     }
 
     /// Imports a local file as one blob (copied into the store, so later changes to the file do
-    /// not change the share). Returns the temporary tag, the size and the CRC-32, which is
-    /// computed on another thread while the store copies and hashes.
+    /// not change the share), to be shared as `name`. Returns the temporary tag and the file's
+    /// description; its CRC-32 is computed on another thread while the store copies and hashes.
     pub async fn import_path(
         &self,
         _permit: &ImportPermit,
         path: &Path,
-    ) -> Result<(TempTag, u64, u32), StoreError> {
+        name: String,
+    ) -> Result<(TempTag, StoredFile), StoreError> {
         let path = std::path::absolute(path).map_err(|source| StoreError::Io {
             context: format!("cannot resolve {}", path.display()),
             source,
@@ -403,7 +410,13 @@ impl Store {
                 context: format!("cannot read {}", path.display()),
                 source,
             })?;
-        Ok((tag, size, crc32))
+        let file = StoredFile {
+            name,
+            size,
+            hash: content_hash(tag.hash()),
+            crc32,
+        };
+        Ok((tag, file))
     }
 
     /// Stores the collection of a share's files (names and hashes) and returns its temp tag.
@@ -765,9 +778,12 @@ mod tests {
         let file = dir.path().join("input.bin");
         std::fs::write(&file, &data).expect("write");
         let permit = store.import_permit().await.expect("permit");
-        let (tag, size, crc) = store.import_path(&permit, &file).await.expect("import");
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(crc, crc32fast::hash(&data));
+        let (tag, stored) = store
+            .import_path(&permit, &file, "input.bin".into())
+            .await
+            .expect("import");
+        assert_eq!(stored.size, data.len() as u64);
+        assert_eq!(stored.crc32, crc32fast::hash(&data));
         assert_eq!(tag.hash().to_hex(), blake3_hex(&data));
         store.shutdown().await;
     }
@@ -791,7 +807,7 @@ mod tests {
                 .import_stream(&permit, futures::stream::iter([Ok(data)]))
                 .await
                 .expect("import");
-            let hash = ContentHash::parse(&tt.hash().to_hex()).expect("hex");
+            let hash = content_hash(tt.hash());
             let file = StoredFile {
                 name: "f".into(),
                 size: 100_000,
@@ -850,7 +866,7 @@ mod tests {
                 let file = StoredFile {
                     name: "f".into(),
                     size: data.len() as u64,
-                    hash: ContentHash::parse(&tt.hash().to_hex()).expect("hex"),
+                    hash: content_hash(tt.hash()),
                     crc32: 0,
                 };
                 let collection = store

@@ -114,6 +114,32 @@ fn toggle(state: &UseStateHandle<bool>) -> Callback<Event> {
     Callback::from(move |_: Event| state.set(!*state))
 }
 
+/// The "downloads allowed" field and the expiry presets (with "custom…" when `custom`), their
+/// ids prefixed with `prefix`.
+fn downloads_and_expiry(
+    prefix: &str,
+    max_downloads: &UseStateHandle<String>,
+    expiry: &UseStateHandle<String>,
+    custom: bool,
+) -> Html {
+    let (max_id, expiry_id) = (format!("{prefix}max"), format!("{prefix}expiry"));
+    html! {
+        <>
+            <label for={max_id.clone()}>{ "Downloads allowed" }
+                <input id={max_id} type="number" min="1" placeholder="unlimited"
+                       value={(**max_downloads).clone()} onchange={set(max_downloads)} />
+            </label>
+            <label for={expiry_id.clone()}>{ "Expires after" }
+                <select id={expiry_id} onchange={set(expiry)}>
+                    { for EXPIRY_PRESETS.iter().filter(|(v, _)| custom || *v != "custom").map(|(value, text)| html! {
+                        <option value={*value} selected={**expiry == *value}>{ *text }</option>
+                    }) }
+                </select>
+            </label>
+        </>
+    }
+}
+
 fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
     let Some(list) = list else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
@@ -327,17 +353,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                     }
                 </div>
                 <div class="policy">
-                    <label for="max">{ "Downloads allowed" }
-                        <input id="max" type="number" min="1" placeholder="unlimited"
-                               value={(*max_downloads).clone()} onchange={set(&max_downloads)} />
-                    </label>
-                    <label for="expiry">{ "Expires after" }
-                        <select id="expiry" onchange={set(&expiry)}>
-                            { for EXPIRY_PRESETS.iter().map(|(value, text)| html! {
-                                <option value={*value} selected={*expiry == *value}>{ *text }</option>
-                            }) }
-                        </select>
-                    </label>
+                    { downloads_and_expiry("", &max_downloads, &expiry, true) }
                     if *expiry == "custom" {
                         <label for="custom">{ "Custom expiry" }
                             <span class="row">
@@ -466,17 +482,7 @@ pub fn MirrorForm(props: &MirrorFormProps) -> Html {
                         <input id="mirror-source" type="text" placeholder="blob… or http://….onion/"
                                value={(*source).clone()} onchange={set(&source)} disabled={busy} />
                     </label>
-                    <label for="mirror-max">{ "Downloads allowed" }
-                        <input id="mirror-max" type="number" min="1" placeholder="unlimited"
-                               value={(*max_downloads).clone()} onchange={set(&max_downloads)} />
-                    </label>
-                    <label for="mirror-expiry">{ "Expires after" }
-                        <select id="mirror-expiry" onchange={set(&expiry)}>
-                            { for EXPIRY_PRESETS.iter().filter(|(v, _)| *v != "custom").map(|(value, text)| html! {
-                                <option value={*value} selected={*expiry == *value}>{ *text }</option>
-                            }) }
-                        </select>
-                    </label>
+                    { downloads_and_expiry("mirror-", &max_downloads, &expiry, false) }
                     <label class="check" for="mirror-direct">
                         <input id="mirror-direct" type="checkbox" checked={*direct} onchange={toggle(&direct)} />
                         { "Also share the mirror directly (" }<strong>{ "reveals your IP address" }</strong>{ ")" }

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::binary;
+use common::{binary, median, mib_per_s};
 
 const SIZE: usize = 1 << 30;
 const ROUNDS: usize = 3;
@@ -122,15 +122,6 @@ fn blake3_file(path: &Path) -> blake3::Hash {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn mib_per_s(elapsed: Duration) -> f64 {
-    SIZE as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
-}
-
 /// Inside the namespace: both senders, then interleaved receives.
 fn inner(work: &Path) {
     let up = Command::new("ip")
@@ -200,7 +191,7 @@ fn inner(work: &Path) {
     );
     println!(
         "veilshare get <ticket>: {ours:.2} s ({:.0} MiB/s); runs {:?}",
-        mib_per_s(Duration::from_secs_f64(ours)),
+        mib_per_s(SIZE, Duration::from_secs_f64(ours)),
         veilshare
             .iter()
             .map(|d| (d.as_secs_f64() * 100.0).round() / 100.0)
@@ -208,7 +199,7 @@ fn inner(work: &Path) {
     );
     println!(
         "sendme receive:         {theirs:.2} s ({:.0} MiB/s); runs {:?}",
-        mib_per_s(Duration::from_secs_f64(theirs)),
+        mib_per_s(SIZE, Duration::from_secs_f64(theirs)),
         reference
             .iter()
             .map(|d| (d.as_secs_f64() * 100.0).round() / 100.0)

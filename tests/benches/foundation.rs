@@ -221,15 +221,15 @@ fn main() {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let start = Instant::now();
-                    let (tag, size, _crc) = runtime.block_on(async {
+                    let (tag, file) = runtime.block_on(async {
                         let permit = store.import_permit().await.expect("permit");
                         store
-                            .import_path(&permit, &import_source)
+                            .import_path(&permit, &import_source, "big.bin".into())
                             .await
                             .expect("import")
                     });
                     total += start.elapsed();
-                    assert_eq!(size, SIZE);
+                    assert_eq!(file.size, SIZE);
                     drop(tag);
                     runtime.block_on(store.collect_garbage());
                 }

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Veilshare, binary, free_port};
+use common::{Veilshare, binary, free_port, median, mib_per_s};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -58,15 +58,6 @@ fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> Du
         .expect("veilshare get");
     assert!(status.success(), "veilshare get failed");
     started.elapsed()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn mib_per_s(elapsed: Duration) -> f64 {
-    SIZE as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
 }
 
 /// Shares `content` on `server` and waits until it is live; returns (onion link, time to live).
@@ -321,12 +312,12 @@ fn main() {
             let elapsed = get(bin, link, &out, &state, parallel);
             assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
             std::fs::remove_dir_all(&out).expect("clean");
-            rates[index].push(mib_per_s(elapsed));
+            rates[index].push(mib_per_s(SIZE, elapsed));
         }
         let _ = std::fs::remove_file(&os_out);
         let elapsed = curl(&client_tor, &download, &os_out).expect("OnionShare fetch");
         assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
-        rates[3].push(mib_per_s(elapsed));
+        rates[3].push(mib_per_s(SIZE, elapsed));
     }
     drop(onionshare);
     server.stop();

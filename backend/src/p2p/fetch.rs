@@ -55,27 +55,31 @@ pub struct TicketFetch {
     pub config: P2pConfig,
 }
 
-/// A refusal or failure, in words for the user.
-fn explain(error: &GetError, addr: &EndpointAddr) -> anyhow::Error {
-    match error.iroh_error_code() {
-        Some(code) if code == ERR_PERMISSION => anyhow!(
-            "the sender refused: this share has ended (download limit reached, expired or revoked), or the ticket is for content the sender does not share"
-        ),
-        Some(code) if code == ERR_LIMIT => anyhow!(
-            "the sender refused for now: all remaining downloads of this share are in progress; try again later"
-        ),
-        Some(code) if code.into_inner() == u64::from(super::CLOSE_REVOKED) => {
-            anyhow!("the sender revoked this share during the transfer")
-        }
-        _ => anyhow!("the transfer from {} failed: {error}", addr.id.fmt_short()),
+/// What a refusal by the sender means, in words for the user; `None` when the error is not
+/// a refusal (the network, worth another attempt).
+fn refusal(error: &GetError) -> Option<&'static str> {
+    let code = error.iroh_error_code()?;
+    if code == ERR_PERMISSION {
+        Some(
+            "the sender refused: this share has ended (download limit reached, expired or revoked), or the ticket is for content the sender does not share",
+        )
+    } else if code == ERR_LIMIT {
+        Some(
+            "the sender refused for now: all remaining downloads of this share are in progress; try again later",
+        )
+    } else if code.into_inner() == u64::from(super::CLOSE_REVOKED) {
+        Some("the sender revoked this share during the transfer")
+    } else {
+        None
     }
 }
 
-/// Whether a failed attempt is worth another (the network, not a refusal).
-fn is_refusal(error: &GetError) -> bool {
-    error.iroh_error_code().is_some_and(|c| {
-        c == ERR_PERMISSION || c == ERR_LIMIT || c.into_inner() == u64::from(super::CLOSE_REVOKED)
-    })
+/// A refusal or failure, in words for the user.
+fn explain(error: &GetError, addr: &EndpointAddr) -> anyhow::Error {
+    match refusal(error) {
+        Some(message) => anyhow!(message),
+        None => anyhow!("the transfer from {} failed: {error}", addr.id.fmt_short()),
+    }
 }
 
 /// Fetches the collection of `ticket` into `blobs`, retrying broken connections until
@@ -189,20 +193,7 @@ async fn attempt_download(
     .map_err(|e| Failure::Network(anyhow!("cannot connect to the sender: {e}")))?;
     let remote = blobs.remote();
     if names.is_none() {
-        // The hash sequence and the names only: no content before the names are checked.
-        let request = GetRequest::new(
-            hash,
-            ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
-        );
-        let local = remote
-            .local_for_request(request)
-            .await
-            .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
-        if !local.is_complete() {
-            get(remote.execute_get(connection.clone(), local.missing())).await?;
-        }
-        let collection = load_collection(blobs, hash).await.map_err(Failure::Fatal)?;
-        check_names(&collection).map_err(Failure::Fatal)?;
+        let collection = fetch_names(blobs, &connection, hash).await?;
         progress(Progress::Files(collection.len()));
         // The sizes, for the progress bar: the last group of each file proves its size, and
         // is part of the download anyway (never fetched twice, so never counted twice).
@@ -235,6 +226,46 @@ async fn attempt_download(
     )))
 }
 
+/// Fetches the hash sequence and the names only (no content before the names are checked),
+/// unless they are stored already; returns the checked collection.
+pub(crate) async fn fetch_names(
+    blobs: &BlobStore,
+    connection: &iroh::endpoint::Connection,
+    root: Hash,
+) -> Result<Collection, Failure> {
+    let request = GetRequest::new(
+        root,
+        ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
+    );
+    fetch_missing(blobs, connection, request).await?;
+    let collection = load_collection(blobs, root).await.map_err(Failure::Fatal)?;
+    check_names(&collection).map_err(Failure::Fatal)?;
+    Ok(collection)
+}
+
+/// Asks `connection` for what of `request` is not stored yet.
+async fn fetch_missing(
+    blobs: &BlobStore,
+    connection: &iroh::endpoint::Connection,
+    request: GetRequest,
+) -> Result<(), Failure> {
+    let local = blobs
+        .remote()
+        .local_for_request(request)
+        .await
+        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+    if local.is_complete() {
+        return Ok(());
+    }
+    blobs
+        .remote()
+        .execute_get(connection.clone(), local.missing())
+        .complete()
+        .await
+        .map(|_| ())
+        .map_err(classify)
+}
+
 /// Fetches the last chunk group of every file not stored yet and returns the files' sizes.
 pub(crate) async fn learn_sizes(
     blobs: &BlobStore,
@@ -246,17 +277,7 @@ pub(crate) async fn learn_sizes(
     for index in 0..collection.len() {
         builder = builder.offset(index as u64 + 2, ChunkRanges::last_chunk());
     }
-    let local = blobs
-        .remote()
-        .local_for_request(builder.build(root))
-        .await
-        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
-    if !local.is_complete() {
-        get(blobs
-            .remote()
-            .execute_get(connection.clone(), local.missing()))
-        .await?;
-    }
+    fetch_missing(blobs, connection, builder.build(root)).await?;
     let mut sizes = Vec::new();
     for (_, hash) in collection.iter() {
         let status = blobs
@@ -276,12 +297,8 @@ pub(crate) async fn learn_sizes(
     Ok(sizes)
 }
 
-async fn get(progress: iroh_blobs::api::remote::GetProgress) -> Result<(), Failure> {
-    progress.complete().await.map(|_| ()).map_err(classify)
-}
-
 fn classify(error: GetError) -> Failure {
-    if is_refusal(&error) {
+    if refusal(&error).is_some() {
         Failure::Refused(error)
     } else if matches!(error, GetError::LocalFailure { .. }) {
         Failure::Fatal(anyhow!("storing the download failed: {error}"))
@@ -300,9 +317,7 @@ pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Col
 pub fn check_names(collection: &Collection) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for (name, _) in collection.iter() {
-        veilshare_shared::validate_file_name(name).map_err(|problem| {
-            anyhow!("refusing the share: {problem} (a file name must not leave the output folder)")
-        })?;
+        crate::fetch::check_file_name(name)?;
         if !seen.insert(name.as_str()) {
             bail!("refusing the share: two files are named {name:?}");
         }
@@ -321,33 +336,70 @@ pub async fn stored_size(blobs: &BlobStore, hash: Hash) -> Result<u64> {
     }
 }
 
+/// The partial store of a download into `out_dir`: `<out>/.<collection>.veilshare-iroh/`.
+pub(crate) struct PartialStore {
+    pub(crate) store: FsStore,
+    dir: PathBuf,
+}
+
+impl PartialStore {
+    /// Opens (or creates) the partial store of `root` in `out_dir` (created too).
+    pub(crate) async fn open(out_dir: &Path, root: Hash) -> Result<Self> {
+        tokio::fs::create_dir_all(out_dir)
+            .await
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let dir = out_dir.join(format!(".{}.veilshare-iroh", root.to_hex()));
+        let store = FsStore::load(&dir)
+            .await
+            .map_err(|e| anyhow!("cannot open {}: {e}", dir.display()))?;
+        Ok(Self { store, dir })
+    }
+
+    /// Shuts the store down; deletes it unless `keep` (for a resume).
+    pub(crate) async fn close(self, keep: bool) {
+        if let Err(error) = self.store.shutdown().await {
+            tracing::warn!(%error, "partial store did not shut down cleanly");
+        }
+        if !keep {
+            let _ = tokio::fs::remove_dir_all(&self.dir).await;
+        }
+    }
+
+    /// Puts every file of `collection` (complete in the store) into `out_dir`.
+    pub(crate) async fn export_all(
+        &self,
+        out_dir: &Path,
+        collection: &Collection,
+    ) -> Result<Vec<PathBuf>> {
+        let mut written: Vec<PathBuf> = Vec::new();
+        let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
+        for (name, blob) in collection.iter() {
+            let target = match exported.get(blob) {
+                // The same content under a second name: the store gave its file away already.
+                Some(first) => copy_into_place(first, out_dir, name, *blob).await?,
+                None => export(&self.store, out_dir, name, *blob).await?,
+            };
+            exported.insert(*blob, target.clone());
+            written.push(target);
+        }
+        Ok(written)
+    }
+}
+
 /// `veilshare get <ticket>`: fetches every file into `out_dir`; returns the paths written.
 pub async fn fetch_ticket(settings: &TicketFetch) -> Result<Vec<PathBuf>> {
-    let hash = settings.ticket.hash();
-    tokio::fs::create_dir_all(&settings.out_dir)
-        .await
-        .with_context(|| format!("cannot create {}", settings.out_dir.display()))?;
-    let store_dir = settings
-        .out_dir
-        .join(format!(".{}.veilshare-iroh", hash.to_hex()));
-    let store = FsStore::load(&store_dir)
-        .await
-        .map_err(|e| anyhow!("cannot open {}: {e}", store_dir.display()))?;
+    let partial = PartialStore::open(&settings.out_dir, settings.ticket.hash()).await?;
     let started = std::sync::atomic::AtomicBool::new(false);
-    let result = fetch_into(settings, &store, &started).await;
-    if let Err(error) = store.shutdown().await {
-        tracing::warn!(%error, "partial store did not shut down cleanly");
-    }
+    let result = fetch_into(settings, &partial, &started).await;
     // Kept for a resume only when something arrived.
-    if result.is_ok() || !started.load(std::sync::atomic::Ordering::SeqCst) {
-        let _ = tokio::fs::remove_dir_all(&store_dir).await;
-    }
+    let keep = result.is_err() && started.load(std::sync::atomic::Ordering::SeqCst);
+    partial.close(keep).await;
     result
 }
 
 async fn fetch_into(
     settings: &TicketFetch,
-    store: &FsStore,
+    partial: &PartialStore,
     started: &std::sync::atomic::AtomicBool,
 ) -> Result<Vec<PathBuf>> {
     // A fresh key for every fetch: recipients are not linkable across fetches.
@@ -360,7 +412,7 @@ async fn fetch_into(
     let quiet = settings.quiet;
     let downloaded = download(
         &endpoint,
-        store,
+        &partial.store,
         &settings.ticket,
         settings.patience,
         move |p| match p {
@@ -384,19 +436,7 @@ async fn fetch_into(
     .await;
     bar.finish_and_clear();
     endpoint.close().await;
-    let collection = downloaded?;
-    let mut written: Vec<PathBuf> = Vec::new();
-    let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
-    for (name, blob) in collection.iter() {
-        let target = match exported.get(blob) {
-            // The same content under a second name: the store gave its file away already.
-            Some(first) => copy_into_place(first, &settings.out_dir, name, *blob).await?,
-            None => export(store, &settings.out_dir, name, *blob).await?,
-        };
-        exported.insert(*blob, target.clone());
-        written.push(target);
-    }
-    Ok(written)
+    partial.export_all(&settings.out_dir, &downloaded?).await
 }
 
 fn bar(quiet: bool) -> indicatif::ProgressBar {
@@ -413,12 +453,7 @@ fn bar(quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-pub(crate) async fn copy_into_place(
-    from: &Path,
-    out_dir: &Path,
-    name: &str,
-    hash: Hash,
-) -> Result<PathBuf> {
+async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let part = out_dir.join(format!(".{}.veilshare-part", hash.to_hex()));
     tokio::fs::copy(from, &part)
@@ -431,12 +466,7 @@ pub(crate) async fn copy_into_place(
 }
 
 /// Moves one verified file out of the partial store into place.
-pub(crate) async fn export(
-    store: &FsStore,
-    out_dir: &Path,
-    name: &str,
-    hash: Hash,
-) -> Result<PathBuf> {
+async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let hex = hash.to_hex();
     if target.exists() && crate::fetch::hash_file(&target).await? == hex.as_str() {

@@ -346,32 +346,36 @@ impl P2p {
     async fn release(&self) {
         let mut state = self.state.lock().await;
         state.users = state.users.saturating_sub(1);
-        if state.users > 0 {
-            return;
-        }
-        if let Some(running) = state.running.take() {
-            if let Ok(mut slot) = self.addr.lock() {
-                *slot = None;
-            }
-            if let Err(error) = running.router.shutdown().await {
-                tracing::warn!(%error, "direct-sharing endpoint did not shut down cleanly");
-            }
-            running.handler.abort();
+        if state.users == 0 && self.close(&mut state).await {
             tracing::info!("direct-sharing endpoint closed: no direct share or mirror needs it");
         }
     }
 
-    /// Closes the endpoint now, whoever holds leases (at exit): open connections are closed
-    /// gracefully, so that the last bytes of a finished transfer reach their recipient.
+    /// Closes the endpoint now, whoever holds leases (at exit).
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
-        if let Some(running) = state.running.take() {
-            if let Ok(mut slot) = self.addr.lock() {
-                *slot = None;
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), running.router.shutdown()).await;
-            running.handler.abort();
+        self.close(&mut state).await;
+    }
+
+    /// Closes the running endpoint, if any: open connections are closed gracefully (for at
+    /// most 10 s), so that the last bytes of a finished transfer reach their recipient.
+    /// Returns whether one was running.
+    async fn close(&self, state: &mut State) -> bool {
+        let Some(running) = state.running.take() else {
+            return false;
+        };
+        if let Ok(mut slot) = self.addr.lock() {
+            *slot = None;
         }
+        match tokio::time::timeout(Duration::from_secs(10), running.router.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "direct-sharing endpoint did not shut down cleanly");
+            }
+            Err(_) => tracing::warn!("direct-sharing endpoint took over 10 s to shut down"),
+        }
+        running.handler.abort();
+        true
     }
 
     /// The ticket of a collection served by this endpoint, while it is open.
@@ -474,18 +478,8 @@ async fn handle_events(
             ProviderMessage::ObserveRequestReceived(msg) => {
                 let _ = msg.tx.send(Err(AbortReason::Permission)).await;
             }
-            ProviderMessage::ClientConnected(msg) => {
-                let _ = msg.tx.send(Ok(())).await;
-            }
-            ProviderMessage::GetManyRequestReceived(msg) => {
-                let _ = msg.tx.send(Err(AbortReason::Permission)).await;
-            }
-            ProviderMessage::PushRequestReceived(msg) => {
-                let _ = msg.tx.send(Err(AbortReason::Permission)).await;
-            }
-            ProviderMessage::Throttle(msg) => {
-                let _ = msg.tx.send(Ok(())).await;
-            }
+            // The mask sends nothing else: connections and throttling are not intercepted,
+            // `get_many` and `push` are refused by the provider itself.
             _ => {}
         }
     }

@@ -451,50 +451,21 @@ async fn bao(
         Err(Admission::NotFound) => return not_found_page(),
         Err(Admission::Refused(refusal)) => return refusal_page(refusal),
     };
+    // Every byte is counted as content, the proof included: never less than was delivered.
     let stream = shares
         .store()
         .blobs()
         .export_bao(hash, ranges)
         .into_byte_stream()
-        .map(|item| item.map_err(|e| io::Error::other(e.to_string())))
+        .map(|item| {
+            item.map(|bytes| (bytes, true))
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
         .boxed();
-    let cancel = transfer.cancelled().clone();
-    // Bytes are counted as sent (proof included): never less than the content delivered.
-    let body = futures::stream::unfold(
-        (stream, Some(transfer), 0u64, false),
-        move |(mut stream, mut transfer, mut sent, failed)| {
-            let cancel = cancel.clone();
-            async move {
-                if failed {
-                    return None;
-                }
-                let next = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => Some(Err(io::Error::other("the share was revoked"))),
-                    item = stream.next() => item,
-                };
-                match next {
-                    Some(Ok(bytes)) => {
-                        sent += bytes.len() as u64;
-                        if let Some(t) = transfer.as_mut() {
-                            t.set_sent(sent);
-                        }
-                        Some((Ok(bytes), (stream, transfer, sent, false)))
-                    }
-                    Some(Err(error)) => Some((Err(error), (stream, transfer, sent, true))),
-                    None => {
-                        if let Some(t) = transfer.take() {
-                            t.finish();
-                        }
-                        None
-                    }
-                }
-            }
-        },
-    );
+    let body = metered_body(stream, None, transfer);
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .body(Body::from_stream(body))
+        .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
@@ -624,7 +595,8 @@ fn serve(
         Err(Admission::NotFound) => return not_found_page(),
         Err(Admission::Refused(refusal)) => return refusal_page(refusal),
     };
-    let body = metered_body(shares, resource, start, end, transfer);
+    let stream = content_stream(shares, &resource, start, end);
+    let body = metered_body(stream, Some(end - start), transfer);
     builder
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
@@ -668,24 +640,21 @@ fn content_stream(
     }
 }
 
-/// The response body: content bytes, counted into the transfer as they go, cut when the owner
-/// revokes, and the transfer marked finished only when every byte was handed over.
+/// The response body: the bytes of `stream` (each flagged as content or not), content counted
+/// into the transfer as it goes, cut when the owner revokes, and the transfer marked finished
+/// only when the stream ended (having sent `expected` bytes, when that is known).
 fn metered_body(
-    shares: &Shares,
-    resource: Resource,
-    start: u64,
-    end: u64,
+    stream: BoxStream<'static, io::Result<(Bytes, bool)>>,
+    expected: Option<u64>,
     transfer: Transfer,
 ) -> Body {
-    let stream = content_stream(shares, &resource, start, end);
-    let expected = end - start;
     let cancel = transfer.cancelled().clone();
     struct Meter {
         stream: BoxStream<'static, io::Result<(Bytes, bool)>>,
         transfer: Option<Transfer>,
         sent: u64,
         payload: u64,
-        expected: u64,
+        expected: Option<u64>,
         failed: bool,
         cancel: tokio_util::sync::CancellationToken,
     }
@@ -724,7 +693,7 @@ fn metered_body(
                 Some((Err(error), meter))
             }
             None => {
-                if meter.sent == meter.expected {
+                if meter.expected.is_none_or(|expected| meter.sent == expected) {
                     if let Some(transfer) = meter.transfer.take() {
                         transfer.finish();
                     }

@@ -21,6 +21,17 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| target_dir().join("release/veilshare"))
 }
 
+/// The median of a run's values.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Throughput of `size` bytes in `elapsed`.
+pub fn mib_per_s(size: usize, elapsed: Duration) -> f64 {
+    size as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

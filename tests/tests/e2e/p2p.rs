@@ -57,14 +57,7 @@ async fn three_nodes_share_fetch_mirror_and_outlive_the_sender() {
         )
         .await;
     let ticket_a = ticket(&view);
-    let status: serde_json::Value = a
-        .api(reqwest::Method::GET, "/api/status")
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status = a.status().await;
     assert!(
         status["p2p"]["state"] == "running",
         "the endpoint runs for a direct share: {status}"
@@ -218,15 +211,7 @@ async fn limits_expiry_and_revocation_hold_on_the_direct_path() {
         .expect("revoke");
     assert_eq!(response.status(), 200);
     eventually("the endpoint to close", || async {
-        let status: serde_json::Value = a
-            .api(reqwest::Method::GET, "/api/status")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (status["p2p"]["state"] == "idle").then_some(())
+        (a.status().await["p2p"]["state"] == "idle").then_some(())
     })
     .await;
     let out = dir.path().join("closed");
@@ -464,15 +449,14 @@ async fn one_download_from_a_sender_and_its_mirror_over_tickets_and_links_at_onc
     assert_eq!(names(&out), vec!["big.bin", "small.txt"]);
     // Every source delivered verified pieces.
     for source in &sources {
-        let short = if source.starts_with("blob") {
-            "from direct"
-        } else {
-            source.as_str()
+        let label = match source.parse::<iroh_blobs::ticket::BlobTicket>() {
+            Ok(ticket) => format!("from direct {}", ticket.addr().id.fmt_short()),
+            Err(_) => format!("from {source}"),
         };
         assert!(
             stderr
                 .lines()
-                .any(|l| l.starts_with("fetched") && l.contains(short)),
+                .any(|l| l.starts_with("fetched") && l.ends_with(&label)),
             "{source} delivered nothing:\n{stderr}"
         );
     }

@@ -221,6 +221,17 @@ impl Server {
             .expect("share view")
     }
 
+    /// `GET /api/status` as JSON.
+    pub async fn status(&self) -> Value {
+        self.api(reqwest::Method::GET, "/api/status")
+            .send()
+            .await
+            .expect("GET status")
+            .json()
+            .await
+            .expect("status")
+    }
+
     /// All shares.
     pub async fn list(&self) -> Vec<ShareView> {
         self.api(reqwest::Method::GET, "/api/shares")
