@@ -10,15 +10,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
 use veilshare_shared::{ApiError, ShareView};
 
-use crate::{
+use crate::app::{
+    DataDirLock, InstanceInfo, Node, NodeSettings, P2pConfig, Relays,
     admin::{self, AdminState},
-    events::EventBus,
-    public,
-    shares::{Shares, SharesConfig},
-    store::Store,
+    get::GetSettings,
 };
 
 /// Privacy-first file sharing over Tor onion services.
@@ -185,8 +182,7 @@ pub struct P2pArgs {
 
 impl P2pArgs {
     /// The validated configuration.
-    pub fn config(&self) -> Result<crate::p2p::P2pConfig> {
-        use crate::p2p::Relays;
+    pub fn config(&self) -> Result<P2pConfig> {
         let relays = if self.no_relay {
             Relays::Disabled
         } else if self.relay.is_empty() {
@@ -202,7 +198,7 @@ impl P2pArgs {
                 .collect::<Result<Vec<_>>>()?;
             Relays::Custom(urls)
         };
-        Ok(crate::p2p::P2pConfig {
+        Ok(P2pConfig {
             relays,
             discovery: self.discovery,
             bind: self.bind,
@@ -257,7 +253,7 @@ pub struct ServeSettings {
     /// Do not open a browser.
     pub no_browser: bool,
     /// Direct sharing.
-    pub p2p: crate::p2p::P2pConfig,
+    pub p2p: P2pConfig,
 }
 
 impl ServeArgs {
@@ -299,20 +295,6 @@ impl DataDirArg {
         Ok(dir)
     }
 }
-
-/// Where a running instance tells the CLI how to reach it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InstanceInfo {
-    /// Base URL of the local API.
-    pub api: String,
-    /// Base URL of the plain public listener.
-    pub public: Option<String>,
-    /// Process id.
-    pub pid: u32,
-}
-
-/// File name of [`InstanceInfo`] in the data directory.
-pub const INSTANCE_FILE: &str = "instance.json";
 
 /// Runs the program; returns the exit code.
 pub fn main() -> ExitCode {
@@ -363,48 +345,13 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
         Some(Command::Get(args)) => get(args).await,
         Some(Command::Mirror(args)) => mirror(args).await,
-        Some(Command::Share(args)) => crate::headless::share(args.into_settings()?).await,
+        Some(Command::Share(args)) => crate::app::headless::share(args.into_settings()?).await,
     }
-}
-
-/// Holds an exclusive lock on the data directory for the life of the process.
-pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
-    let path = data_dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        let running = read_instance(data_dir)
-            .map(|info| format!(" at {}", info.api))
-            .unwrap_or_default();
-        bail!(
-            "another veilshare is already running with the data directory {}{running}",
-            data_dir.display()
-        );
-    }
-    Ok(file)
-}
-
-/// Binds the optional plain public listener; returns it and its base URL.
-pub(crate) async fn bind_public(
-    addr: Option<SocketAddr>,
-) -> Result<(Option<tokio::net::TcpListener>, Option<String>)> {
-    let Some(addr) = addr else {
-        return Ok((None, None));
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for public links"))?;
-    let base = format!("http://{}", listener.local_addr()?);
-    Ok((Some(listener), Some(base)))
 }
 
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
-    let _lock = match lock_data_dir(&settings.data_dir) {
+    let _lock = match DataDirLock::acquire(&settings.data_dir) {
         Ok(lock) => lock,
         // A second start while one runs opens the running one's UI instead of failing.
         Err(error) => return open_running(&settings, error),
@@ -420,69 +367,23 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
             )
         })?;
     let api_addr = api_listener.local_addr()?;
-    let (public_listener, public_base) = bind_public(settings.public_listen).await?;
-    let store = Store::open(&settings.data_dir.join("store"))
-        .await
-        .context("cannot open the store")?;
-    let events = EventBus::default();
-    let shares = Shares::start(
-        store.clone(),
-        events,
-        SharesConfig {
-            public_base: public_base.clone(),
-        },
-    )
-    .await
-    .context("cannot load the shares")?;
-    if !settings.no_tor {
-        let tor = crate::tor::Tor::start(
-            &settings.data_dir,
-            settings.tor_config.as_deref(),
-            shares.events().clone(),
-        )
-        .await
-        .context("cannot start Tor")?;
-        shares.attach_tor(tor);
-    }
-    let p2p = crate::p2p::P2p::new(settings.p2p.clone(), &settings.data_dir, shares.clone());
-    shares
-        .attach_p2p(p2p.clone())
-        .await
-        .context("cannot resume direct sharing")?;
-
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut servers = tokio::task::JoinSet::new();
-    if let Some(listener) = public_listener {
-        let app = public::router(shares.clone());
-        let stop = shutdown.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
-    }
-    let state = AdminState::new(
-        shares.clone(),
-        token.clone(),
-        api_addr.port(),
-        public_base.clone(),
-        settings.data_dir.join("tor-mirror"),
-        settings.tor_config.clone(),
-    );
-    let app = admin::router(state, crate::ui::router());
-    let stop = shutdown.clone();
-    servers.spawn(async move {
-        axum::serve(api_listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
+    let mut node = Node::start(NodeSettings {
+        data_dir: settings.data_dir.clone(),
+        public_listen: settings.public_listen,
+        tor: (!settings.no_tor).then(|| settings.tor_config.clone()),
+        p2p: settings.p2p.clone(),
+        revoke_leftovers: false,
+    })
+    .await?;
+    let state = AdminState::new(node.context().clone(), token.clone(), api_addr.port());
+    node.serve(api_listener, admin::router(state, crate::app::ui::router()));
 
     let info = InstanceInfo {
         api: format!("http://{api_addr}"),
-        public: public_base,
+        public: node.context().public_base.clone(),
         pid: std::process::id(),
     };
-    write_instance(&settings.data_dir, &info)?;
+    info.write(&settings.data_dir)?;
     tracing::info!(api = %info.api, public = ?info.public, "veilshare is running");
     hand_out_launch(
         "veilshare is running",
@@ -490,24 +391,17 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
         settings.no_browser,
     );
 
-    wait_for_signal().await;
+    crate::app::wait_for_signal().await;
     tracing::info!("stopping");
-    shutdown.cancel();
-    // Downloads in flight get a moment to end cleanly.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while servers.join_next().await.is_some() {}
-    })
-    .await;
-    let _ = std::fs::remove_file(settings.data_dir.join(INSTANCE_FILE));
-    p2p.shutdown().await;
-    store.shutdown().await;
+    node.shutdown().await;
+    InstanceInfo::remove(&settings.data_dir);
     Ok(())
 }
 
 /// When another instance holds the data directory: prints (and opens) its launch URL; fails
 /// with `locked` when there is no running instance to hand over to.
 fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
-    let info = read_instance(&settings.data_dir).map_err(|_| locked)?;
+    let info = InstanceInfo::read(&settings.data_dir).map_err(|_| locked)?;
     let token = std::fs::read_to_string(admin::token_path(&settings.data_dir))
         .context("cannot read the running instance's API token")?;
     hand_out_launch(
@@ -530,40 +424,6 @@ fn hand_out_launch(what: &str, launch: &str, no_browser: bool) {
     }
 }
 
-pub(crate) async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-fn write_instance(data_dir: &Path, info: &InstanceInfo) -> Result<()> {
-    let path = data_dir.join(INSTANCE_FILE);
-    let temp = data_dir.join(format!("{INSTANCE_FILE}.tmp"));
-    std::fs::write(&temp, serde_json::to_vec_pretty(info)?)
-        .with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-fn read_instance(data_dir: &Path) -> Result<InstanceInfo> {
-    let path = data_dir.join(INSTANCE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "veilshare is not running with the data directory {} (start it with `veilshare serve`)",
-            data_dir.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
-}
-
 /// A client of a running instance's API.
 struct ApiClient {
     base: String,
@@ -573,7 +433,7 @@ struct ApiClient {
 
 impl ApiClient {
     fn connect(data_dir: &Path) -> Result<Self> {
-        let info = read_instance(data_dir)?;
+        let info = InstanceInfo::read(data_dir)?;
         let token = std::fs::read_to_string(admin::token_path(data_dir))
             .context("cannot read the API token of the running veilshare")?;
         let http = reqwest::Client::builder()
@@ -641,7 +501,7 @@ async fn list(data_dir: &Path, json: bool) -> Result<()> {
                 share.id,
                 share.state.label(),
                 share.files.len(),
-                public::human_size(share.total_size),
+                veilshare_shared::human_size(share.total_size),
                 downloads,
                 link
             );
@@ -695,7 +555,7 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
             share.id,
             share.state.label(),
             share.files.len(),
-            public::human_size(share.total_size),
+            veilshare_shared::human_size(share.total_size),
             share.content_hash.as_str()
         );
         for link in [&share.links.onion, &share.links.local, &share.links.ticket]
@@ -709,38 +569,18 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
-    let data_dir = args.data.resolve()?;
-    let link_settings = |link: &str| crate::fetch::FetchSettings {
-        link: link.to_owned(),
-        out_dir: args.output.clone(),
-        state_dir: data_dir.join("tor-get"),
-        tor_config: args.tor_config.clone(),
+    let settings = GetSettings {
+        sources: args.links,
+        out_dir: args.output,
+        data_dir: args.data.resolve()?,
+        tor_config: args.tor_config,
         parallel: args.parallel.map(usize::from),
         quiet: args.quiet,
         patience: args.timeout,
-        key: args.key.clone(),
+        key: args.key,
+        p2p: args.p2p.config()?,
     };
-    let written = if let [link] = args.links.as_slice() {
-        if crate::p2p::is_ticket(link) {
-            let settings = crate::p2p::fetch::TicketFetch {
-                ticket: crate::p2p::parse_ticket(link).map_err(anyhow::Error::msg)?,
-                out_dir: args.output.clone(),
-                quiet: args.quiet,
-                patience: args.timeout,
-                config: args.p2p.config()?,
-            };
-            crate::p2p::fetch::fetch_ticket(&settings).await?
-        } else {
-            crate::fetch::fetch(&link_settings(link)).await?
-        }
-    } else {
-        let settings = crate::multi::MultiFetch {
-            sources: args.links.clone(),
-            link: link_settings(""),
-            p2p: args.p2p.config()?,
-        };
-        crate::multi::fetch(&settings).await?
-    };
+    let written = crate::app::get::get(&settings).await?;
     #[allow(clippy::print_stdout)]
     for path in written {
         println!("{}", path.display());
@@ -749,7 +589,7 @@ async fn get(args: GetArgs) -> Result<()> {
 }
 
 impl ShareArgs {
-    fn into_settings(self) -> Result<crate::headless::HeadlessSettings> {
+    fn into_settings(self) -> Result<crate::app::headless::HeadlessSettings> {
         let fields = self.policy.fields()?;
         for file in &self.files {
             if !file.is_file() {
@@ -762,7 +602,7 @@ impl ShareArgs {
         if self.no_tor && self.public_listen.is_none() && !fields.direct {
             bail!("with --no-tor, give --public-listen or --direct, or nobody can reach the share");
         }
-        Ok(crate::headless::HeadlessSettings {
+        Ok(crate::app::headless::HeadlessSettings {
             files: self.files,
             fields,
             data_dir: self.data.resolve()?.join("headless"),

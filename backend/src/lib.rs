@@ -1,17 +1,10 @@
 //! veilshare: privacy-first peer-to-peer file sharing. The binary in `main.rs` is a thin shell
-//! over this library; `ARCHITECTURE.md` maps the modules and their invariants.
+//! over this library; `ARCHITECTURE.md` maps the layers and what each may import (checked by
+//! `tests/architecture.rs`).
 
-pub mod admin;
+pub mod app;
 pub mod cli;
-pub mod events;
-pub mod fetch;
-pub mod headless;
-pub mod mirror;
-pub mod multi;
-pub mod p2p;
-pub mod policy;
-pub mod public;
-pub mod shares;
-pub mod store;
-pub mod tor;
-pub mod ui;
+pub mod core;
+pub mod receive;
+pub mod serve;
+pub mod transport;

@@ -8,21 +8,7 @@ use yew::prelude::*;
 
 use crate::api;
 
-/// `1.5 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use veilshare_shared::human_size;
 
 /// `2 d 3 h`, `3 h 05 min`, `4 min 09 s`.
 pub fn human_duration(secs: u64) -> String {

@@ -322,6 +322,22 @@ fn parse_expires_in(value: &str) -> Result<u64, String> {
     }
 }
 
+/// A size in bytes for people: `1023 bytes`, `1.5 KiB`, `3.0 MiB` (binary units, one decimal).
+/// The UI, the public pages and the command line all say sizes this way.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Checks an uploaded file name. The error is a message for the user.
 ///
 /// Names are kept as given when they are safe to show and to write on any common file system:

@@ -214,7 +214,7 @@ fn main() {
         write_random_file(&import_source, SIZE, 7);
         let store_dir = work.path().join("store-only");
         let store = runtime
-            .block_on(veilshare::store::Store::open(&store_dir))
+            .block_on(veilshare::core::store::Store::open(&store_dir))
             .expect("store");
         group.bench_function("veilshare_import_path", |b| {
             b.iter_custom(|iters| {

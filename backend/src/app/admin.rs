@@ -30,14 +30,16 @@ use axum::{
 };
 use bytes::Bytes;
 use veilshare_shared::{
-    ApiError, CreateShareFields, ErrorKind, Event, MAX_FILES_PER_SHARE, P2pStatus, ShareId,
-    ShareView, Status, TorStatus, form,
+    ApiError, CreateShareFields, ErrorKind, Event, MAX_FILES_PER_SHARE, ShareId, ShareView, Status,
+    TorStatus, form,
 };
 
 use crate::{
-    mirror::MirrorError,
-    shares::{ShareError, Shares},
-    store::{StoreError, StoredFile},
+    app::{Context, mirror::MirrorError},
+    core::{
+        shares::{ShareError, Shares},
+        store::{StoreError, StoredFile},
+    },
 };
 
 /// Name of the session cookie.
@@ -50,31 +52,20 @@ const DISK_RESERVE: u64 = 64 << 20;
 /// Settings and shared state of the local API.
 #[derive(Debug, Clone)]
 pub struct AdminState {
+    node: Context,
     shares: Shares,
     token: Arc<str>,
     port: u16,
-    public_base: Option<String>,
-    /// Tor state folder and Arti TOML for fetching mirrors from onion links.
-    mirror_tor: Arc<(PathBuf, Option<PathBuf>)>,
 }
 
 impl AdminState {
-    /// State for a listener on `port`; mirrors from onion links keep their Tor client's state
-    /// in `tor_state` and merge `tor_config`.
-    pub fn new(
-        shares: Shares,
-        token: String,
-        port: u16,
-        public_base: Option<String>,
-        tor_state: PathBuf,
-        tor_config: Option<PathBuf>,
-    ) -> Self {
+    /// State for a listener on `port` of the node whose handles are `node`.
+    pub fn new(node: Context, token: String, port: u16) -> Self {
         Self {
-            shares,
+            shares: node.shares.clone(),
+            node,
             token: token.into(),
             port,
-            public_base,
-            mirror_tor: Arc::new((tor_state, tor_config)),
         }
     }
 }
@@ -148,7 +139,7 @@ impl From<ShareError> for Failure {
                 format!("there is no share with id {id}"),
             ),
             ShareError::Store(error) => error.into(),
-            ShareError::Direct(message) => Self::new(ErrorKind::Unavailable, message),
+            ShareError::Publish(error) => Self::new(ErrorKind::Unavailable, error.0),
         }
     }
 }
@@ -249,7 +240,7 @@ async fn launch(
     headers: HeaderMap,
 ) -> Response {
     let Some(token) = query.get("token") else {
-        return crate::ui::index(
+        return crate::app::ui::index(
             presented_token(&headers).is_some_and(|t| token_matches(&state, &t)),
             &headers,
         );
@@ -277,11 +268,12 @@ async fn status(State(state): State<AdminState>) -> Json<Status> {
     Json(Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         tor: state
-            .shares
-            .tor()
+            .node
+            .tor
+            .as_ref()
             .map_or(TorStatus::Disabled, |tor| tor.status()),
-        p2p: state.shares.p2p().map_or(P2pStatus::Idle, |p| p.status()),
-        public_base: state.public_base.clone(),
+        p2p: state.node.endpoints.status(),
+        public_base: state.node.public_base.clone(),
     })
 }
 
@@ -307,7 +299,7 @@ async fn get_share(
         .shares
         .view(&id)
         .map(Json)
-        .ok_or_else(|| ShareError::NotFound(id.to_string()).into())
+        .ok_or_else(|| ShareError::NotFound(id).into())
 }
 
 async fn revoke_share(
@@ -374,15 +366,14 @@ fn upload_id(query: &HashMap<String, String>) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .cloned()
-        .unwrap_or_else(|| crate::shares::new_share_id().to_string())
+        .unwrap_or_else(|| crate::core::shares::new_share_id().to_string())
 }
 
 async fn create_mirror(
     State(state): State<AdminState>,
     Json(request): Json<veilshare_shared::CreateMirror>,
 ) -> Result<(StatusCode, Json<ShareView>), Failure> {
-    let (tor_state, tor_config) = (*state.mirror_tor).clone();
-    let view = crate::mirror::mirror(&state.shares, request, tor_state, tor_config)
+    let view = crate::app::mirror::mirror(&state.node, request)
         .await
         .map_err(|error| match error {
             MirrorError::BadRequest(message) => Failure::bad_request(message),
@@ -447,7 +438,7 @@ async fn receive_upload(
             let name = field.name().unwrap_or_default().to_owned();
             let value = read_text_field(&mut field, &name).await?;
             fields.set(&name, &value).map_err(Failure::bad_request)?;
-            if fields.restricted && state.shares.tor().is_none() {
+            if fields.restricted && state.node.tor.is_none() {
                 return Err(Failure::bad_request(
                     "a restricted share needs Tor, and veilshare runs with --no-tor".to_owned(),
                 ));
@@ -466,7 +457,7 @@ async fn receive_upload(
             )));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
-        let import = store.import_stream(&permit, crate::store::receiver_stream(rx));
+        let import = store.import_stream(&permit, crate::core::store::receiver_stream(rx));
         let pump = async {
             let mut crc = crc32fast::Hasher::new();
             let mut size = 0u64;
@@ -515,7 +506,7 @@ async fn receive_upload(
         files.push(StoredFile {
             name: file_name,
             size,
-            hash: crate::store::content_hash(temp_tag.hash()),
+            hash: crate::core::store::content_hash(temp_tag.hash()),
             crc32,
         });
         temp_tags.push(temp_tag);
@@ -540,8 +531,8 @@ fn no_room(wanted: u64, allowed: u64) -> Failure {
         ErrorKind::InsufficientStorage,
         format!(
             "not enough free disk space: the upload needs {} but only {} can be stored; free some space or share fewer files",
-            crate::public::human_size(wanted),
-            crate::public::human_size(allowed)
+            veilshare_shared::human_size(wanted),
+            veilshare_shared::human_size(allowed)
         ),
     )
 }

@@ -1,22 +1,16 @@
-//! Direct sharing over iroh: one endpoint per app, opened only while something needs it (a
-//! live direct share, a mirror being fetched), serving shares' collections with the same policy
-//! as the public site, and fetching tickets into a store.
+//! iroh endpoints: how they reach peers (relays, discovery, the socket), the app's endpoint
+//! opened only while something holds a [`Lease`] on it, its key, and tickets. What the endpoint
+//! answers is the caller's protocol handler: this module knows nothing of shares.
 //!
 //! Invariants:
-//! - No endpoint exists until the first [`P2p::lease`]; the last lease dropped closes it. Until
-//!   then nothing here opens a socket, resolves a name or contacts a relay: direct sharing
-//!   reveals the sender's IP address, so it happens only for shares that asked for it.
-//! - The provider answers only `get` requests for the collection of a live direct share, each
-//!   admitted by [`Shares::begin_transfer`] with the content bytes it can send (ranges widened
-//!   to bao's 16 KiB chunk groups), and reports what it sent when the request ends. Pushes,
-//!   multi-blob gets and observe requests are refused. Revoking a share closes the connections
-//!   of its running requests.
+//! - No endpoint exists until the first [`Endpoints::lease`]; the last lease dropped closes it.
+//!   Until then nothing here opens a socket, resolves a name or contacts a relay: direct
+//!   sharing reveals the sender's IP address, so it happens only for shares that asked for it.
 //! - The endpoint's secret key lives in `<data>/iroh.key` (mode 0600), so a share's ticket
 //!   names the same endpoint after a restart. A fetch from the command line uses a fresh key
 //!   each time: a recipient is not linkable across fetches.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -25,37 +19,23 @@ use std::{
 
 use iroh::{
     Endpoint, EndpointAddr, RelayMode, RelayUrl, SecretKey,
-    endpoint::{Connection, presets},
-    protocol::{AcceptError, ProtocolHandler, Router},
+    endpoint::presets,
+    protocol::{DynProtocolHandler, Router},
 };
-use iroh_blobs::{
-    BlobFormat, Hash, HashAndFormat,
-    api::{Store as BlobStore, TempTag},
-    protocol::{ChunkRanges, GetRequest},
-    provider::events::{
-        AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage,
-        RequestMode, RequestUpdate, ThrottleMode,
-    },
-    ticket::BlobTicket,
-};
-use veilshare_shared::P2pStatus;
-
-use crate::shares::{Admission, Shares};
-
-pub mod fetch;
+use iroh_blobs::{BlobFormat, Hash, ticket::BlobTicket};
+use veilshare_shared::{ContentHash, P2pStatus};
 
 /// The endpoint's secret key, in the data directory.
 pub const KEY_FILE: &str = "iroh.key";
 /// The port the endpoint last had, in the data directory.
 pub const PORT_FILE: &str = "iroh.port";
-/// Bao sends content in chunk groups of this many bytes.
-const CHUNK_GROUP: u64 = 16 * 1024;
 /// How long to wait for a home relay before handing out a ticket without one.
 const RELAY_WAIT: Duration = Duration::from_secs(10);
+/// Application close code of a connection whose content was withdrawn for good (a revoked
+/// share): the provider closes with it, a fetch gives up on it instead of retrying.
+pub const CLOSE_REVOKED: u32 = 0x5653_0001;
 /// How long a connection may stay silent before it counts as gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(12);
-/// Application error code when a revoked share's connection is closed.
-const CLOSE_REVOKED: u32 = 0x5653_0001;
 
 /// Errors of direct sharing.
 #[derive(Debug, thiserror::Error)]
@@ -237,11 +217,13 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey, P2pError> {
     }
 }
 
+/// Builds the handler of the endpoint's protocol each time the endpoint opens.
+pub type HandlerFactory = Box<dyn Fn() -> Box<dyn DynProtocolHandler> + Send + Sync>;
+
 /// The running endpoint.
 #[derive(Debug)]
 struct Running {
     router: Router,
-    handler: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, Default)]
@@ -250,41 +232,55 @@ struct State {
     users: usize,
 }
 
-/// The app's direct-sharing side. Cloning the `Arc` shares it.
-#[derive(Debug)]
-pub struct P2p {
+/// The app's endpoint, opened while leased. Cloning the `Arc` shares it.
+pub struct Endpoints {
     config: P2pConfig,
     key_path: PathBuf,
-    blobs: BlobStore,
-    shares: Shares,
+    alpn: Vec<u8>,
+    handler: HandlerFactory,
     state: tokio::sync::Mutex<State>,
     /// The endpoint's address while it runs (read synchronously for views and status).
     addr: Mutex<Option<EndpointAddr>>,
 }
 
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("config", &self.config)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Keeps the endpoint open; dropping the last one closes it.
 #[derive(Debug)]
 pub struct Lease {
-    p2p: Arc<P2p>,
+    endpoints: Arc<Endpoints>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let p2p = self.p2p.clone();
+        let endpoints = self.endpoints.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { p2p.release().await });
+            handle.spawn(async move { endpoints.release().await });
         }
     }
 }
 
-impl P2p {
-    /// The direct-sharing side of an app with data in `data_dir`. Opens nothing yet.
-    pub fn new(config: P2pConfig, data_dir: &Path, shares: Shares) -> Arc<Self> {
+impl Endpoints {
+    /// The endpoint of an app with data in `data_dir`, answering `alpn` with a handler from
+    /// `handler`. Opens nothing yet.
+    pub fn new(
+        config: P2pConfig,
+        data_dir: &Path,
+        alpn: &[u8],
+        handler: HandlerFactory,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             key_path: data_dir.join(KEY_FILE),
-            blobs: shares.store().blobs().clone(),
-            shares,
+            alpn: alpn.to_vec(),
+            handler,
             state: tokio::sync::Mutex::new(State::default()),
             addr: Mutex::new(None),
         })
@@ -297,7 +293,9 @@ impl P2p {
             state.running = Some(self.open().await?);
         }
         state.users += 1;
-        Ok(Lease { p2p: self.clone() })
+        Ok(Lease {
+            endpoints: self.clone(),
+        })
     }
 
     async fn open(&self) -> Result<Running, P2pError> {
@@ -308,7 +306,7 @@ impl P2p {
             .and_then(|text| text.trim().parse::<u16>().ok());
         let endpoint = self
             .config
-            .bind_on(key, vec![iroh_blobs::ALPN.to_vec()], previous)
+            .bind_on(key, vec![self.alpn.clone()], previous)
             .await?;
         if let Some(port) = endpoint.bound_sockets().iter().map(SocketAddr::port).next()
             && Some(port) != previous
@@ -316,31 +314,15 @@ impl P2p {
         {
             tracing::warn!(%error, "cannot remember the direct-sharing port");
         }
-        let mask = EventMask {
-            connected: ConnectMode::None,
-            get: RequestMode::InterceptLog,
-            get_many: RequestMode::Disabled,
-            push: RequestMode::Disabled,
-            observe: ObserveMode::Intercept,
-            throttle: ThrottleMode::None,
-        };
-        let (events, rx) = EventSender::channel(64, mask);
-        let connections = Connections::default();
-        let provider = Provider {
-            blobs: self.blobs.clone(),
-            events,
-            connections: connections.clone(),
-        };
-        let handler = tokio::spawn(handle_events(rx, self.shares.clone(), connections));
         let addr = endpoint.addr();
         tracing::info!(endpoint = %addr.id, addrs = ?addr.addrs, "direct-sharing endpoint open");
         if let Ok(mut slot) = self.addr.lock() {
             *slot = Some(addr);
         }
         let router = Router::builder(endpoint)
-            .accept(iroh_blobs::ALPN, provider)
+            .accept(self.alpn.clone(), (self.handler)())
             .spawn();
-        Ok(Running { router, handler })
+        Ok(Running { router })
     }
 
     async fn release(&self) {
@@ -374,12 +356,11 @@ impl P2p {
             }
             Err(_) => tracing::warn!("direct-sharing endpoint took over 10 s to shut down"),
         }
-        running.handler.abort();
         true
     }
 
     /// The ticket of a collection served by this endpoint, while it is open.
-    pub fn ticket(&self, collection: &veilshare_shared::ContentHash) -> Option<String> {
+    pub fn ticket(&self, collection: &ContentHash) -> Option<String> {
         let hash: Hash = collection.as_str().parse().ok()?;
         let addr = self.addr.lock().ok()?.clone()?;
         Some(BlobTicket::new(addr, hash, BlobFormat::HashSeq).to_string())
@@ -400,215 +381,6 @@ impl P2p {
         let state = self.state.lock().await;
         state.running.as_ref().map(|r| r.router.endpoint().clone())
     }
-}
-
-/// Open provider connections by their stable id, so that revocation can close them.
-#[derive(Debug, Clone, Default)]
-struct Connections(Arc<Mutex<HashMap<u64, Connection>>>);
-
-impl Connections {
-    fn close(&self, id: u64, reason: &[u8]) {
-        let conn = self.0.lock().ok().and_then(|c| c.get(&id).cloned());
-        if let Some(conn) = conn {
-            conn.close(CLOSE_REVOKED.into(), reason);
-        }
-    }
-}
-
-/// iroh-blobs' provider, with the connections kept for revocation. (Unlike `BlobsProtocol`,
-/// its shutdown leaves the store open: the app's store outlives the endpoint.)
-#[derive(Debug, Clone)]
-struct Provider {
-    blobs: BlobStore,
-    events: EventSender,
-    connections: Connections,
-}
-
-impl ProtocolHandler for Provider {
-    async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
-        let id = connection.stable_id() as u64;
-        if let Ok(mut map) = self.connections.0.lock() {
-            map.insert(id, connection.clone());
-        }
-        iroh_blobs::provider::handle_connection(
-            connection,
-            self.blobs.clone(),
-            self.events.clone(),
-        )
-        .await;
-        if let Ok(mut map) = self.connections.0.lock() {
-            map.remove(&id);
-        }
-        Ok(())
-    }
-}
-
-/// Answers the provider's questions: which requests may run, and what they sent.
-async fn handle_events(
-    mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>,
-    shares: Shares,
-    connections: Connections,
-) {
-    while let Some(message) = rx.recv().await {
-        match message {
-            ProviderMessage::GetRequestReceived(msg) => {
-                let request = &msg.inner.request;
-                let connection = msg.inner.connection_id;
-                match admit(&shares, request) {
-                    Ok(Some(transfer)) => {
-                        if msg.tx.send(Ok(())).await.is_ok() {
-                            tokio::spawn(follow(transfer, msg.rx, connections.clone(), connection));
-                        }
-                    }
-                    Ok(None) => {
-                        if msg.tx.send(Ok(())).await.is_ok() {
-                            // The provider reports to this channel until the request ends; a
-                            // closed one would abort it.
-                            let mut updates = msg.rx;
-                            tokio::spawn(
-                                async move { while let Ok(Some(_)) = updates.recv().await {} },
-                            );
-                        }
-                    }
-                    Err(reason) => {
-                        let _ = msg.tx.send(Err(reason)).await;
-                    }
-                }
-            }
-            ProviderMessage::ObserveRequestReceived(msg) => {
-                let _ = msg.tx.send(Err(AbortReason::Permission)).await;
-            }
-            // The mask sends nothing else: connections and throttling are not intercepted,
-            // `get_many` and `push` are refused by the provider itself.
-            _ => {}
-        }
-    }
-}
-
-/// Admits a `get` for the collection of a live direct share, or says why not.
-///
-/// A request without content bytes (the hash sequence and the names, or only empty files)
-/// counts nothing, but is refused like any other once the share stopped serving.
-fn admit(
-    shares: &Shares,
-    request: &GetRequest,
-) -> Result<Option<crate::shares::Transfer>, AbortReason> {
-    let collection = request.hash.to_hex().to_string();
-    let candidates = shares.direct_shares_of(&collection);
-    if candidates.is_empty() {
-        tracing::debug!(hash = %collection, "refused a direct request for content we do not share");
-        return Err(AbortReason::Permission);
-    }
-    let mut refusal = AbortReason::Permission;
-    for (id, sizes) in candidates {
-        let payload = request_size(request, &sizes);
-        if payload == 0 {
-            let now = crate::shares::now_secs();
-            if shares
-                .public_share(&id)
-                .is_some_and(|share| share.accepts_downloads(now))
-            {
-                return Ok(None);
-            }
-            continue;
-        }
-        match shares.begin_transfer(&id, "iroh", 0, payload, payload) {
-            Ok(transfer) => return Ok(Some(transfer)),
-            Err(Admission::Refused(crate::policy::Refusal::Busy)) => {
-                refusal = AbortReason::RateLimited;
-            }
-            Err(_) => {}
-        }
-        tracing::debug!(share = %id, "refused a direct request");
-    }
-    Err(refusal)
-}
-
-/// Follows an admitted request to its end and reports what it sent; cuts its connection when
-/// the share is revoked.
-///
-/// An aborted request counts every payload byte it sent, the hash sequence and the names
-/// included (a few bytes per file): never less than the content it delivered.
-async fn follow(
-    mut transfer: crate::shares::Transfer,
-    mut updates: irpc::channel::mpsc::Receiver<RequestUpdate>,
-    connections: Connections,
-    connection: u64,
-) {
-    let cancelled = transfer.cancelled().clone();
-    loop {
-        tokio::select! {
-            update = updates.recv() => match update {
-                Ok(Some(RequestUpdate::Completed(_))) => {
-                    transfer.finish();
-                    return;
-                }
-                Ok(Some(RequestUpdate::Aborted(done))) => {
-                    transfer.set_sent(done.stats.payload_bytes_sent);
-                    return;
-                }
-                Ok(Some(_)) => {}
-                // The provider went away without an end event: count all it may have sent
-                // (`set_sent` caps at what was reserved).
-                Ok(None) | Err(_) => {
-                    transfer.set_sent(u64::MAX);
-                    return;
-                }
-            },
-            () = cancelled.cancelled() => {
-                connections.close(connection, b"share revoked");
-                return;
-            }
-        }
-    }
-}
-
-/// The content bytes a `get` of a collection can send: each file's ranges widened to whole
-/// chunk groups, as bao sends them. `sizes` are the sizes of the collection's files in order.
-pub fn request_size(request: &GetRequest, sizes: &[u64]) -> u64 {
-    // Offset 0 is the hash sequence, 1 the names, 2.. the files.
-    request
-        .ranges
-        .iter_infinite()
-        .skip(2)
-        .zip(sizes)
-        .map(|(ranges, &size)| ranges_size(ranges, size))
-        .sum()
-}
-
-/// Bytes of a blob of `size` bytes that a request for `ranges` sends: every range widened to
-/// 16 KiB chunk groups, a range past the end as the last group (bao proves the size with it).
-pub fn ranges_size(ranges: &ChunkRanges, size: u64) -> u64 {
-    if size == 0 {
-        return 0;
-    }
-    let last_group = (size - 1) / CHUNK_GROUP * CHUNK_GROUP;
-    let mut total = 0u64;
-    let mut covered = 0u64;
-    for pair in ranges.boundaries().chunks(2) {
-        let start = pair[0].0.saturating_mul(1024);
-        let end = pair.get(1).map_or(u64::MAX, |c| c.0.saturating_mul(1024));
-        let mut start = start / CHUNK_GROUP * CHUNK_GROUP;
-        let mut end = end
-            .div_ceil(CHUNK_GROUP)
-            .saturating_mul(CHUNK_GROUP)
-            .min(size);
-        if start >= size {
-            start = last_group;
-            end = size;
-        }
-        let start = start.max(covered);
-        if end > start {
-            total += end - start;
-            covered = end;
-        }
-    }
-    total
-}
-
-/// Protects `content` from garbage collection while it is being fetched (and until dropped).
-pub async fn protect(blobs: &BlobStore, content: HashAndFormat) -> Option<TempTag> {
-    blobs.tags().temp_tag(content).await.ok()
 }
 
 /// A ticket from the command line or the API, checked.
@@ -632,44 +404,7 @@ pub fn is_ticket(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use iroh_blobs::protocol::{ChunkRangesExt, ChunkRangesSeq};
-
     use super::*;
-
-    #[test]
-    fn whole_collection_counts_every_file_byte() {
-        let request = GetRequest::all(Hash::new(b"x"));
-        assert_eq!(request_size(&request, &[10, 100_000, 0]), 100_010);
-    }
-
-    #[test]
-    fn ranges_widen_to_chunk_groups_and_past_the_end_is_the_last_group() {
-        // One 1 KiB chunk in the middle costs its whole 16 KiB group.
-        assert_eq!(
-            ranges_size(&ChunkRanges::chunks(20..21), 100_000),
-            16 * 1024
-        );
-        // The last chunk proves the size: the last group is sent.
-        assert_eq!(
-            ranges_size(&ChunkRanges::last_chunk(), 100_000),
-            100_000 - 6 * 16 * 1024
-        );
-        // Two ranges in one group count the group once.
-        let both = ChunkRanges::chunks(0..1) | ChunkRanges::chunks(3..4);
-        assert_eq!(ranges_size(&both, 100_000), 16 * 1024);
-        // A small file is sent whole for any range.
-        assert_eq!(ranges_size(&ChunkRanges::last_chunk(), 500), 500);
-        assert_eq!(ranges_size(&ChunkRanges::all(), 0), 0);
-    }
-
-    #[test]
-    fn names_only_request_carries_no_content() {
-        let request = GetRequest::new(
-            Hash::new(b"x"),
-            ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
-        );
-        assert_eq!(request_size(&request, &[1 << 20]), 0);
-    }
 
     #[test]
     fn tickets_are_checked() {

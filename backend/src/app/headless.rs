@@ -10,10 +10,9 @@ use anyhow::{Context, Result, bail};
 use veilshare_shared::{CreateShareFields, Event, ShareState, ShareView};
 
 use crate::{
-    events::EventBus,
-    public,
-    shares::{Shares, SharesConfig},
-    store::{Store, StoredFile},
+    app::{DataDirLock, Node, NodeSettings},
+    core::store::StoredFile,
+    transport::iroh::P2pConfig,
 };
 
 /// Validated settings of `veilshare share`.
@@ -32,7 +31,7 @@ pub struct HeadlessSettings {
     /// Plain public listener.
     pub public_listen: Option<SocketAddr>,
     /// Direct sharing (used when `fields.direct`).
-    pub p2p: crate::p2p::P2pConfig,
+    pub p2p: P2pConfig,
 }
 
 /// The QR code of `text`, as lines of Unicode half blocks.
@@ -50,35 +49,21 @@ pub fn qr_text(text: &str) -> Option<String> {
 pub async fn share(settings: HeadlessSettings) -> Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
-    let _lock = crate::cli::lock_data_dir(&settings.data_dir)
+    let _lock = DataDirLock::acquire(&settings.data_dir)
         .context("is another `veilshare share` running?")?;
-    let (public_listener, public_base) = crate::cli::bind_public(settings.public_listen).await?;
-    let store = Store::open(&settings.data_dir.join("store")).await?;
-    let events = EventBus::default();
-    let shares = Shares::start(store.clone(), events.clone(), SharesConfig { public_base }).await?;
-    // A share left by a run that was killed ends now.
-    for leftover in shares.list().iter().filter(|v| !v.state.is_ended()) {
-        shares.revoke(&leftover.id).await?;
-    }
-    let tor = if settings.no_tor {
-        None
-    } else {
-        let tor = crate::tor::Tor::start(
-            &settings.data_dir,
-            settings.tor_config.as_deref(),
-            events.clone(),
-        )
-        .await
-        .context("cannot start Tor")?;
-        shares.attach_tor(tor.clone());
-        Some(tor)
-    };
-    let p2p = crate::p2p::P2p::new(settings.p2p.clone(), &settings.data_dir, shares.clone());
-    shares.attach_p2p(p2p.clone()).await?;
-    if let Some(listener) = public_listener {
-        let app = public::router(shares.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
+    // A share left by a run that was killed ends before anything is published.
+    let node = Node::start(NodeSettings {
+        data_dir: settings.data_dir.clone(),
+        public_listen: settings.public_listen,
+        tor: (!settings.no_tor).then(|| settings.tor_config.clone()),
+        p2p: settings.p2p.clone(),
+        revoke_leftovers: true,
+    })
+    .await?;
+    let shares = node.context().shares.clone();
+    let tor = node.context().tor.clone();
+    let store = shares.store().clone();
+    let events = shares.events().clone();
 
     let permit = store.import_permit().await?;
     let mut files = Vec::new();
@@ -130,7 +115,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
             println!("It ends after {max} complete download(s).");
         }
         if let Some(at) = view.policy.expires_at {
-            let left = at.saturating_sub(crate::shares::now_secs());
+            let left = at.saturating_sub(crate::core::shares::now_secs());
             println!(
                 "It expires in {}.",
                 humantime::format_duration(Duration::from_secs(left))
@@ -144,7 +129,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
     } else {
         eprintln!("publishing the onion service…");
     }
-    let signal = crate::cli::wait_for_signal();
+    let signal = crate::app::wait_for_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -170,7 +155,7 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
                         println!(
                             "transfer {}: {} sent; {} complete download(s) so far",
                             if finished { "finished" } else { "interrupted" },
-                            public::human_size(sent),
+                            veilshare_shared::human_size(sent),
                             downloads_completed
                         );
                     }
@@ -201,7 +186,6 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
             eprintln!("a recipient kept its connection open for a minute; stopping anyway");
         }
     }
-    p2p.shutdown().await;
-    store.shutdown().await;
+    node.shutdown().await;
     Ok(())
 }

@@ -35,7 +35,7 @@ use iroh_blobs::{
     ticket::BlobTicket,
 };
 
-use super::P2pConfig;
+use crate::transport::iroh::{CLOSE_REVOKED, P2pConfig};
 
 /// The longest wait for one connection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,7 +67,7 @@ fn refusal(error: &GetError) -> Option<&'static str> {
         Some(
             "the sender refused for now: all remaining downloads of this share are in progress; try again later",
         )
-    } else if code.into_inner() == u64::from(super::CLOSE_REVOKED) {
+    } else if code.into_inner() == u64::from(CLOSE_REVOKED) {
         Some("the sender revoked this share during the transfer")
     } else {
         None
@@ -317,7 +317,7 @@ pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Col
 pub fn check_names(collection: &Collection) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for (name, _) in collection.iter() {
-        crate::fetch::check_file_name(name)?;
+        crate::receive::link::check_file_name(name)?;
         if !seen.insert(name.as_str()) {
             bail!("refusing the share: two files are named {name:?}");
         }
@@ -469,7 +469,7 @@ async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) ->
 async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let hex = hash.to_hex();
-    if target.exists() && crate::fetch::hash_file(&target).await? == hex.as_str() {
+    if target.exists() && crate::receive::link::hash_file(&target).await? == hex.as_str() {
         return Ok(target);
     }
     let part = std::path::absolute(out_dir.join(format!(".{hex}.veilshare-part")))?;

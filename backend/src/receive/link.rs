@@ -235,12 +235,15 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
 /// settings' key), plain HTTP otherwise.
 pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Result<Transport> {
     Ok(if is_onion(base) {
-        let client = crate::tor::create_client(&settings.state_dir, settings.tor_config.as_deref())
-            .await
-            .context("cannot set up Tor")?;
+        let client = crate::transport::tor::create_client(
+            &settings.state_dir,
+            settings.tor_config.as_deref(),
+        )
+        .await
+        .context("cannot set up Tor")?;
         if let Some(key) = &settings.key {
             let (host, _, _) = split_url(base)?;
-            crate::tor::authorize(&client, &host, key)?;
+            crate::transport::tor::authorize(&client, &host, key)?;
         }
         if !settings.quiet {
             eprintln!("connecting to the Tor network…");
@@ -278,7 +281,7 @@ async fn fetch_from(
             "{}: {} files, {}",
             manifest.label.as_deref().unwrap_or("share"),
             manifest.files.len(),
-            crate::public::human_size(manifest.total_size)
+            veilshare_shared::human_size(manifest.total_size)
         );
     }
     let parallel = settings.parallel.unwrap_or(match transport {

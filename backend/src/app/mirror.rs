@@ -9,15 +9,19 @@
 //! - Names from the source pass `shared::validate_file_name` before anything is stored under
 //!   them (the ticket path checks them before fetching content; the link path in `fetch`).
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use iroh_blobs::{Hash, HashAndFormat, api::TempTag};
 use veilshare_shared::{CreateMirror, ShareView};
 
 use crate::{
-    p2p::{self, fetch::Progress},
-    shares::{ShareError, Shares},
-    store::StoredFile,
+    app::Context,
+    core::{
+        shares::{ShareError, Shares},
+        store::StoredFile,
+    },
+    receive::ticket::{self as ticket_fetch, Progress},
+    transport::iroh as p2p,
 };
 
 /// How long a mirror keeps trying to reach its source.
@@ -42,14 +46,10 @@ pub enum MirrorError {
 }
 
 /// Fetches `request.source` and publishes it as a new share of this node.
-pub async fn mirror(
-    shares: &Shares,
-    request: CreateMirror,
-    tor_state: PathBuf,
-    tor_config: Option<PathBuf>,
-) -> Result<ShareView, MirrorError> {
+pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, MirrorError> {
+    let shares = &node.shares;
     let fields = request.fields.checked().map_err(MirrorError::BadRequest)?;
-    if fields.restricted && shares.tor().is_none() {
+    if fields.restricted && node.tor.is_none() {
         return Err(MirrorError::BadRequest(
             "a restricted share needs Tor, and veilshare runs with --no-tor".into(),
         ));
@@ -57,9 +57,9 @@ pub async fn mirror(
     let source = request.source.trim();
     // The temporary tags keep the fetched data alive until the share's tag does.
     let (files, _held) = if p2p::is_ticket(source) {
-        from_ticket(shares, source).await?
+        from_ticket(node, source).await?
     } else {
-        from_link(shares, source, request.source_key, tor_state, tor_config).await?
+        from_link(node, source, request.source_key).await?
     };
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
@@ -75,13 +75,12 @@ pub async fn mirror(
 }
 
 async fn from_ticket(
-    shares: &Shares,
+    node: &Context,
     source: &str,
 ) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
+    let shares = &node.shares;
     let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
-    let p2p = shares.p2p().ok_or_else(|| {
-        MirrorError::Unavailable("direct sharing is not available in this mode".into())
-    })?;
+    let p2p = &node.endpoints;
     let lease = p2p
         .lease()
         .await
@@ -91,11 +90,14 @@ async fn from_ticket(
         .await
         .ok_or_else(|| MirrorError::Unavailable("the direct-sharing endpoint closed".into()))?;
     let blobs = shares.store().blobs().clone();
-    let tag = p2p::protect(&blobs, HashAndFormat::hash_seq(ticket.hash()))
+    // Protects the collection from garbage collection from before the first byte arrives.
+    let tag = blobs
+        .tags()
+        .temp_tag(HashAndFormat::hash_seq(ticket.hash()))
         .await
-        .ok_or_else(|| MirrorError::Source("cannot protect the download in the store".into()))?;
+        .map_err(|_| MirrorError::Source("cannot protect the download in the store".into()))?;
     let id = ticket.addr().id.fmt_short().to_string();
-    let collection = p2p::fetch::download(&endpoint, &blobs, &ticket, PATIENCE, |p| {
+    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, PATIENCE, |p| {
         if let Progress::Retrying(why) = p {
             tracing::info!(source = %id, %why, "mirror: retrying");
         }
@@ -113,10 +115,10 @@ async fn from_ticket(
 /// A stored blob as a share's file: its size, and the CRC-32 zips need.
 async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile, MirrorError> {
     let blobs = shares.store().blobs();
-    let size = p2p::fetch::stored_size(blobs, hash)
+    let size = ticket_fetch::stored_size(blobs, hash)
         .await
         .map_err(|e| MirrorError::Source(e.to_string()))?;
-    let hash = crate::store::content_hash(hash);
+    let hash = crate::core::store::content_hash(hash);
     let crc32 = shares
         .store()
         .crc32(&hash, size)
@@ -131,12 +133,11 @@ async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile,
 }
 
 async fn from_link(
-    shares: &Shares,
+    node: &Context,
     link: &str,
     key: Option<String>,
-    tor_state: PathBuf,
-    tor_config: Option<PathBuf>,
 ) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
+    let shares = &node.shares;
     if !link.starts_with("http://") {
         return Err(MirrorError::BadRequest(
             "the source is neither a ticket (blob…) nor a link (http://…)".into(),
@@ -146,17 +147,17 @@ async fn from_link(
         .prefix("mirror-")
         .tempdir_in(shares.store().root())
         .map_err(|e| MirrorError::Source(format!("cannot make a scratch folder: {e}")))?;
-    let settings = crate::fetch::FetchSettings {
+    let settings = crate::receive::link::FetchSettings {
         link: link.to_owned(),
         out_dir: scratch.path().to_owned(),
-        state_dir: tor_state,
-        tor_config,
+        state_dir: node.data_dir.join("tor-mirror"),
+        tor_config: node.tor_config.clone(),
         parallel: None,
         quiet: true,
         patience: PATIENCE,
         key,
     };
-    let written = crate::fetch::fetch(&settings)
+    let written = crate::receive::link::fetch(&settings)
         .await
         .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
     let store = shares.store();

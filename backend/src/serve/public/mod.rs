@@ -11,7 +11,6 @@
 //! - Never leaks a file path, an internal error or another share's existence.
 
 mod page;
-pub use page::human_size;
 pub mod zip;
 
 use std::{collections::HashMap, io, sync::LazyLock};
@@ -32,9 +31,10 @@ use serde::Serialize;
 use sha2::Digest;
 use veilshare_shared::{ContentHash, ShareId};
 
-use crate::{
+use crate::core::{
+    bao::{MAX_BAO_RANGE, ranges_size},
     policy::Refusal,
-    shares::{Admission, PublicShare, Shares, Transfer, now_secs},
+    shares::{Admission, PublicShare, Publisher, Shares, Transfer, now_secs},
     store::ShareRecord,
 };
 use zip::{Segment, ZipInput, ZipLayout};
@@ -63,6 +63,30 @@ pub fn router(shares: Shares) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(shares)
+}
+
+/// The plain public listener as a publisher: it serves every share that is not ended at
+/// `<base>/s/{id}/` (see [`router`]), so it only adds that link to views.
+#[derive(Debug)]
+pub struct PlainSite {
+    base: String,
+}
+
+impl PlainSite {
+    /// The listener whose base URL is `base` (`http://127.0.0.1:8081`).
+    pub fn new(base: String) -> Self {
+        Self { base }
+    }
+}
+
+impl Publisher for PlainSite {
+    fn start(&self, _share: &ShareRecord) {}
+
+    fn stop(&self, _id: &ShareId, _reason: veilshare_shared::ShareState) {}
+
+    fn links(&self, share: &ShareRecord, links: &mut veilshare_shared::ShareLinks) {
+        links.local = Some(format!("{}/s/{}/", self.base, share.id));
+    }
 }
 
 /// The router for one share at the root (what an onion service serves).
@@ -215,7 +239,7 @@ async fn manifest(State(shares): State<Shares>, ShareKey(id): ShareKey) -> Respo
             })
             .collect(),
         download: "download",
-        downloads_remaining: crate::policy::remaining(&record.policy, &record.ledger),
+        downloads_remaining: crate::core::policy::remaining(&record.policy, &record.ledger),
         expires_at: record.policy.expires_at,
         accepting_downloads: share.accepts_downloads(now_secs()),
     };
@@ -395,9 +419,6 @@ async fn file(
     serve(&shares, &id, &share, resource, &method, &headers)
 }
 
-/// The largest range `bao/{hash}` sends at once.
-pub const MAX_BAO_RANGE: u64 = 16 << 20;
-
 /// `start..end` in bytes.
 #[derive(serde::Deserialize)]
 struct BaoRange {
@@ -444,7 +465,7 @@ async fn bao(
     let ranges = <iroh_blobs::protocol::ChunkRanges as iroh_blobs::protocol::ChunkRangesExt>::bytes(
         range.start..range.end,
     );
-    let payload = crate::p2p::ranges_size(&ranges, file.size);
+    let payload = ranges_size(&ranges, file.size);
     let label = format!("bao/{}", file.hash);
     let transfer = match shares.begin_transfer(&id, &label, range.start, range.end, payload) {
         Ok(transfer) => transfer,

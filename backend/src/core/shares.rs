@@ -1,5 +1,8 @@
 //! The share lifecycle: create, admit and count transfers, end (limit, expiry, owner), delete
-//! the stored copy; owns the expiry timers and emits events.
+//! the stored copy; owns the expiry timers and emits events. Knows no transport: the ways a
+//! share is reached (the onion service, the plain listener, direct over iroh) are
+//! [`Publisher`]s attached with [`Shares::attach`], which this module calls directly when a
+//! share starts, ends or is shown, and which report back through [`Shares`]' own methods.
 //!
 //! Invariants:
 //! - Every change of a share's counters or state is persisted (one catalog transaction) before
@@ -10,13 +13,19 @@
 //!   persisted afterwards, and [`Shares::start`] finishes any deletion a crash interrupted.
 //! - Admission and the in-flight bookkeeping happen under one lock, so the policy's concurrency
 //!   bound holds exactly.
+//! - Every attached publisher is told of every share: started when it is live (at creation, or
+//!   when attached), stopped when it ends (and, when attached, for every share already ended,
+//!   so that what a crash left behind is cleaned up).
+//! - The registry holds its publishers weakly: publishers hold the registry (to admit
+//!   transfers), the registry never keeps a publisher alive, so there is no reference cycle.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, Weak},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use futures::future::BoxFuture;
 use iroh_blobs::api::TempTag;
 use rand::RngCore;
 use tokio::sync::Notify;
@@ -25,17 +34,11 @@ use veilshare_shared::{
     CreateShareFields, Event, FileEntry, Policy, ShareId, ShareLinks, ShareState, ShareView,
 };
 
-use crate::{
+use crate::core::{
     events::EventBus,
-    p2p::{Lease, P2p},
     policy::{self, Flight, Ledger, Refusal},
     store::{ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord},
-    tor::Tor,
 };
-
-/// How long a new onion service may take to answer its first probe before the share shows a
-/// problem (probing goes on in the background).
-const PROBE_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Errors of share operations.
 #[derive(Debug, thiserror::Error)]
@@ -43,20 +46,51 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(180);
 pub enum ShareError {
     /// No share with that id.
     #[error("no share with id {0}")]
-    NotFound(String),
+    NotFound(ShareId),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A direct share was asked for, but direct sharing is not available or failed to start.
-    #[error("{0}")]
-    Direct(String),
+    /// A publisher could not take the share (direct sharing could not start, say).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
-/// Settings of the lifecycle.
-#[derive(Debug, Clone, Default)]
-pub struct SharesConfig {
-    /// Base URL of the plain public listener (`http://127.0.0.1:8081`), when on.
-    pub public_base: Option<String>,
+/// Why a publisher could not take a share: a message for people.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// One way a share is reached: the onion service, the plain listener, direct over iroh.
+///
+/// The registry calls these methods directly (never through the event bus, which drops events
+/// for slow subscribers). They must not call back into the registry synchronously, except
+/// [`Shares::view`]-free reads; anything longer is spawned. A publisher reports back with
+/// [`Shares::set_address`], [`Shares::reachable`] and [`Shares::report_problem`].
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// Whether a share it publishes is `publishing` until the publisher reports it
+    /// [`Shares::reachable`] (an onion service takes a while to be found); otherwise new shares
+    /// are `live` at once.
+    fn confirms_reachability(&self) -> bool {
+        false
+    }
+
+    /// Reserves what `share` needs before it is created or resumed (direct sharing opens its
+    /// endpoint here). An error refuses the new share, which then leaves nothing behind.
+    fn prepare<'a>(&'a self, share: &'a ShareRecord) -> BoxFuture<'a, Result<(), PublishError>> {
+        let _ = share;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Starts publishing a prepared share that is not ended.
+    fn start(&self, share: &ShareRecord);
+
+    /// Stops publishing a share that ended as `reason`. Also called, when the publisher is
+    /// attached, for every share already ended: must be idempotent and accept shares it never
+    /// started.
+    fn stop(&self, id: &ShareId, reason: ShareState);
+
+    /// Adds this publisher's links to the view of a share that is not ended.
+    fn links(&self, share: &ShareRecord, links: &mut ShareLinks);
 }
 
 /// Current unix time in seconds.
@@ -76,6 +110,15 @@ pub fn new_share_id() -> ShareId {
     ShareId::parse(&text).unwrap_or_else(|| unreachable!("base32 of 16 bytes is a share id"))
 }
 
+/// A fresh recipient key for a restricted share: base32 (RFC 4648, no padding) of 32 random
+/// bytes, an x25519 secret key in the form Tor Browser asks for. Kept in the share's record, so
+/// that a restart authorizes the same recipient.
+pub fn new_recipient_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    data_encoding::BASE32_NOPAD.encode(&bytes)
+}
+
 #[derive(Debug)]
 struct Entry {
     record: ShareRecord,
@@ -83,18 +126,14 @@ struct Entry {
     cancel: CancellationToken,
     idle: Arc<Notify>,
     persist: Arc<tokio::sync::Mutex<()>>,
-    /// Keeps the direct-sharing endpoint open while this share is direct and not over.
-    lease: Option<Lease>,
 }
 
 #[derive(Debug)]
 struct Inner {
     store: Store,
     events: EventBus,
-    config: SharesConfig,
     entries: Mutex<HashMap<ShareId, Entry>>,
-    tor: OnceLock<Arc<Tor>>,
-    p2p: OnceLock<Arc<P2p>>,
+    publishers: Mutex<Vec<Weak<dyn Publisher>>>,
 }
 
 /// The share registry. Cloning gives another handle to the same registry.
@@ -184,20 +223,15 @@ impl Drop for Transfer {
 
 impl Shares {
     /// Loads the catalog, finishes what a crash interrupted, ends shares that expired while the
-    /// program was down and arms the expiry timers.
-    pub async fn start(
-        store: Store,
-        events: EventBus,
-        config: SharesConfig,
-    ) -> Result<Self, ShareError> {
+    /// program was down and arms the expiry timers. No publisher is attached yet: shares are
+    /// published by [`Shares::attach`].
+    pub async fn start(store: Store, events: EventBus) -> Result<Self, ShareError> {
         let records = store.list().await?;
         let shares = Self(Arc::new(Inner {
             store,
             events,
-            config,
             entries: Mutex::new(HashMap::new()),
-            tor: OnceLock::new(),
-            p2p: OnceLock::new(),
+            publishers: Mutex::new(Vec::new()),
         }));
         let now = now_secs();
         for record in records {
@@ -233,6 +267,46 @@ impl Shares {
         &self.0.events
     }
 
+    /// Attaches a publisher (held weakly: the caller keeps it alive): prepares and starts every
+    /// share that is not ended (at the same address as before a restart), and stops every
+    /// ended one (so that keys a crash left behind are deleted). Shares created from now on
+    /// are published as they are created. Fails when a live share cannot be prepared.
+    pub async fn attach<P: Publisher + 'static>(
+        &self,
+        publisher: &Arc<P>,
+    ) -> Result<(), ShareError> {
+        let dynamic: Arc<dyn Publisher> = publisher.clone();
+        if let Ok(mut publishers) = self.0.publishers.lock() {
+            publishers.push(Arc::downgrade(&dynamic));
+        }
+        let mut records: Vec<ShareRecord> = match self.0.entries.lock() {
+            Ok(entries) => entries.values().map(|e| e.record.clone()).collect(),
+            Err(_) => Vec::new(),
+        };
+        records.sort_by_key(|r| (r.created_at, r.id.clone()));
+        for record in records {
+            if record.state.is_ended() {
+                publisher.stop(&record.id, record.state);
+                continue;
+            }
+            publisher.prepare(&record).await?;
+            publisher.start(&record);
+            self.publish_updated(&record.id);
+        }
+        Ok(())
+    }
+
+    /// The attached publishers still alive.
+    fn publishers(&self) -> Vec<Arc<dyn Publisher>> {
+        match self.0.publishers.lock() {
+            Ok(mut publishers) => {
+                publishers.retain(|p| p.strong_count() > 0);
+                publishers.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn insert_entry(&self, record: ShareRecord) {
         let entry = Entry {
             record: record.clone(),
@@ -240,7 +314,6 @@ impl Shares {
             cancel: CancellationToken::new(),
             idle: Arc::new(Notify::new()),
             persist: Arc::new(tokio::sync::Mutex::new(())),
-            lease: None,
         };
         if let Ok(mut entries) = self.0.entries.lock() {
             entries.insert(record.id, entry);
@@ -252,8 +325,9 @@ impl Shares {
         entries.get_mut(id).map(f)
     }
 
-    /// Creates a share from imported files: tags the data, writes the record (the share becomes
-    /// visible only now), arms its timer and announces it.
+    /// Creates a share from imported files: every publisher prepares it (a refusal leaves
+    /// nothing behind), the data is tagged, the record written (the share becomes visible only
+    /// now), its timer armed, its publishers started, and it is announced.
     pub async fn create(
         &self,
         upload_id: &str,
@@ -262,33 +336,20 @@ impl Shares {
         fields: CreateShareFields,
         permit: ImportPermit,
     ) -> Result<ShareView, ShareError> {
-        let lease = if fields.direct {
-            let p2p = self.0.p2p.get().ok_or_else(|| {
-                ShareError::Direct(
-                    "direct sharing is not available in this mode; share over Tor instead".into(),
-                )
-            })?;
-            Some(
-                p2p.lease()
-                    .await
-                    .map_err(|e| ShareError::Direct(e.to_string()))?,
-            )
-        } else {
-            None
-        };
         let id = new_share_id();
         let now = now_secs();
+        let publishers = self.publishers();
         let record = ShareRecord {
             id: id.clone(),
             label: fields.label,
             files,
-            collection: crate::store::content_hash(collection.hash()),
+            collection: crate::core::store::content_hash(collection.hash()),
             policy: Policy {
                 max_downloads: fields.max_downloads,
                 expires_at: fields.expires_in_secs.map(|s| now.saturating_add(s)),
             },
             created_at: now,
-            state: if self.0.tor.get().is_some() {
+            state: if publishers.iter().any(|p| p.confirms_reachability()) {
                 ShareState::Publishing
             } else {
                 ShareState::Live
@@ -299,19 +360,37 @@ impl Shares {
             direct: fields.direct,
             problem: None,
             onion: None,
-            client_key: fields.restricted.then(crate::tor::new_client_key),
+            client_key: fields.restricted.then(new_recipient_key),
         };
-        self.0.store.tag_share(&id, &collection).await?;
-        self.0.store.insert(record.clone()).await?;
+        let release = |publishers: &[Arc<dyn Publisher>]| {
+            for publisher in publishers {
+                publisher.stop(&id, ShareState::Revoked);
+            }
+        };
+        for (prepared, publisher) in publishers.iter().enumerate() {
+            if let Err(error) = publisher.prepare(&record).await {
+                release(&publishers[..prepared]);
+                return Err(error.into());
+            }
+        }
+        let persisted = async {
+            self.0.store.tag_share(&id, &collection).await?;
+            self.0.store.insert(record.clone()).await
+        };
+        if let Err(error) = persisted.await {
+            release(&publishers);
+            return Err(error.into());
+        }
         drop(collection);
         drop(permit);
-        self.insert_entry(record);
-        self.with_entry(&id, |e| e.lease = lease);
+        self.insert_entry(record.clone());
         self.arm_timer(&id);
-        self.spawn_publish(&id);
+        for publisher in &publishers {
+            publisher.start(&record);
+        }
         let view = self
             .view(&id)
-            .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
         tracing::info!(share = %id, files = view.files.len(), bytes = view.total_size, "share created");
         self.0.events.publish(Event::ShareCreated {
             upload_id: upload_id.to_owned(),
@@ -335,14 +414,18 @@ impl Shares {
 
     /// One share's view.
     pub fn view(&self, id: &ShareId) -> Option<ShareView> {
-        self.with_entry(id, |entry| self.make_view(&entry.record, &entry.flight))
+        let (record, flight) = self.with_entry(id, |entry| (entry.record.clone(), entry.flight))?;
+        Some(self.make_view(&record, &flight))
     }
 
     fn make_view(&self, record: &ShareRecord, flight: &Flight) -> ShareView {
-        let local = match (&self.0.config.public_base, record.state.is_ended()) {
-            (Some(base), false) => Some(format!("{base}/s/{}/", record.id)),
-            _ => None,
-        };
+        let ended = record.state.is_ended();
+        let mut links = ShareLinks::default();
+        if !ended {
+            for publisher in self.publishers() {
+                publisher.links(record, &mut links);
+            }
+        }
         ShareView {
             id: record.id.clone(),
             label: record.label.clone(),
@@ -366,20 +449,8 @@ impl Shares {
             ended_at: record.ended_at,
             direct: record.direct,
             problem: record.problem.clone(),
-            links: ShareLinks {
-                onion: record.onion.clone().filter(|_| !record.state.is_ended()),
-                local,
-                ticket: self
-                    .0
-                    .p2p
-                    .get()
-                    .filter(|_| record.direct && !record.state.is_ended())
-                    .and_then(|p2p| p2p.ticket(&record.collection)),
-            },
-            client_key: record
-                .client_key
-                .clone()
-                .filter(|_| !record.state.is_ended()),
+            links,
+            client_key: record.client_key.clone().filter(|_| !ended),
         }
     }
 
@@ -391,24 +462,22 @@ impl Shares {
         })
     }
 
-    /// The live direct shares whose collection has the hash `collection` (hex), with the sizes
-    /// of their files in order.
-    pub fn direct_shares_of(&self, collection: &str) -> Vec<(ShareId, Vec<u64>)> {
+    /// Snapshots of the shares that are not ended and whose collection has the hash
+    /// `collection` (hex), oldest first.
+    pub fn with_collection(&self, collection: &str) -> Vec<PublicShare> {
         let Ok(entries) = self.0.entries.lock() else {
             return Vec::new();
         };
-        entries
+        let mut found: Vec<PublicShare> = entries
             .values()
-            .filter(|e| {
-                e.record.direct
-                    && !e.record.state.is_ended()
-                    && e.record.collection.as_str() == collection
+            .filter(|e| !e.record.state.is_ended() && e.record.collection.as_str() == collection)
+            .map(|e| PublicShare {
+                record: e.record.clone(),
+                flight: e.flight,
             })
-            .map(|e| {
-                let sizes = e.record.files.iter().map(|f| f.size).collect();
-                (e.record.id.clone(), sizes)
-            })
-            .collect()
+            .collect();
+        found.sort_by_key(|s| (s.record.created_at, s.record.id.clone()));
+        found
     }
 
     /// Admits a transfer of `payload` content bytes (response bytes `start..end` of
@@ -518,16 +587,16 @@ impl Shares {
     /// Revokes a share now, on the owner's request: running transfers are cut.
     pub async fn revoke(&self, id: &ShareId) -> Result<ShareView, ShareError> {
         if self.view(id).is_none() {
-            return Err(ShareError::NotFound(id.to_string()));
+            return Err(ShareError::NotFound(id.clone()));
         }
         self.end(id, ShareState::Revoked).await?;
         self.view(id)
-            .ok_or_else(|| ShareError::NotFound(id.to_string()))
+            .ok_or_else(|| ShareError::NotFound(id.clone()))
     }
 
-    /// Ends a share: persists the new state and announces it; then, in the background, waits
-    /// for running transfers (or, on revocation, cuts them) and deletes the stored copy. Does
-    /// nothing to a share already ended.
+    /// Ends a share: persists the new state and announces it, stops its publishers; then, in
+    /// the background, waits for running transfers (or, on revocation, cuts them) and deletes
+    /// the stored copy. Does nothing to a share already ended.
     async fn end(&self, id: &ShareId, state: ShareState) -> Result<(), ShareError> {
         let ended = self
             .persist_change(id, |record| {
@@ -546,9 +615,9 @@ impl Shares {
         if cut {
             self.with_entry(id, |e| e.cancel.cancel());
         }
-        // The address goes for good; streams already open may finish (unless cut above).
-        if let Some(tor) = self.0.tor.get() {
-            tor.unpublish(id, true);
+        // The addresses go for good; streams already open may finish (unless cut above).
+        for publisher in self.publishers() {
+            publisher.stop(id, state);
         }
         // Deleting waits for running transfers (which may take long after an expiry) in the
         // background; a revoked share's transfers are cut, and whatever still holds an open
@@ -559,8 +628,6 @@ impl Shares {
             if !cut {
                 shares.wait_idle(&id).await;
             }
-            // The endpoint may close once no direct share is left.
-            drop(shares.with_entry(&id, |e| e.lease.take()));
             if let Err(error) = shares.delete_data(&id).await {
                 tracing::error!(share = %id, %error, "could not delete an ended share's data; it is retried at the next start");
             }
@@ -568,16 +635,12 @@ impl Shares {
         Ok(())
     }
 
-    async fn wait_idle(&self, id: &ShareId) {
+    /// Resolves once no transfer of the share is in flight (at once for an unknown share).
+    pub async fn wait_idle(&self, id: &ShareId) {
         loop {
-            let Some((idle, busy)) =
-                self.with_entry(id, |e| (e.idle.clone(), e.flight.transfers > 0))
-            else {
+            let Some(idle) = self.with_entry(id, |e| e.idle.clone()) else {
                 return;
             };
-            if !busy {
-                return;
-            }
             let notified = idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -595,7 +658,7 @@ impl Shares {
         self.0.store.delete_share_data(id).await?;
         let persist = self
             .with_entry(id, |e| e.persist.clone())
-            .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
         let _guard = persist.lock().await;
         if let Some(mut record) = self.with_entry(id, |e| e.record.clone()) {
             record.data_deleted = true;
@@ -607,127 +670,34 @@ impl Shares {
         Ok(())
     }
 
-    /// Attaches the Tor side and publishes every share that is not ended (at the same address
-    /// as before a restart). Shares created from now on are published as they are created.
-    pub fn attach_tor(&self, tor: Arc<Tor>) {
-        if self.0.tor.set(tor.clone()).is_err() {
-            return;
-        }
-        let ids: Vec<ShareId> = match self.0.entries.lock() {
-            Ok(entries) => entries
-                .values()
-                .filter(|e| !e.record.state.is_ended())
-                .map(|e| e.record.id.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for id in ids {
-            self.spawn_publish(&id);
-        }
-        // Ended shares whose keys survived a crash lose them now.
-        if let Ok(entries) = self.0.entries.lock() {
-            for entry in entries.values().filter(|e| e.record.state.is_ended()) {
-                if tor.has_keys(&entry.record.id) {
-                    tor.unpublish(&entry.record.id, true);
-                }
+    /// Whether a share has ended (or does not exist): a publisher's background work on it can
+    /// stop.
+    pub fn is_ended(&self, id: &ShareId) -> bool {
+        self.with_entry(id, |e| e.record.state.is_ended())
+            .unwrap_or(true)
+    }
+
+    /// A publisher reports the address it publishes a share at (kept in the record, so that a
+    /// restart shows it at once).
+    pub async fn set_address(&self, id: &ShareId, address: String) -> Result<(), ShareError> {
+        self.modify(id, |r| r.onion = Some(address)).await
+    }
+
+    /// A publisher reports that a share can be reached: `publishing` becomes `live`, and any
+    /// problem is cleared.
+    pub async fn reachable(&self, id: &ShareId) -> Result<(), ShareError> {
+        self.modify(id, |r| {
+            if r.state == ShareState::Publishing {
+                r.state = ShareState::Live;
             }
-        }
+            r.problem = None;
+        })
+        .await
     }
 
-    /// The Tor side, when attached.
-    pub fn tor(&self) -> Option<&Arc<Tor>> {
-        self.0.tor.get()
-    }
-
-    /// Attaches the direct-sharing side and opens its endpoint if a live direct share needs it
-    /// (after a restart). Fails when the endpoint cannot be opened.
-    pub async fn attach_p2p(&self, p2p: Arc<P2p>) -> Result<(), ShareError> {
-        if self.0.p2p.set(p2p.clone()).is_err() {
-            return Ok(());
-        }
-        let ids: Vec<ShareId> = match self.0.entries.lock() {
-            Ok(entries) => entries
-                .values()
-                .filter(|e| e.record.direct && !e.record.state.is_ended())
-                .map(|e| e.record.id.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for id in ids {
-            let lease = p2p
-                .lease()
-                .await
-                .map_err(|e| ShareError::Direct(e.to_string()))?;
-            self.with_entry(&id, |e| e.lease = Some(lease));
-            self.publish_updated(&id);
-        }
-        Ok(())
-    }
-
-    /// The direct-sharing side, when attached.
-    pub fn p2p(&self) -> Option<&Arc<P2p>> {
-        self.0.p2p.get()
-    }
-
-    fn spawn_publish(&self, id: &ShareId) {
-        if self.0.tor.get().is_none() {
-            return;
-        }
-        let shares = self.clone();
-        let id = id.clone();
-        tokio::spawn(async move { shares.publish(id).await });
-    }
-
-    /// Launches the share's onion service, records its address, and declares the share live
-    /// once a separate client reached it.
-    async fn publish(&self, id: ShareId) {
-        let Some(tor) = self.0.tor.get().cloned() else {
-            return;
-        };
-        let router = crate::public::single_share_router(self.clone(), id.clone());
-        let client_key = self
-            .with_entry(&id, |e| e.record.client_key.clone())
-            .flatten();
-        let url = match tor.publish(&id, router, client_key.as_deref()) {
-            Ok(url) => url,
-            Err(error) => {
-                tracing::error!(share = %id, %error, "could not launch the onion service");
-                let message = error.to_string();
-                let _ = self.modify(&id, |r| r.problem = Some(message)).await;
-                return;
-            }
-        };
-        tracing::info!(share = %id, "onion service launched");
-        let link = url.clone();
-        let _ = self.modify(&id, |r| r.onion = Some(link)).await;
-        loop {
-            if self
-                .with_entry(&id, |e| e.record.state.is_ended())
-                .unwrap_or(true)
-            {
-                return;
-            }
-            match tor.probe(&url, client_key.as_deref(), PROBE_DEADLINE).await {
-                Ok(elapsed) => {
-                    tracing::info!(share = %id, ?elapsed, "onion service reachable");
-                    let _ = self
-                        .modify(&id, |r| {
-                            if r.state == ShareState::Publishing {
-                                r.state = ShareState::Live;
-                            }
-                            r.problem = None;
-                        })
-                        .await;
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(share = %id, %error, "onion service not reachable yet");
-                    let message = format!("{error}; still trying");
-                    let _ = self.modify(&id, |r| r.problem = Some(message)).await;
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
-            }
-        }
+    /// A publisher reports a problem with a share, in plain words for its owner.
+    pub async fn report_problem(&self, id: &ShareId, problem: String) -> Result<(), ShareError> {
+        self.modify(id, |r| r.problem = Some(problem)).await
     }
 
     /// Changes a share's record (unless it has ended), persists it, then announces it.
@@ -751,7 +721,7 @@ impl Shares {
     ) -> Result<bool, ShareError> {
         let persist = self
             .with_entry(id, |e| e.persist.clone())
-            .ok_or_else(|| ShareError::NotFound(id.to_string()))?;
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
         let _guard = persist.lock().await;
         let Some(mut record) = self.with_entry(id, |e| e.record.clone()) else {
             return Ok(false);
@@ -772,7 +742,8 @@ impl Shares {
         else {
             return;
         };
-        let shares = self.clone();
+        // The timer holds the registry weakly: a registry nobody uses any more goes away.
+        let shares = Arc::downgrade(&self.0);
         let id = id.clone();
         tokio::spawn(async move {
             // Sleep in bounded steps and compare with the wall clock: a suspended machine's
@@ -785,9 +756,15 @@ impl Shares {
                 let wait = (expires_at - now).min(60);
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
-            if let Err(error) = shares.end(&id, ShareState::Expired).await {
+            let Some(inner) = shares.upgrade() else {
+                return;
+            };
+            if let Err(error) = Shares(inner).end(&id, ShareState::Expired).await {
                 tracing::error!(share = %id, %error, "could not end an expired share");
             }
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

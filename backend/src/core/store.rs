@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, watch};
 use veilshare_shared::{ContentHash, Policy, ShareId, ShareState};
 
-use crate::policy::Ledger;
+use crate::core::policy::Ledger;
 
 /// Share records by id (JSON values).
 const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");

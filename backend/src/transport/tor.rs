@@ -1,11 +1,11 @@
-//! Tor through Arti, in-process: one client for the app, one onion service per share (its own
-//! key, nickname `vs-<share id>`), each serving only that share's public router; a separate
-//! client that probes new services; bootstrap status for the API and events.
+//! Tor through Arti, in-process: one client for the app, onion services hosted with a router
+//! given by the caller (one per share, its own key, nickname `vs-<share id>`); a separate
+//! client that probes new services; bootstrap status; clients for fetching and their keys.
+//! Knows nothing of what is served: the caller hands it a router.
 //!
 //! Invariants:
-//! - An onion service reaches exactly one share: its streams go to
-//!   `public::single_share_router` for that share and nowhere else; only `BEGIN` to port 80 is
-//!   accepted, anything else closes the circuit.
+//! - An onion service's streams all go to the router it was launched with and nowhere else;
+//!   only `BEGIN` to port 80 is accepted, anything else closes the circuit.
 //! - Retiring a service deletes its keys and state: its address can never come back.
 //! - Nothing here listens on or connects to anything but the Tor network.
 
@@ -19,7 +19,6 @@ use std::{
 use arti_client::{HsClientDescEncKey, HsId, KeystoreSelector};
 use arti_client::{TorClient, TorClientConfig, config::onion_service::OnionServiceConfigBuilder};
 use futures::StreamExt;
-use rand::RngCore;
 use safelog::DisplayRedacted;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -33,9 +32,7 @@ use tor_hsservice::{
 use tor_llcrypto::pk::curve25519;
 use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
-use veilshare_shared::{Event, ShareId, TorStatus};
-
-use crate::events::EventBus;
+use veilshare_shared::{ShareId, TorStatus};
 
 /// Errors of the Tor side.
 #[derive(Debug, thiserror::Error)]
@@ -162,13 +159,9 @@ fn nickname(id: &ShareId) -> String {
 }
 
 impl Tor {
-    /// Creates the client (state under `<data>/tor`) and bootstraps it in the background,
-    /// reporting progress as events.
-    pub async fn start(
-        data_dir: &Path,
-        config_file: Option<&Path>,
-        events: EventBus,
-    ) -> Result<Arc<Self>, TorError> {
+    /// Creates the client (state under `<data>/tor`) and bootstraps it in the background;
+    /// [`Tor::status_updates`] follows the progress.
+    pub async fn start(data_dir: &Path, config_file: Option<&Path>) -> Result<Arc<Self>, TorError> {
         let dir = data_dir.join("tor");
         let client = create_client(&dir, config_file).await?;
         let (status, _) = watch::channel(TorStatus::Bootstrapping {
@@ -186,20 +179,16 @@ impl Tor {
             streams: Arc::new(watch::channel(0).0),
         });
         let watcher = tor.clone();
-        let progress_events = events.clone();
         let mut bootstrap_events = client.bootstrap_events();
         tokio::spawn(async move {
             while let Some(event) = bootstrap_events.next().await {
                 if event.ready_for_traffic() {
                     break;
                 }
-                watcher.set_status(
-                    &progress_events,
-                    TorStatus::Bootstrapping {
-                        progress: event.as_frac(),
-                        message: event.to_string(),
-                    },
-                );
+                watcher.set_status(TorStatus::Bootstrapping {
+                    progress: event.as_frac(),
+                    message: event.to_string(),
+                });
             }
         });
         let bootstrapper = tor.clone();
@@ -208,30 +197,27 @@ impl Tor {
             match bootstrapper.client.bootstrap().await {
                 Ok(()) => {
                     tracing::info!(elapsed = ?started.elapsed(), "connected to the Tor network");
-                    bootstrapper.set_status(&events, TorStatus::Ready);
+                    bootstrapper.set_status(TorStatus::Ready);
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot connect to the Tor network");
-                    bootstrapper.set_status(
-                        &events,
-                        TorStatus::Failed {
-                            message: format!(
-                                "cannot connect to the Tor network ({error}); check the network, or configure bridges with --tor-config"
-                            ),
-                        },
-                    );
+                    bootstrapper.set_status(TorStatus::Failed {
+                        message: format!(
+                            "cannot connect to the Tor network ({error}); check the network, or configure bridges with --tor-config"
+                        ),
+                    });
                 }
             }
         });
         Ok(tor)
     }
 
-    fn set_status(&self, events: &EventBus, status: TorStatus) {
-        if *self.status.borrow() == status {
-            return;
-        }
-        self.status.send_replace(status.clone());
-        events.publish(Event::Tor { status });
+    fn set_status(&self, status: TorStatus) {
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
 
     /// The current bootstrap state.
@@ -239,8 +225,13 @@ impl Tor {
         self.status.borrow().clone()
     }
 
+    /// Follows the bootstrap state: changes as they happen (a slow reader sees the latest).
+    pub fn status_updates(&self) -> watch::Receiver<TorStatus> {
+        self.status.subscribe()
+    }
+
     /// Launches (or relaunches, at the same address) the onion service of share `id`, serving
-    /// `router` at its root. With `client_key`, the service runs in restricted discovery mode:
+    /// `router` at its root (and nothing else). With `client_key`, the service runs in restricted discovery mode:
     /// only a client holding that key can fetch its descriptor. Returns `http://<address>.onion/`.
     pub fn publish(
         &self,
@@ -361,11 +352,6 @@ impl Tor {
         ]
     }
 
-    /// Whether a share's onion service keys or state exist on disk.
-    pub fn has_keys(&self, id: &ShareId) -> bool {
-        self.service_dirs(id).iter().any(|dir| dir.exists())
-    }
-
     async fn probe_client(&self) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {
         let mut probe = self.probe.lock().await;
         if let Some(client) = probe.as_ref() {
@@ -442,15 +428,7 @@ impl Tor {
     }
 }
 
-/// A fresh client key for a restricted share: base32 (RFC 4648, no padding) of a random x25519
-/// secret key, the form Tor Browser asks for.
-pub fn new_client_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    data_encoding::BASE32_NOPAD.encode(&bytes)
-}
-
-/// Parses a client key as [`new_client_key`] writes it (any case, surrounding spaces ignored).
+/// Parses a client key (base32 of an x25519 secret, as the core's `new_recipient_key` writes it) (any case, surrounding spaces ignored).
 pub fn parse_client_key(key: &str) -> Result<curve25519::StaticSecret, TorError> {
     let bad = || {
         TorError::Launch(
@@ -507,7 +485,7 @@ async fn serve_stream(stream: arti_client::DataStream, router: axum::Router) {
 mod tests {
     #[test]
     fn client_keys_round_trip_and_bad_ones_are_refused() {
-        let key = super::new_client_key();
+        let key = data_encoding::BASE32_NOPAD.encode(&[7u8; 32]);
         assert_eq!(key.len(), 52);
         let secret = super::parse_client_key(&format!(" {} ", key.to_ascii_lowercase()))
             .expect("a fresh key parses");

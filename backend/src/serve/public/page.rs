@@ -9,7 +9,9 @@ use axum::{
 };
 
 use super::{STYLE, file_path};
-use crate::{policy, shares::PublicShare};
+use veilshare_shared::human_size;
+
+use crate::core::{policy, shares::PublicShare};
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -25,21 +27,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// A size in bytes for people: `1.5 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// A duration in seconds for people: `2 days 3 hours`, `5 minutes`.

@@ -30,8 +30,11 @@ use iroh_blobs::{
 };
 
 use crate::{
-    fetch::{FetchSettings, Manifest, Transport},
-    p2p::{self, P2pConfig},
+    receive::{
+        link::{FetchSettings, Manifest, Transport},
+        ticket,
+    },
+    transport::iroh::{self as p2p, P2pConfig},
 };
 
 /// Size of a piece (a multiple of bao's 16 KiB groups).
@@ -118,9 +121,10 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
     let mut sources = Vec::new();
     let mut first_manifest: Option<Manifest> = None;
     for link in links {
-        let base = crate::fetch::link_base(link)?;
-        let transport = crate::fetch::open_transport(&base, &settings.link).await?;
-        match crate::fetch::fetch_manifest(&transport, &base, settings.link.patience).await {
+        let base = crate::receive::link::link_base(link)?;
+        let transport = crate::receive::link::open_transport(&base, &settings.link).await?;
+        match crate::receive::link::fetch_manifest(&transport, &base, settings.link.patience).await
+        {
             Ok(manifest) => {
                 let stated = manifest
                     .content_hash
@@ -145,7 +149,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
     }
     let root = root.context("no source named the share")?;
 
-    let partial = p2p::fetch::PartialStore::open(&out_dir, root).await?;
+    let partial = ticket::PartialStore::open(&out_dir, root).await?;
     let endpoint = if tickets.is_empty() {
         None
     } else {
@@ -174,7 +178,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
 }
 
 async fn run(
-    partial: &p2p::fetch::PartialStore,
+    partial: &ticket::PartialStore,
     root: Hash,
     sources: Vec<Source>,
     manifest: Option<Manifest>,
@@ -186,7 +190,7 @@ async fn run(
     }
     let blobs: &BlobStore = &partial.store;
     let collection = collection(blobs, root, &sources, manifest.as_ref()).await?;
-    p2p::fetch::check_names(&collection)?;
+    ticket::check_names(&collection)?;
     let sizes = match manifest {
         Some(manifest) if manifest.files.len() == collection.len() => {
             manifest.files.iter().map(|f| f.size).collect()
@@ -262,7 +266,7 @@ async fn run(
                 } else {
                     "nothing"
                 },
-                crate::public::human_size(bytes.load(Ordering::SeqCst))
+                veilshare_shared::human_size(bytes.load(Ordering::SeqCst))
             );
         }
     }
@@ -293,12 +297,12 @@ async fn collection(
     sources: &[Source],
     manifest: Option<&Manifest>,
 ) -> Result<Collection> {
-    if let Ok(collection) = p2p::fetch::load_collection(blobs, root).await {
+    if let Ok(collection) = ticket::load_collection(blobs, root).await {
         return Ok(collection);
     }
     for source in sources {
         if let Source::Iroh { connection, label } = source {
-            match p2p::fetch::fetch_names(blobs, connection, root).await {
+            match ticket::fetch_names(blobs, connection, root).await {
                 Ok(collection) => return Ok(collection),
                 Err(failure) => {
                     let addr = iroh::EndpointAddr::new(connection.remote_id());
@@ -332,7 +336,7 @@ async fn collection(
     Ok(collection)
 }
 
-/// File sizes from a direct source (see [`p2p::fetch::learn_sizes`]).
+/// File sizes from a direct source (see [`ticket::learn_sizes`]).
 async fn iroh_sizes(
     blobs: &BlobStore,
     root: Hash,
@@ -345,7 +349,7 @@ async fn iroh_sizes(
     }) else {
         bail!("no source can tell the file sizes");
     };
-    p2p::fetch::learn_sizes(blobs, &connection, root, collection)
+    ticket::learn_sizes(blobs, &connection, root, collection)
         .await
         .map_err(|failure| failure.into_error(&iroh::EndpointAddr::new(connection.remote_id())))
 }
@@ -434,8 +438,8 @@ async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Pie
                 }
                 status => bail!("answered HTTP {status}"),
             }
-            let limit = usize::try_from(crate::public::MAX_BAO_RANGE * 2).unwrap_or(usize::MAX);
-            let bytes = crate::fetch::collect(reply.body, limit).await?;
+            let limit = usize::try_from(crate::core::bao::MAX_BAO_RANGE * 2).unwrap_or(usize::MAX);
+            let bytes = crate::receive::link::collect(reply.body, limit).await?;
             blobs
                 .blobs()
                 .import_bao_bytes(piece.hash, piece.ranges(), bytes)
