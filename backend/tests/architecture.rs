@@ -115,7 +115,9 @@ fn code_only(text: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_char_before(&bytes, i)
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && !ident_char_before(&bytes, i)
         {
             // Raw string: r"…" or r#"…"#.
             let mut j = i + 1;
@@ -140,8 +142,8 @@ fn code_only(text: &str) -> String {
                 }
                 j += 1;
             }
-            for k in i..j.min(bytes.len()) {
-                out.push(if bytes[k] == '\n' { '\n' } else { ' ' });
+            for &k in &bytes[i..j.min(bytes.len())] {
+                out.push(if k == '\n' { '\n' } else { ' ' });
             }
             i = j;
         } else if c == '"' {
@@ -186,11 +188,10 @@ fn ident_char_before(chars: &[char], i: usize) -> bool {
 
 /// Whether the `'` at `i` opens a char literal (not a lifetime or label).
 fn is_char_literal(chars: &[char], i: usize) -> bool {
-    match (chars.get(i + 1), chars.get(i + 2)) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!(
+        (chars.get(i + 1), chars.get(i + 2)),
+        (Some('\\'), _) | (Some(_), Some('\''))
+    )
 }
 
 /// A tiny lexer for paths: identifiers, `::`, `{`, `}`, `,`, `*`, and anything else as a
@@ -241,7 +242,12 @@ fn tokens(code: &str) -> Vec<Token> {
 
 /// Parses a use tree (or a plain path) starting at `tokens[i]`, after a `::`; pushes every
 /// path it names (relative to the prefix) and returns where it stopped.
-fn parse_tree(tokens: &[Token], mut i: usize, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+fn parse_tree(
+    tokens: &[Token],
+    mut i: usize,
+    prefix: &[String],
+    out: &mut Vec<Vec<String>>,
+) -> usize {
     let mut path = prefix.to_vec();
     loop {
         match tokens.get(i) {
@@ -465,7 +471,11 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 #[test]
 fn the_backend_keeps_its_layers_and_has_no_import_cycle() {
     let found = violations(&backend());
-    assert!(found.is_empty(), "architecture rules broken:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "architecture rules broken:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -485,13 +495,19 @@ fn every_folder_of_the_backend_is_a_layer() {
 /// A small tree of modules for planted violations.
 fn planted(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut sources: Vec<(String, String)> = [
-        ("", "pub mod core; pub mod transport; pub mod app; pub mod cli;"),
+        (
+            "",
+            "pub mod core; pub mod transport; pub mod app; pub mod cli;",
+        ),
         ("core", "pub mod shares; pub mod policy;"),
         ("core::policy", "//! pure\n"),
         ("core::shares", "use crate::core::policy::admit;"),
         ("transport", "pub mod tor;"),
         ("transport::tor", "//! tor\n"),
-        ("app", "use crate::{core::shares::Shares, transport::tor::Tor};"),
+        (
+            "app",
+            "use crate::{core::shares::Shares, transport::tor::Tor};",
+        ),
         ("cli", "use crate::app::Node;"),
     ]
     .iter()
@@ -518,7 +534,10 @@ fn the_checker_finds_a_wrong_arrow_in_a_grouped_import() {
         "use crate::{\n    core::policy::admit,\n    transport::{tor::Tor},\n};",
     )]));
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("core::shares imports transport::tor"), "{found:?}");
+    assert!(
+        found[0].contains("core::shares imports transport::tor"),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -527,10 +546,18 @@ fn the_checker_finds_paths_outside_use_and_climbing_super() {
         "core::shares",
         "fn f() { let t = crate::transport::tor::start(); }",
     )]));
-    assert!(inline.iter().any(|v| v.contains("transport::tor")), "{inline:?}");
-    let climbing = violations(&planted(&[("core::shares", "use super::super::cli::main;")]));
     assert!(
-        climbing.iter().any(|v| v.contains("nothing may import cli")),
+        inline.iter().any(|v| v.contains("transport::tor")),
+        "{inline:?}"
+    );
+    let climbing = violations(&planted(&[(
+        "core::shares",
+        "use super::super::cli::main;",
+    )]));
+    assert!(
+        climbing
+            .iter()
+            .any(|v| v.contains("nothing may import cli")),
         "{climbing:?}"
     );
     // Paths in comments and strings are not imports.
@@ -558,9 +585,14 @@ fn the_checker_finds_a_planted_cycle() {
 
 #[test]
 fn the_checker_holds_narrow_modules_to_their_rule() {
-    let found = violations(&planted(&[("core::policy", "use crate::core::shares::Shares;")]));
+    let found = violations(&planted(&[(
+        "core::policy",
+        "use crate::core::shares::Shares;",
+    )]));
     assert!(
-        found.iter().any(|v| v.contains("core::policy imports core::shares")),
+        found
+            .iter()
+            .any(|v| v.contains("core::policy imports core::shares")),
         "{found:?}"
     );
 }
@@ -637,7 +669,13 @@ fn the_public_site_names_no_transport_crate() {
             continue;
         }
         let code = code_only(&text);
-        for forbidden in ["arti_client", "tor_hsservice", "tor_proto", "TorClient", "iroh::"] {
+        for forbidden in [
+            "arti_client",
+            "tor_hsservice",
+            "tor_proto",
+            "TorClient",
+            "iroh::",
+        ] {
             assert!(!code.contains(forbidden), "{module} names {forbidden}");
         }
     }

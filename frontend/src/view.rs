@@ -683,15 +683,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_like_a_person_writes_them() {
-        assert_eq!(human_size(0), "0 bytes");
-        assert_eq!(human_size(1023), "1023 bytes");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 << 20), "3.0 MiB");
-        assert_eq!(human_size(5 << 40), "5.0 TiB");
-    }
-
-    #[test]
     fn countdowns_show_the_two_largest_units() {
         assert_eq!(human_duration(9), "9 s");
         assert_eq!(human_duration(249), "4 min 09 s");

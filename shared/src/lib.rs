@@ -37,9 +37,25 @@ pub mod form {
 }
 
 /// The unguessable identifier of a share: 26 characters of lowercase base32 (130 bits, 128 random).
+/// Checked when deserialized too: a malformed id in a record or a message is an error.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ShareId(String);
+
+impl TryFrom<String> for ShareId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+            .ok_or_else(|| format!("{text:?} is not a share id (26 characters, a–z and 2–7)"))
+    }
+}
+
+impl From<ShareId> for String {
+    fn from(id: ShareId) -> Self {
+        id.0
+    }
+}
 
 impl ShareId {
     /// Length of the textual form.
@@ -66,10 +82,25 @@ impl fmt::Display for ShareId {
     }
 }
 
-/// A BLAKE3 hash in lowercase hex (64 characters).
+/// A BLAKE3 hash in lowercase hex (64 characters). Checked when deserialized too.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ContentHash(String);
+
+impl TryFrom<String> for ContentHash {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+            .ok_or_else(|| format!("{text:?} is not a BLAKE3 hash (64 lowercase hex digits)"))
+    }
+}
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> Self {
+        hash.0
+    }
+}
 
 impl ContentHash {
     /// Parses 64 lowercase hex digits.
@@ -518,6 +549,34 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_and_hashes_are_checked_when_deserialized() {
+        let id: ShareId =
+            serde_json::from_str("\"abcdefghijklmnopqrstuvwxyz\"").expect("a valid id");
+        assert_eq!(
+            serde_json::to_string(&id).expect("json"),
+            "\"abcdefghijklmnopqrstuvwxyz\""
+        );
+        assert!(serde_json::from_str::<ShareId>("\"../../etc/passwd\"").is_err());
+        assert!(serde_json::from_str::<ShareId>("\"ABCDEFGHIJKLMNOPQRSTUVWXYZ\"").is_err());
+        let hash = "0".repeat(64);
+        let parsed: ContentHash =
+            serde_json::from_str(&format!("\"{hash}\"")).expect("a valid hash");
+        assert_eq!(parsed.as_str(), hash);
+        assert!(serde_json::from_str::<ContentHash>("\"00\"").is_err());
+        assert!(serde_json::from_str::<ContentHash>(&format!("\"{}\"", "G".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1023 bytes");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+        assert_eq!(human_size(5 << 40), "5.0 TiB");
+        assert_eq!(human_size(5 << 50), "5.0 PiB");
+    }
 
     #[test]
     fn share_id_rejects_foreign_alphabet_and_length() {

@@ -125,7 +125,15 @@ try {
     if (seen.size === 1 && seen.has(0)) {
       await page.screenshot({ path: join(shots, '2b-uploading.png'), fullPage: true });
     }
-    await page.waitForTimeout(100);
+    // Until the bar moves on (or is gone): no fixed pause.
+    await page.waitForFunction(
+      (previous) => {
+        const now = document.querySelector('#upload-progress');
+        return !now || Number(now.getAttribute('value')) !== previous;
+      },
+      value,
+      { timeout: DEADLINE },
+    );
   }
   await cdp.send('Network.emulateNetworkConditions', {
     offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,

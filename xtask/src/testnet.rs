@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ensure_debian_packages, exec, target_dir};
+use crate::{exec, setup::ensure_debian_packages, target_dir};
 
 const AUTHORITIES: usize = 3;
 const RELAYS: usize = 6;

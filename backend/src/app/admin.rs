@@ -30,15 +30,14 @@ use axum::{
 };
 use bytes::Bytes;
 use veilshare_shared::{
-    ApiError, CreateShareFields, ErrorKind, Event, MAX_FILES_PER_SHARE, ShareId, ShareView, Status,
-    TorStatus, form,
+    ApiError, CreateShareFields, ErrorKind, Event, ShareId, ShareView, Status, TorStatus, form,
 };
 
 use crate::{
     app::{Context, mirror::MirrorError},
     core::{
         shares::{ShareError, Shares},
-        store::{StoreError, StoredFile},
+        store::{NewFiles, StoreError, StoredFile},
     },
 };
 
@@ -121,7 +120,7 @@ impl From<StoreError> for Failure {
             );
         }
         if matches!(error, StoreError::Busy) {
-            return Self::new(ErrorKind::Internal, error.to_string());
+            return Self::new(ErrorKind::Unavailable, error.to_string());
         }
         tracing::error!(error = %error, "storage failed");
         Self::new(
@@ -430,8 +429,7 @@ async fn receive_upload(
     }
     let permit = store.import_permit().await?;
     let mut fields = CreateShareFields::default();
-    let mut files: Vec<StoredFile> = Vec::new();
-    let mut temp_tags = Vec::new();
+    let mut files = NewFiles::default();
     let mut progress = Progress::new(state, upload_id, total);
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_failure)? {
         let Some(file_name) = field.file_name().map(str::to_owned) else {
@@ -445,17 +443,7 @@ async fn receive_upload(
             }
             continue;
         };
-        veilshare_shared::validate_file_name(&file_name).map_err(Failure::bad_request)?;
-        if files.iter().any(|f| f.name == file_name) {
-            return Err(Failure::bad_request(format!(
-                "two files are named {file_name:?}; names in one share must differ"
-            )));
-        }
-        if files.len() >= MAX_FILES_PER_SHARE {
-            return Err(Failure::bad_request(format!(
-                "a share holds at most {MAX_FILES_PER_SHARE} files; zip them first"
-            )));
-        }
+        files.check_name(&file_name).map_err(Failure::bad_request)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         let import = store.import_stream(&permit, crate::core::store::receiver_stream(rx));
         let pump = async {
@@ -503,13 +491,13 @@ async fn receive_upload(
         tracing::debug!(elapsed = ?started.elapsed(), "upload part imported");
         let (size, crc32) = pumped?;
         let temp_tag = imported?;
-        files.push(StoredFile {
+        let file = StoredFile {
             name: file_name,
             size,
             hash: crate::core::store::content_hash(temp_tag.hash()),
             crc32,
-        });
-        temp_tags.push(temp_tag);
+        };
+        files.push(file, temp_tag);
     }
     progress.finish();
     if files.is_empty() {
@@ -517,7 +505,8 @@ async fn receive_upload(
             "the upload has no files: send at least one file part",
         ));
     }
-    let collection = store.store_collection(&permit, &files).await?;
+    let collection = store.store_collection(&permit, files.files()).await?;
+    let (files, temp_tags) = files.into_parts();
     let view = state
         .shares
         .create(upload_id, files, collection, fields, permit)
@@ -638,4 +627,22 @@ pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
 /// Where the token lives.
 pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("api-token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_map_to_statuses_people_can_act_on() {
+        assert_eq!(
+            Failure::from(StoreError::Busy).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let full = StoreError::Io {
+            context: "writing".into(),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        assert_eq!(Failure::from(full).0, StatusCode::INSUFFICIENT_STORAGE);
+    }
 }

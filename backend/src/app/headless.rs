@@ -6,12 +6,12 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use veilshare_shared::{CreateShareFields, Event, ShareState, ShareView};
 
 use crate::{
     app::{DataDirLock, Node, NodeSettings},
-    core::store::StoredFile,
+    core::store::NewFiles,
     transport::iroh::P2pConfig,
 };
 
@@ -66,24 +66,18 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
     let events = shares.events().clone();
 
     let permit = store.import_permit().await?;
-    let mut files = Vec::new();
-    let mut tags = Vec::new();
+    let mut files = NewFiles::default();
     for path in &settings.files {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .with_context(|| format!("{} has no usable file name", path.display()))?
             .to_owned();
-        veilshare_shared::validate_file_name(&name).map_err(anyhow::Error::msg)?;
-        if files.iter().any(|f: &StoredFile| f.name == name) {
-            bail!("two files are named {name:?}; names in one share must differ");
-        }
         eprintln!("importing {}", path.display());
-        let (tag, file) = store.import_path(&permit, path, name).await?;
-        files.push(file);
-        tags.push(tag);
+        files.add_path(&store, &permit, path, name).await?;
     }
-    let collection = store.store_collection(&permit, &files).await?;
+    let collection = store.store_collection(&permit, files.files()).await?;
+    let (files, tags) = files.into_parts();
     let mut subscription = events.subscribe();
     let view = shares
         .create("cli", files, collection, settings.fields.clone(), permit)
@@ -169,13 +163,11 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         }
     }
     // Wait for the stored copy to go before exiting.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while shares
-        .public_share(&id)
-        .is_some_and(|s| !s.record.data_deleted)
-        && tokio::time::Instant::now() < deadline
+    if tokio::time::timeout(Duration::from_secs(60), shares.wait_data_deleted(&id))
+        .await
+        .is_err()
     {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eprintln!("the stored copy is not deleted yet; it is deleted at the next start");
     }
     // The last bytes of a download may still be on their way through the circuit when the
     // share counts it: exiting now would cut them off. The recipient closes its stream once it

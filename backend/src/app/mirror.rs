@@ -18,7 +18,7 @@ use crate::{
     app::Context,
     core::{
         shares::{ShareError, Shares},
-        store::StoredFile,
+        store::{NewFileError, NewFiles, StoredFile},
     },
     receive::ticket::{self as ticket_fetch, Progress},
     transport::iroh as p2p,
@@ -162,21 +162,22 @@ async fn from_link(
         .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
-    let mut files = Vec::new();
-    let mut tags = Vec::new();
+    let mut files = NewFiles::default();
     for path in written {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| MirrorError::Source("a fetched file has no usable name".into()))?
             .to_owned();
-        let (tag, file) = store
-            .import_path(&permit, &path, name)
+        files
+            .add_path(store, &permit, &path, name)
             .await
-            .map_err(ShareError::from)?;
-        files.push(file);
-        tags.push(tag);
+            .map_err(|error| match error {
+                NewFileError::Name(message) => MirrorError::Source(message),
+                NewFileError::Store(error) => ShareError::from(error).into(),
+            })?;
     }
+    let (files, tags) = files.into_parts();
     drop(permit);
     Ok((files, tags))
 }

@@ -125,6 +125,8 @@ struct Entry {
     flight: Flight,
     cancel: CancellationToken,
     idle: Arc<Notify>,
+    /// Notified once the stored copy of the ended share is deleted.
+    deleted: Arc<Notify>,
     persist: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -313,6 +315,7 @@ impl Shares {
             flight: Flight::default(),
             cancel: CancellationToken::new(),
             idle: Arc::new(Notify::new()),
+            deleted: Arc::new(Notify::new()),
             persist: Arc::new(tokio::sync::Mutex::new(())),
         };
         if let Ok(mut entries) = self.0.entries.lock() {
@@ -637,17 +640,26 @@ impl Shares {
 
     /// Resolves once no transfer of the share is in flight (at once for an unknown share).
     pub async fn wait_idle(&self, id: &ShareId) {
+        self.wait_until(id, |e| &e.idle, |e| e.flight.transfers == 0)
+            .await;
+    }
+
+    /// Waits on the share's `signal` until `done` holds (or the share is unknown). The
+    /// notification is armed before `done` is checked, so a change in between is not missed.
+    async fn wait_until(
+        &self,
+        id: &ShareId,
+        signal: impl Fn(&Entry) -> &Arc<Notify>,
+        done: impl Fn(&Entry) -> bool,
+    ) {
         loop {
-            let Some(idle) = self.with_entry(id, |e| e.idle.clone()) else {
+            let Some(notify) = self.with_entry(id, |e| signal(e).clone()) else {
                 return;
             };
-            let notified = idle.notified();
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self
-                .with_entry(id, |e| e.flight.transfers == 0)
-                .unwrap_or(true)
-            {
+            if self.with_entry(id, |e| done(e)).unwrap_or(true) {
                 return;
             }
             notified.await;
@@ -666,8 +678,15 @@ impl Shares {
             self.with_entry(id, |e| e.record = record);
         }
         tracing::info!(share = %id, "stored copy deleted");
+        self.with_entry(id, |e| e.deleted.notify_waiters());
         self.publish_updated(id);
         Ok(())
+    }
+
+    /// Resolves once the stored copy of the share is deleted (at once for an unknown share).
+    pub async fn wait_data_deleted(&self, id: &ShareId) {
+        self.wait_until(id, |e| &e.deleted, |e| e.record.data_deleted)
+            .await;
     }
 
     /// Whether a share has ended (or does not exist): a publisher's background work on it can

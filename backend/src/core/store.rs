@@ -87,13 +87,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn blobs(context: &'static str, error: impl std::fmt::Display) -> Self {
-        let message = error.to_string();
-        let no_space = message.contains("No space left") || message.contains("StorageFull");
+    fn blobs(context: &'static str, error: impl std::error::Error + 'static) -> Self {
         Self::Blobs {
             context,
-            message,
-            no_space,
+            message: error.to_string(),
+            no_space: chain_is_no_space(&error),
         }
     }
 
@@ -111,6 +109,21 @@ impl StoreError {
 pub fn content_hash(hash: Hash) -> ContentHash {
     ContentHash::parse(&hash.to_hex())
         .unwrap_or_else(|| unreachable!("the hex of a BLAKE3 hash is a content hash"))
+}
+
+/// Whether an error, or any error it was caused by, is an I/O error of a full disk (by its
+/// kind or OS code, never by its text).
+fn chain_is_no_space(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && (is_no_space(io) || io.get_ref().is_some_and(|inner| chain_is_no_space(inner)))
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Whether an I/O error means the disk is full.
@@ -133,6 +146,82 @@ pub struct StoredFile {
     pub hash: ContentHash,
     /// CRC-32 of the content, computed during import, so that zips can be laid out ahead.
     pub crc32: u32,
+}
+
+/// The files of a share being made, imported one by one: each name is checked (valid, not
+/// already taken, at most [`veilshare_shared::MAX_FILES_PER_SHARE`] files) before its bytes
+/// are stored, and each blob is protected by its temporary tag until the share's tag holds it.
+/// The one import loop of uploads, `veilshare share` and mirrors.
+#[derive(Debug, Default)]
+pub struct NewFiles {
+    files: Vec<StoredFile>,
+    tags: Vec<TempTag>,
+}
+
+impl NewFiles {
+    /// Checks that a file named `name` may join: the error is a message for the user.
+    pub fn check_name(&self, name: &str) -> Result<(), String> {
+        veilshare_shared::validate_file_name(name)?;
+        if self.files.iter().any(|f| f.name == name) {
+            return Err(format!(
+                "two files are named {name:?}; names in one share must differ"
+            ));
+        }
+        if self.files.len() >= veilshare_shared::MAX_FILES_PER_SHARE {
+            return Err(format!(
+                "a share holds at most {} files; zip them first",
+                veilshare_shared::MAX_FILES_PER_SHARE
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a file imported by the caller (its name checked with [`NewFiles::check_name`]).
+    pub fn push(&mut self, file: StoredFile, tag: TempTag) {
+        self.files.push(file);
+        self.tags.push(tag);
+    }
+
+    /// Imports the local file `path` as `name` (checked first).
+    pub async fn add_path(
+        &mut self,
+        store: &Store,
+        permit: &ImportPermit,
+        path: &Path,
+        name: String,
+    ) -> Result<(), NewFileError> {
+        self.check_name(&name).map_err(NewFileError::Name)?;
+        let (tag, file) = store.import_path(permit, path, name).await?;
+        self.push(file, tag);
+        Ok(())
+    }
+
+    /// The files so far, in the order they were added.
+    pub fn files(&self) -> &[StoredFile] {
+        &self.files
+    }
+
+    /// Whether no file was added.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The files, and the tags that protect their blobs (drop them once the share holds them).
+    pub fn into_parts(self) -> (Vec<StoredFile>, Vec<TempTag>) {
+        (self.files, self.tags)
+    }
+}
+
+/// Why a file could not join a new share.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NewFileError {
+    /// Its name is refused (a message for the user).
+    #[error("{0}")]
+    Name(String),
+    /// Storing it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A share as persisted in the catalog.
@@ -719,6 +808,36 @@ fn clear_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_files_refuse_bad_and_duplicate_names() {
+        let files = NewFiles::default();
+        assert!(files.check_name("notes.txt").is_ok());
+        assert!(files.check_name("../notes.txt").is_err());
+        assert!(files.check_name("").is_err());
+        let mut files = NewFiles::default();
+        files.files.push(StoredFile {
+            name: "notes.txt".into(),
+            size: 0,
+            hash: ContentHash::parse(&"0".repeat(64)).expect("hash"),
+            crc32: 0,
+        });
+        let error = files.check_name("notes.txt").expect_err("duplicate");
+        assert!(error.contains("must differ"), "{error}");
+        assert!(files.check_name("other.txt").is_ok());
+    }
+
+    #[test]
+    fn a_full_disk_is_known_by_the_error_kind_not_its_text() {
+        let full = iroh_blobs::api::Error::Io(io::Error::from_raw_os_error(28));
+        assert!(StoreError::blobs("importing", full).is_no_space());
+        let wrapped = iroh_blobs::api::Error::Io(io::Error::other(io::Error::from(
+            io::ErrorKind::StorageFull,
+        )));
+        assert!(StoreError::blobs("importing", wrapped).is_no_space());
+        let talk = iroh_blobs::api::Error::Io(io::Error::other("No space left, says a file name"));
+        assert!(!StoreError::blobs("importing", talk).is_no_space());
+    }
 
     fn record(id: &str) -> ShareRecord {
         ShareRecord {

@@ -233,7 +233,7 @@ async fn run(
     bar.set_position(have);
     bar.set_message(format!("{} sources", sources.len()));
     let queue = Arc::new(Mutex::new(pieces));
-    let busy = Arc::new(AtomicUsize::new(0));
+    let busy = Arc::new(Busy::default());
     let mut workers = tokio::task::JoinSet::new();
     let mut delivered = Vec::new();
     for source in &sources {
@@ -354,32 +354,55 @@ async fn iroh_sizes(
         .map_err(|failure| failure.into_error(&iroh::EndpointAddr::new(connection.remote_id())))
 }
 
+/// Pieces being fetched now, and a signal whenever one ends (it may have gone back to the
+/// queue), so idle workers wait for that instead of polling.
+#[derive(Debug, Default)]
+struct Busy {
+    pieces: AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl Busy {
+    fn take(&self) {
+        self.pieces.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        self.pieces.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+}
+
 /// Takes pieces until none is left; gives up after [`MAX_FAILURES`] failures in a row.
 async fn worker(
     source: Source,
     blobs: BlobStore,
     root: Hash,
     queue: Arc<Mutex<VecDeque<Piece>>>,
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Busy>,
     bar: indicatif::ProgressBar,
     delivered: Arc<AtomicU64>,
 ) {
     let mut failures = 0;
     loop {
+        // Armed before looking, so that a piece ending in between is not missed.
+        let changed = busy.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let piece = {
             let Ok(mut queue) = queue.lock() else { return };
             let piece = queue.pop_front();
             if piece.is_some() {
-                busy.fetch_add(1, Ordering::SeqCst);
+                busy.take();
             }
             piece
         };
         let Some(piece) = piece else {
             // Another worker's piece may still fail and come back.
-            if busy.load(Ordering::SeqCst) == 0 {
+            if busy.pieces.load(Ordering::SeqCst) == 0 {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            changed.await;
             continue;
         };
         let result = fetch_piece(&source, &blobs, root, &piece).await;
@@ -397,12 +420,12 @@ async fn worker(
                 tracing::debug!(source = source.label(), %error, "piece failed");
                 if failures >= MAX_FAILURES {
                     bar.println(format!("{}: dropped ({error:#})", source.label()));
-                    busy.fetch_sub(1, Ordering::SeqCst);
+                    busy.done();
                     return;
                 }
             }
         }
-        busy.fetch_sub(1, Ordering::SeqCst);
+        busy.done();
     }
 }
 

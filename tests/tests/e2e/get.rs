@@ -247,40 +247,26 @@ async fn get_handles_the_longest_allowed_file_name() {
 
 #[tokio::test]
 async fn headless_share_prints_a_link_and_exits_when_the_limit_is_reached() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("report.pdf");
     let content = data(200_000, 32);
     std::fs::write(&file, &content).expect("write");
-    let mut child = tokio::process::Command::new(crate::util::binary())
-        .args([
-            "share",
+    let mut share = crate::util::HeadlessShare::start(
+        &[
             "--no-tor",
             "--public-listen",
             "127.0.0.1:0",
             "--max-downloads",
             "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("veilshare share");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let link = tokio::time::timeout(crate::util::DEADLINE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(link) = line.trim().strip_prefix("http://") {
-                return format!("http://{link}");
-            }
-        }
-        panic!("no link printed");
-    })
-    .await
-    .expect("link in time");
+        ],
+        &dir.path().join("data"),
+        &file,
+    );
+    let link = share
+        .wait_for(crate::util::DEADLINE, |word| {
+            word.starts_with("http://").then(|| word.to_owned())
+        })
+        .await;
     let out = dir.path().join("out");
     let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
     assert!(ok, "{output}");
@@ -288,7 +274,7 @@ async fn headless_share_prints_a_link_and_exits_when_the_limit_is_reached() {
         std::fs::read(out.join("report.pdf")).expect("file"),
         content
     );
-    let status = tokio::time::timeout(crate::util::DEADLINE, child.wait())
+    let status = tokio::time::timeout(crate::util::DEADLINE, share.child.wait())
         .await
         .expect("veilshare share exits by itself after the last download")
         .expect("status");

@@ -374,13 +374,7 @@ async fn nothing_leaves_loopback_until_a_direct_share_needs_it() {
         "-o",
         &log_arg,
     ];
-    let a = Server::start_wrapped(
-        &dir.path().join("a"),
-        crate::util::free_port(),
-        None,
-        &wrapper,
-    )
-    .await;
+    let a = Server::start_wrapped(&dir.path().join("a"), 0, None, &wrapper).await;
     // Start, a share over the public listener, a download of it: no UDP, nothing outside.
     let content = data(200_000, 54);
     let plain = a.create(&[("plain.bin", &content)], &[]).await;
@@ -517,39 +511,20 @@ async fn a_ticket_keeps_working_after_the_sender_restarts() {
 
 #[tokio::test]
 async fn headless_direct_share_serves_its_limit_then_exits() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("note.bin");
     let content = data(3 << 20, 57);
     std::fs::write(&file, &content).expect("file");
-    let mut share = tokio::process::Command::new(crate::util::binary())
-        .args([
-            "share",
-            "--no-tor",
-            "--direct",
-            "--max-downloads",
-            "1",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("sender"))
-        .args(IROH_LOOPBACK)
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("share");
-    let mut lines = tokio::io::BufReader::new(share.stdout.take().expect("stdout")).lines();
-    let ticket = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(ticket) = line.split_whitespace().find(|w| w.starts_with("blob")) {
-                return ticket.to_owned();
-            }
-        }
-        panic!("the share exited without printing a ticket");
-    })
-    .await
-    .expect("no ticket within a minute");
+    let mut args = vec!["--no-tor", "--direct", "--max-downloads", "1"];
+    args.extend(IROH_LOOPBACK);
+    let mut share = crate::util::HeadlessShare::start(&args, &dir.path().join("sender"), &file);
+    let ticket = share
+        .wait_for(std::time::Duration::from_secs(60), |word| {
+            word.starts_with("blob").then(|| word.to_owned())
+        })
+        .await;
+    let mut lines = share.lines;
+    let mut share = share.child;
     // Keep reading, so that the share never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let out = dir.path().join("out");

@@ -193,36 +193,25 @@ async fn an_expired_share_loses_its_address_and_keys() {
 
 #[tokio::test]
 async fn headless_share_over_tor_serves_its_limit_then_exits_and_forgets_the_address() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("leak.pdf");
     let content = data(400_000, 26);
     std::fs::write(&file, &content).expect("write");
     let data_dir = dir.path().join("data");
-    let mut child = tokio::process::Command::new(crate::util::binary())
-        .args(["share", "--max-downloads", "1", "--tor-config"])
-        .arg(crate::util::testnet_config())
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("veilshare share");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let onion = tokio::time::timeout(PUBLISH_DEADLINE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let line = line.trim();
-            if line.starts_with("http://") {
-                return line.to_owned();
-            }
-        }
-        panic!("no link printed");
-    })
-    .await
-    .expect("link in time");
+    let config = crate::util::testnet_config();
+    let config = config.to_str().expect("utf-8 path");
+    let mut share = crate::util::HeadlessShare::start(
+        &["--max-downloads", "1", "--tor-config", config],
+        &data_dir,
+        &file,
+    );
+    let onion = share
+        .wait_for(PUBLISH_DEADLINE, |word| {
+            word.starts_with("http://").then(|| word.to_owned())
+        })
+        .await;
+    let mut child = share.child;
+    let mut lines = share.lines;
     assert!(onion.ends_with(".onion/"), "{onion}");
     // The rest of the output goes on being read, so the child never blocks on a full pipe.
     let rest = tokio::spawn(async move {

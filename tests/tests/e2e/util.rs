@@ -5,7 +5,6 @@
 
 use std::{
     future::Future,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -38,14 +37,6 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Polls `check` until it returns `Some`, or fails after [`DEADLINE`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -67,9 +58,13 @@ where
 /// Arguments that keep direct (iroh) transfers on 127.0.0.1, with no relay and no discovery.
 pub const IROH_LOOPBACK: [&str; 3] = ["--no-iroh-relay", "--iroh-bind", "127.0.0.1:0"];
 
-/// A running `veilshare serve`.
+/// A running `veilshare serve`. Dropping it (a test that ended or panicked) kills the
+/// process, and under a wrapper (strace) the veilshare process itself, which a killed tracer
+/// would otherwise leave running.
 pub struct Server {
     pub child: Child,
+    /// The veilshare process (not the wrapper's).
+    pub pid: u32,
     pub data_dir: PathBuf,
     pub api: String,
     pub public: String,
@@ -80,19 +75,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a fresh port with its data in `data_dir`.
+    /// Starts a server with its data in `data_dir`; its listeners take ports the system
+    /// chooses, and report them in `instance.json`.
     pub async fn start(data_dir: &Path) -> Self {
-        Self::start_on(data_dir, free_port()).await
+        Self::start_on(data_dir, 0).await
     }
 
-    /// Starts a server whose public listener uses `public_port`.
+    /// Starts a server whose public listener uses `public_port` (0: any; a test that restarts
+    /// a server gives the port the first run had, so that its links stay the same).
     pub async fn start_on(data_dir: &Path, public_port: u16) -> Self {
         Self::start_with(data_dir, public_port, None).await
     }
 
     /// Starts a server with Tor on, pointed at the private test network.
     pub async fn start_tor(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, free_port(), Some(testnet_config())).await
+        Self::start_with(data_dir, 0, Some(testnet_config())).await
     }
 
     /// Starts a server; with `tor_config`, Tor is on and uses that Arti TOML.
@@ -153,6 +150,15 @@ impl Server {
         .await;
         let api = info["api"].as_str().expect("api").to_owned();
         let public = info["public"].as_str().expect("public").to_owned();
+        let public_port = public
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("public port");
+        let pid = info["pid"]
+            .as_u64()
+            .and_then(|pid| u32::try_from(pid).ok())
+            .expect("pid");
         let token = std::fs::read_to_string(data_dir.join("api-token"))
             .expect("token")
             .trim()
@@ -163,6 +169,7 @@ impl Server {
             .expect("client");
         Self {
             child,
+            pid,
             data_dir: data_dir.to_owned(),
             api,
             public,
@@ -257,18 +264,15 @@ impl Server {
         .await
     }
 
-    /// Stops the server with SIGTERM and waits for it.
+    /// Stops the server with SIGTERM (to veilshare itself, not a wrapper) and waits for it.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status();
-        }
+        signal(self.pid, "-TERM");
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }
 
     /// Kills the server with SIGKILL.
     pub async fn kill9(mut self) {
+        signal(self.pid, "-KILL");
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
@@ -287,6 +291,23 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal(self.pid, "-KILL");
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn list_dir(dir: &Path) -> Vec<String> {
@@ -321,9 +342,58 @@ pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<(u16, Vec<u8>)> 
     Ok((status, body.to_vec()))
 }
 
+/// A running `veilshare share`, and the lines it prints.
+pub struct HeadlessShare {
+    pub child: Child,
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl HeadlessShare {
+    /// Starts `veilshare share ARGS… --data-dir DATA FILE` (killed when dropped).
+    pub fn start(args: &[&str], data_dir: &Path, file: &Path) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = Command::new(binary())
+            .arg("share")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("veilshare share");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = tokio::io::BufReader::new(stdout).lines();
+        Self { child, lines }
+    }
+
+    /// The first printed word that `pick` accepts, within `deadline`.
+    pub async fn wait_for(
+        &mut self,
+        deadline: Duration,
+        pick: impl Fn(&str) -> Option<String>,
+    ) -> String {
+        tokio::time::timeout(deadline, async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                if let Some(found) = line.split_whitespace().find_map(&pick) {
+                    return found;
+                }
+            }
+            panic!("veilshare share ended without printing what was awaited");
+        })
+        .await
+        .expect("veilshare share printed it in time")
+    }
+}
+
 /// Runs `veilshare` with arguments and returns (success, stdout, stderr).
 pub async fn run_cli(args: &[&str]) -> Result<(bool, String, String)> {
-    let output = Command::new(binary()).args(args).output().await?;
+    let output = Command::new(binary())
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await?;
     if output.status.code().is_none() {
         bail!("veilshare was killed by a signal");
     }

@@ -151,6 +151,23 @@ impl FromRequestParts<Shares> for ShareKey {
     }
 }
 
+/// The share a request is about, looked up and not ended: a rejection is the page to answer
+/// with (not found, or ended).
+struct Found {
+    id: ShareId,
+    share: PublicShare,
+}
+
+impl FromRequestParts<Shares> for Found {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, shares: &Shares) -> Result<Self, Response> {
+        let ShareKey(id) = ShareKey::from_request_parts(parts, shares).await?;
+        let share = lookup(shares, &id)?;
+        Ok(Self { id, share })
+    }
+}
+
 async fn add_slash(Path(id): Path<String>) -> Response {
     match ShareId::parse(&id) {
         Some(id) => Redirect::permanent(&format!("/s/{id}/")).into_response(),
@@ -189,11 +206,8 @@ fn lookup(shares: &Shares, id: &ShareId) -> Result<PublicShare, Response> {
     Ok(share)
 }
 
-async fn share_page(State(shares): State<Shares>, ShareKey(id): ShareKey) -> Response {
-    match lookup(&shares, &id) {
-        Ok(share) => page::share(&share, now_secs()),
-        Err(response) => response,
-    }
+async fn share_page(Found { share, .. }: Found) -> Response {
+    page::share(&share, now_secs())
 }
 
 #[derive(Serialize)]
@@ -218,11 +232,7 @@ struct ManifestFile<'a> {
     path: String,
 }
 
-async fn manifest(State(shares): State<Shares>, ShareKey(id): ShareKey) -> Response {
-    let share = match lookup(&shares, &id) {
-        Ok(share) => share,
-        Err(response) => return response,
-    };
+async fn manifest(Found { share, .. }: Found) -> Response {
     let record = &share.record;
     let manifest = Manifest {
         label: record.label.as_deref(),
@@ -384,29 +394,21 @@ fn file_resource(record: &ShareRecord, index: usize, label: String) -> Resource 
 
 async fn download(
     State(shares): State<Shares>,
-    ShareKey(id): ShareKey,
+    Found { id, share }: Found,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let share = match lookup(&shares, &id) {
-        Ok(share) => share,
-        Err(response) => return response,
-    };
     let resource = whole_resource(&share.record);
     serve(&shares, &id, &share, resource, &method, &headers)
 }
 
 async fn file(
     State(shares): State<Shares>,
-    ShareKey(id): ShareKey,
+    Found { id, share }: Found,
     Path(params): Path<HashMap<String, String>>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let share = match lookup(&shares, &id) {
-        Ok(share) => share,
-        Err(response) => return response,
-    };
     let name = params.get("name").map(String::as_str).unwrap_or_default();
     let Some(index) = share.record.files.iter().position(|f| f.name == name) else {
         return page::message(
@@ -431,14 +433,10 @@ struct BaoRange {
 /// every range before storing it. Counted like any download: the bytes of the whole groups.
 async fn bao(
     State(shares): State<Shares>,
-    ShareKey(id): ShareKey,
+    Found { id, share }: Found,
     Path(params): Path<HashMap<String, String>>,
     Query(range): Query<BaoRange>,
 ) -> Response {
-    let share = match lookup(&shares, &id) {
-        Ok(share) => share,
-        Err(response) => return response,
-    };
     let wanted = params.get("hash").map(String::as_str).unwrap_or_default();
     let Some(file) = share
         .record

@@ -1,0 +1,54 @@
+//! `bench`: the side-by-side benchmarks, each suite with its references installed.
+
+use anyhow::{Context, Result};
+
+use crate::{
+    cargo, exec,
+    setup::{ensure_debian_packages, ensure_sendme},
+    target_dir, testnet,
+};
+
+/// `bench [foundation|tor] [criterion args…]`: both suites when none is named.
+pub(crate) fn bench(args: &[String]) -> Result<()> {
+    let (suites, rest): (Vec<&str>, &[String]) = match args.first().map(String::as_str) {
+        Some(name @ ("foundation" | "tor" | "direct")) => (vec![name], &args[1..]),
+        _ => (vec!["foundation", "tor", "direct"], args),
+    };
+    // Without congestion-control negotiation, for the Tor suite's before/after: built first
+    // and copied aside, since both builds write `release/veilshare`.
+    let no_negotiation = target_dir().join("release/veilshare-no-negotiation");
+    if suites.contains(&"tor") {
+        exec(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "veilshare",
+            "--no-default-features",
+        ]))?;
+        std::fs::copy(target_dir().join("release/veilshare"), &no_negotiation)
+            .context("cannot copy the build without negotiation aside")?;
+    }
+    exec(cargo().args(["build", "--release", "-p", "veilshare"]))?;
+    let binary = target_dir().join("release/veilshare");
+    for suite in suites {
+        let mut command = cargo();
+        command
+            .args(["bench", "-p", "veilshare-e2e", "--bench", suite])
+            .env("VEILSHARE_BIN", &binary);
+        if suite == "foundation" {
+            ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+        } else if suite == "direct" {
+            ensure_debian_packages(&[("time", "time")])?;
+            command.env("VEILSHARE_SENDME", ensure_sendme()?);
+        } else {
+            ensure_debian_packages(&[("onionshare-cli", "onionshare-cli")])?;
+            testnet::up()?;
+            command
+                .env("VEILSHARE_TESTNET", testnet::arti_toml())
+                .env("VEILSHARE_TESTNET_CLIENT_TORRC", testnet::client_torrc())
+                .env("VEILSHARE_BIN_NO_NEGOTIATION", &no_negotiation);
+        }
+        exec(command.args(["--"]).args(rest))?;
+    }
+    Ok(())
+}

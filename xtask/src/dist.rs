@@ -1,0 +1,161 @@
+//! `run` and `dist`: the UI built for wasm32 (wasm-bindgen through its library, wasm-opt when
+//! installed, compressed siblings), then the release binary with the UI embedded.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, exec, root, setup::which, target_dir};
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let binary = dist()?;
+    exec(Command::new(binary).arg("serve").args(args))
+}
+
+/// Builds the front end into `<target>/ui` (WASM, JS glue, page, styles, each also
+/// brotli- and gzip-compressed); returns that folder.
+pub(crate) fn build_ui() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    exec(cargo().args([
+        "build",
+        "-p",
+        "veilshare-frontend",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm-release/veilshare-frontend.wasm");
+    let out = target_dir().join("ui");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out)?;
+    eprintln!("$ wasm-bindgen --target web {}", wasm.display());
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)?
+        .typescript(false)
+        .out_name("veilshare_frontend")
+        .generate(&out)
+        .context("wasm-bindgen failed")?;
+    let bound = out.join("veilshare_frontend_bg.wasm");
+    let raw_size = std::fs::metadata(&bound)?.len();
+    optimize_wasm(&bound);
+    for entry in std::fs::read_dir(root().join("frontend/static"))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, out.join(name))?;
+        }
+    }
+    let mut report = Vec::new();
+    for entry in std::fs::read_dir(&out)? {
+        let path = entry?.path();
+        let data = std::fs::read(&path)?;
+        let mut br = Vec::new();
+        {
+            let mut writer = brotli::CompressorWriter::new(&mut br, 64 << 10, 11, 22);
+            std::io::Write::write_all(&mut writer, &data)?;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &data)?;
+        let gz = gz.finish()?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::write(out.join(format!("{name}.br")), &br)?;
+        std::fs::write(out.join(format!("{name}.gz")), &gz)?;
+        report.push((name, data.len(), br.len(), gz.len()));
+    }
+    report.sort();
+    eprintln!("UI assets in {}:", out.display());
+    for (name, plain, br, gz) in &report {
+        eprintln!("  {name:32} {plain:>9} bytes, brotli {br:>8}, gzip {gz:>8}");
+    }
+    let wasm_size = std::fs::metadata(&bound)?.len();
+    eprintln!("  (WASM from wasm-bindgen: {raw_size} bytes; after wasm-opt: {wasm_size} bytes)");
+    Ok(out)
+}
+
+/// Runs `wasm-opt -Oz` on `wasm` when one is installed (npm's `binaryen`, which the test
+/// command installs under `tests/ui`, or one on PATH); the UI works without it, only bigger.
+pub(crate) fn optimize_wasm(wasm: &Path) {
+    let local = root().join("tests/ui/node_modules/.bin/wasm-opt");
+    let Some(tool) = local
+        .exists()
+        .then_some(local)
+        .or_else(|| which("wasm-opt"))
+    else {
+        eprintln!("wasm-opt not found: the WASM stays unoptimised (npm's `binaryen` provides it)");
+        return;
+    };
+    let optimized = wasm.with_extension("opt.wasm");
+    let status = Command::new(&tool)
+        .arg("-Oz")
+        .arg("--enable-bulk-memory")
+        .arg("--enable-nontrapping-float-to-int")
+        .arg("--enable-sign-ext")
+        .arg("--enable-reference-types")
+        .arg("--enable-multivalue")
+        .arg(wasm)
+        .arg("-o")
+        .arg(&optimized)
+        .status();
+    match status {
+        Ok(status) if status.success() => {
+            if let Err(error) = std::fs::rename(&optimized, wasm) {
+                eprintln!("could not keep wasm-opt's output ({error}); using the unoptimised WASM");
+            }
+        }
+        _ => {
+            let _ = std::fs::remove_file(&optimized);
+            eprintln!("{} failed; using the unoptimised WASM", tool.display());
+        }
+    }
+}
+
+/// `dist`: the UI, then the release binary with it embedded, copied to
+/// `<target>/dist/veilshare`. Returns that path.
+pub(crate) fn dist() -> Result<PathBuf> {
+    let ui = build_ui()?;
+    exec(
+        cargo()
+            .args(["build", "--release", "-p", "veilshare"])
+            .env("VEILSHARE_UI_DIR", &ui),
+    )?;
+    let dist = target_dir().join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let binary = dist.join("veilshare");
+    std::fs::copy(target_dir().join("release/veilshare"), &binary)
+        .context("cannot copy the release binary into dist")?;
+    eprintln!(
+        "one-file app: {} ({:.1} MiB)",
+        binary.display(),
+        std::fs::metadata(&binary)?.len() as f64 / f64::from(1 << 20)
+    );
+    Ok(binary)
+}
+
+pub(crate) const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Adds the WASM target through rustup when it is missing.
+pub(crate) fn ensure_wasm_target() -> Result<()> {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup (the WASM target is added through it)")?;
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("installing the Rust target {WASM_TARGET} (needed to build the front end)");
+    exec(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
