@@ -68,7 +68,7 @@ impl Publisher for Fake {
     }
 
     fn stop(&self, id: &ShareId, reason: ShareState) {
-        self.record(format!("stop {id} {}", reason.label()));
+        self.record(format!("stop {id} {reason:?}"));
     }
 
     fn links(&self, share: &ShareRecord, links: &mut ShareLinks) {
@@ -274,7 +274,7 @@ async fn ending_is_idempotent_and_final() {
         ShareLinks::default(),
         "an ended share shows no link"
     );
-    assert_eq!(fake.count(&format!("stop {id} revoked")), 1);
+    assert_eq!(fake.count(&format!("stop {id} Revoked")), 1);
     assert_eq!(
         fake.calls()
             .iter()
@@ -310,7 +310,7 @@ async fn a_share_expires_on_time_and_its_publishers_are_told() {
         started.elapsed() >= Duration::from_millis(500),
         "ended too early"
     );
-    assert_eq!(fake.count(&format!("stop {} expired", view.id)), 1);
+    assert_eq!(fake.count(&format!("stop {} Expired", view.id)), 1);
     eventually("the data to be deleted", || data_deleted(&shares, &view.id)).await;
 }
 
@@ -378,7 +378,7 @@ async fn the_last_counted_download_ends_the_share() {
     })
     .await;
     eventually("the publishers to be told", || {
-        fake.count(&format!("stop {} exhausted", view.id)) == 1
+        fake.count(&format!("stop {} Exhausted", view.id)) == 1
     })
     .await;
     let ledger = shares.store().transfers(&view.id).await.expect("ledger");
@@ -467,10 +467,10 @@ async fn a_restart_recovers_every_state() {
         assert_eq!(fake.count(&format!("start {id}")), 1);
     }
     for (id, reason) in [
-        (&expired, "expired"),
-        (&exhausted, "exhausted"),
-        (&revoked_with_data, "revoked"),
-        (&revoked, "revoked"),
+        (&expired, "Expired"),
+        (&exhausted, "Exhausted"),
+        (&revoked_with_data, "Revoked"),
+        (&revoked, "Revoked"),
     ] {
         assert_eq!(
             fake.count(&format!("stop {id} {reason}")),
