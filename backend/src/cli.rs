@@ -15,7 +15,7 @@ use veilshare_shared::{ApiError, ShareView};
 use crate::app::{
     DataDirLock, InstanceInfo, Node, NodeSettings, P2pConfig, Relays,
     admin::{self, AdminState},
-    get::GetSettings,
+    get::{FetchSettings, GetSettings},
 };
 
 /// Privacy-first file sharing over Tor onion services.
@@ -240,20 +240,12 @@ struct ServeArgs {
 /// Validated settings of `serve`.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
-    /// Data directory (exists).
-    pub data_dir: PathBuf,
+    /// The node (data directory, public listener, Tor, direct sharing).
+    pub node: NodeSettings,
     /// Local API address (loopback).
     pub listen: SocketAddr,
-    /// Plain public listener.
-    pub public_listen: Option<SocketAddr>,
-    /// Tor off.
-    pub no_tor: bool,
-    /// Arti TOML to merge.
-    pub tor_config: Option<PathBuf>,
     /// Do not open a browser.
     pub no_browser: bool,
-    /// Direct sharing.
-    pub p2p: P2pConfig,
 }
 
 impl ServeArgs {
@@ -264,15 +256,17 @@ impl ServeArgs {
                 self.listen
             );
         }
-        let data_dir = self.data.resolve()?;
         Ok(ServeSettings {
-            data_dir,
+            node: NodeSettings {
+                data_dir: self.data.resolve()?,
+                public_listen: self.public_listen,
+                tor: !self.no_tor,
+                tor_config: self.tor_config,
+                p2p: self.p2p.config()?,
+                revoke_leftovers: false,
+            },
             listen: self.listen,
-            public_listen: self.public_listen,
-            no_tor: self.no_tor,
-            tor_config: self.tor_config,
             no_browser: self.no_browser,
-            p2p: self.p2p.config()?,
         })
     }
 }
@@ -351,12 +345,12 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
-    let _lock = match DataDirLock::acquire(&settings.data_dir) {
+    let _lock = match DataDirLock::acquire(&settings.node.data_dir) {
         Ok(lock) => lock,
         // A second start while one runs opens the running one's UI instead of failing.
         Err(error) => return open_running(&settings, error),
     };
-    let token = admin::load_or_create_token(&settings.data_dir)
+    let token = admin::load_or_create_token(&settings.node.data_dir)
         .context("cannot read or create the API token")?;
     let api_listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -367,14 +361,8 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
             )
         })?;
     let api_addr = api_listener.local_addr()?;
-    let mut node = Node::start(NodeSettings {
-        data_dir: settings.data_dir.clone(),
-        public_listen: settings.public_listen,
-        tor: (!settings.no_tor).then(|| settings.tor_config.clone()),
-        p2p: settings.p2p.clone(),
-        revoke_leftovers: false,
-    })
-    .await?;
+    let data_dir = settings.node.data_dir.clone();
+    let mut node = Node::start(settings.node.clone()).await?;
     let state = AdminState::new(node.context().clone(), token.clone(), api_addr.port());
     node.serve(api_listener, admin::router(state, crate::app::ui::router()));
 
@@ -383,7 +371,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
         public: node.context().public_base.clone(),
         pid: std::process::id(),
     };
-    info.write(&settings.data_dir)?;
+    info.write(&data_dir)?;
     tracing::info!(api = %info.api, public = ?info.public, "veilshare is running");
     hand_out_launch(
         "veilshare is running",
@@ -394,15 +382,15 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     crate::app::wait_for_signal().await;
     tracing::info!("stopping");
     node.shutdown().await;
-    InstanceInfo::remove(&settings.data_dir);
+    InstanceInfo::remove(&data_dir);
     Ok(())
 }
 
 /// When another instance holds the data directory: prints (and opens) its launch URL; fails
 /// with `locked` when there is no running instance to hand over to.
 fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
-    let info = InstanceInfo::read(&settings.data_dir).map_err(|_| locked)?;
-    let token = std::fs::read_to_string(admin::token_path(&settings.data_dir))
+    let info = InstanceInfo::read(&settings.node.data_dir).map_err(|_| locked)?;
+    let token = std::fs::read_to_string(admin::token_path(&settings.node.data_dir))
         .context("cannot read the running instance's API token")?;
     hand_out_launch(
         "veilshare is already running",
@@ -571,13 +559,17 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
 async fn get(args: GetArgs) -> Result<()> {
     let settings = GetSettings {
         sources: args.links,
-        out_dir: args.output,
-        data_dir: args.data.resolve()?,
-        tor_config: args.tor_config,
-        parallel: args.parallel.map(usize::from),
-        quiet: args.quiet,
-        patience: args.timeout,
-        key: args.key,
+        link: FetchSettings {
+            // Each link's own, filled in per source.
+            link: String::new(),
+            out_dir: args.output,
+            state_dir: args.data.resolve()?.join("tor-get"),
+            tor_config: args.tor_config,
+            parallel: args.parallel.map(usize::from),
+            quiet: args.quiet,
+            patience: args.timeout,
+            key: args.key,
+        },
         p2p: args.p2p.config()?,
     };
     let written = crate::app::get::get(&settings).await?;
@@ -605,11 +597,15 @@ impl ShareArgs {
         Ok(crate::app::headless::HeadlessSettings {
             files: self.files,
             fields,
-            data_dir: self.data.resolve()?.join("headless"),
-            tor_config: self.tor_config,
-            no_tor: self.no_tor,
-            public_listen: self.public_listen,
-            p2p: self.p2p.config()?,
+            node: NodeSettings {
+                data_dir: self.data.resolve()?.join("headless"),
+                public_listen: self.public_listen,
+                tor: !self.no_tor,
+                tor_config: self.tor_config,
+                p2p: self.p2p.config()?,
+                // Its shares live only as long as its process.
+                revoke_leftovers: true,
+            },
         })
     }
 }

@@ -36,7 +36,7 @@ use veilshare_shared::{
 use crate::{
     app::{Context, mirror::MirrorError},
     core::{
-        shares::{ShareError, Shares},
+        shares::ShareError,
         store::{NewFiles, StoreError, StoredFile},
     },
 };
@@ -52,7 +52,6 @@ const DISK_RESERVE: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct AdminState {
     node: Context,
-    shares: Shares,
     token: Arc<str>,
     port: u16,
 }
@@ -61,7 +60,6 @@ impl AdminState {
     /// State for a listener on `port` of the node whose handles are `node`.
     pub fn new(node: Context, token: String, port: u16) -> Self {
         Self {
-            shares: node.shares.clone(),
             node,
             token: token.into(),
             port,
@@ -277,24 +275,20 @@ async fn status(State(state): State<AdminState>) -> Json<Status> {
 }
 
 async fn list_shares(State(state): State<AdminState>) -> Json<Vec<ShareView>> {
-    Json(state.shares.list())
+    Json(state.node.shares.list())
 }
 
-fn parse_id(id: &str) -> Result<ShareId, Failure> {
-    ShareId::parse(id).ok_or_else(|| {
-        Failure::new(
-            ErrorKind::NotFound,
-            format!("{id:?} is not a share id (26 characters, a–z and 2–7)"),
-        )
-    })
+fn parse_id(id: String) -> Result<ShareId, Failure> {
+    ShareId::try_from(id).map_err(|message| Failure::new(ErrorKind::NotFound, message))
 }
 
 async fn get_share(
     State(state): State<AdminState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<ShareView>, Failure> {
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     state
+        .node
         .shares
         .view(&id)
         .map(Json)
@@ -305,8 +299,8 @@ async fn revoke_share(
     State(state): State<AdminState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<ShareView>, Failure> {
-    let id = parse_id(&id)?;
-    Ok(Json(state.shares.revoke(&id).await?))
+    let id = parse_id(id)?;
+    Ok(Json(state.node.shares.revoke(&id).await?))
 }
 
 async fn events(
@@ -320,7 +314,7 @@ async fn events(
             return Failure::new(ErrorKind::Forbidden, "foreign origin").into_response();
         }
     }
-    let receiver = state.shares.events().subscribe();
+    let receiver = state.node.shares.events().subscribe();
     upgrade.on_upgrade(move |socket| forward_events(socket, receiver))
 }
 
@@ -396,7 +390,7 @@ async fn create_share(
     let result = receive_upload(&state, &upload_id, &headers, multipart).await;
     if let Err(failure) = &result {
         tracing::info!(upload = %upload_id, reason = failure.message(), "upload refused");
-        state.shares.events().publish(Event::UploadFailed {
+        state.node.shares.events().publish(Event::UploadFailed {
             upload_id: upload_id.clone(),
             message: failure.message().to_owned(),
         });
@@ -410,7 +404,7 @@ async fn receive_upload(
     headers: &HeaderMap,
     mut multipart: Multipart,
 ) -> Result<ShareView, Failure> {
-    let store = state.shares.store().clone();
+    let store = state.node.shares.store().clone();
     let total = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -508,6 +502,7 @@ async fn receive_upload(
     let collection = store.store_collection(&permit, files.files()).await?;
     let (files, temp_tags) = files.into_parts();
     let view = state
+        .node
         .shares
         .create(upload_id, files, collection, fields, permit)
         .await?;
@@ -584,11 +579,15 @@ impl<'a> Progress<'a> {
 
     fn publish(&mut self) {
         self.last = Instant::now();
-        self.state.shares.events().publish(Event::UploadProgress {
-            upload_id: self.upload_id.to_owned(),
-            received: self.received,
-            total: self.total,
-        });
+        self.state
+            .node
+            .shares
+            .events()
+            .publish(Event::UploadProgress {
+                upload_id: self.upload_id.to_owned(),
+                received: self.received,
+                total: self.total,
+            });
     }
 }
 

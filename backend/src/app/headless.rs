@@ -4,7 +4,7 @@
 
 #![allow(clippy::print_stdout)] // the link, the QR code and the progress lines are the output
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use veilshare_shared::{CreateShareFields, Event, ShareState, ShareView};
@@ -12,7 +12,6 @@ use veilshare_shared::{CreateShareFields, Event, ShareState, ShareView};
 use crate::{
     app::{DataDirLock, Node, NodeSettings},
     core::store::NewFiles,
-    transport::iroh::P2pConfig,
 };
 
 /// Validated settings of `veilshare share`.
@@ -22,16 +21,8 @@ pub struct HeadlessSettings {
     pub files: Vec<PathBuf>,
     /// Policy and label.
     pub fields: CreateShareFields,
-    /// Where the headless instance keeps its store and Tor state.
-    pub data_dir: PathBuf,
-    /// Arti TOML to merge.
-    pub tor_config: Option<PathBuf>,
-    /// Tor off.
-    pub no_tor: bool,
-    /// Plain public listener.
-    pub public_listen: Option<SocketAddr>,
-    /// Direct sharing (used when `fields.direct`).
-    pub p2p: P2pConfig,
+    /// The node it runs (its data directory is the headless one, and it revokes leftovers).
+    pub node: NodeSettings,
 }
 
 /// The QR code of `text`, as lines of Unicode half blocks.
@@ -47,19 +38,11 @@ pub fn qr_text(text: &str) -> Option<String> {
 
 /// Runs a headless share to its end.
 pub async fn share(settings: HeadlessSettings) -> Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
-    let _lock = DataDirLock::acquire(&settings.data_dir)
-        .context("is another `veilshare share` running?")?;
-    // A share left by a run that was killed ends before anything is published.
-    let node = Node::start(NodeSettings {
-        data_dir: settings.data_dir.clone(),
-        public_listen: settings.public_listen,
-        tor: (!settings.no_tor).then(|| settings.tor_config.clone()),
-        p2p: settings.p2p.clone(),
-        revoke_leftovers: true,
-    })
-    .await?;
+    let data_dir = &settings.node.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _lock = DataDirLock::acquire(data_dir).context("is another `veilshare share` running?")?;
+    let node = Node::start(settings.node.clone()).await?;
     let shares = node.context().shares.clone();
     let tor = node.context().tor.clone();
     let store = shares.store().clone();

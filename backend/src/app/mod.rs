@@ -126,8 +126,11 @@ pub struct NodeSettings {
     pub data_dir: PathBuf,
     /// The plain public listener, when on.
     pub public_listen: Option<SocketAddr>,
-    /// Tor on, with this Arti TOML merged (`Some(None)`: on, no file); `None`: off.
-    pub tor: Option<Option<PathBuf>>,
+    /// Whether Tor is on (onion services for shares).
+    pub tor: bool,
+    /// An Arti TOML merged into every Tor client's configuration (the app's, and those that
+    /// fetch mirrors from onion links, which run even when the app's Tor is off).
+    pub tor_config: Option<PathBuf>,
     /// How the direct-sharing endpoint reaches peers.
     pub p2p: P2pConfig,
     /// Revoke every share a previous run left unended before publishing anything (the
@@ -202,9 +205,9 @@ impl Node {
         if let Some(plain) = &plain {
             shares.attach(plain).await?;
         }
-        let (tor, onion) = match &settings.tor {
-            Some(config_file) => {
-                let tor = Tor::start(&settings.data_dir, config_file.as_deref())
+        let (tor, onion) = match settings.tor {
+            true => {
+                let tor = Tor::start(&settings.data_dir, settings.tor_config.as_deref())
                     .await
                     .context("cannot start Tor")?;
                 forward_tor_status(&tor, &events);
@@ -212,7 +215,7 @@ impl Node {
                 shares.attach(&onion).await?;
                 (Some(tor), Some(onion))
             }
-            None => (None, None),
+            false => (None, None),
         };
         let direct = DirectPublisher::new(shares.clone(), settings.p2p.clone(), &settings.data_dir);
         shares
@@ -226,7 +229,7 @@ impl Node {
                 endpoints: direct.endpoints().clone(),
                 public_base,
                 data_dir: settings.data_dir.clone(),
-                tor_config: settings.tor.flatten(),
+                tor_config: settings.tor_config.clone(),
             },
             store,
             _publishers: (plain, onion, direct),

@@ -63,8 +63,9 @@ pub struct PublishError(pub String);
 /// One way a share is reached: the onion service, the plain listener, direct over iroh.
 ///
 /// The registry calls these methods directly (never through the event bus, which drops events
-/// for slow subscribers). They must not call back into the registry synchronously, except
-/// [`Shares::view`]-free reads; anything longer is spawned. A publisher reports back with
+/// for slow subscribers), holding none of its locks. They return promptly: anything long is
+/// spawned. `links` is called while a view is made, so it must not make views itself
+/// ([`Shares::view`], [`Shares::list`]). A publisher reports back with
 /// [`Shares::set_address`], [`Shares::reachable`] and [`Shares::report_problem`].
 pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Whether a share it publishes is `publishing` until the publisher reports it

@@ -95,12 +95,7 @@ impl DirectPublisher {
 impl Publisher for DirectPublisher {
     fn prepare<'a>(&'a self, share: &'a ShareRecord) -> BoxFuture<'a, Result<(), PublishError>> {
         Box::pin(async move {
-            let held = self
-                .leases
-                .lock()
-                .map(|leases| leases.contains_key(&share.id))
-                .unwrap_or(false);
-            if !share.direct || held {
+            if !share.direct {
                 return Ok(());
             }
             let lease = self

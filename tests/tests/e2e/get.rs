@@ -262,11 +262,7 @@ async fn headless_share_prints_a_link_and_exits_when_the_limit_is_reached() {
         &dir.path().join("data"),
         &file,
     );
-    let link = share
-        .wait_for(crate::util::DEADLINE, |word| {
-            word.starts_with("http://").then(|| word.to_owned())
-        })
-        .await;
+    let link = share.wait_for(crate::util::DEADLINE, "http://").await;
     let out = dir.path().join("out");
     let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
     assert!(ok, "{output}");

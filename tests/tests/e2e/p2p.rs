@@ -519,9 +519,7 @@ async fn headless_direct_share_serves_its_limit_then_exits() {
     args.extend(IROH_LOOPBACK);
     let mut share = crate::util::HeadlessShare::start(&args, &dir.path().join("sender"), &file);
     let ticket = share
-        .wait_for(std::time::Duration::from_secs(60), |word| {
-            word.starts_with("blob").then(|| word.to_owned())
-        })
+        .wait_for(std::time::Duration::from_secs(60), "blob")
         .await;
     let mut lines = share.lines;
     let mut share = share.child;

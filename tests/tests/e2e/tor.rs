@@ -205,11 +205,7 @@ async fn headless_share_over_tor_serves_its_limit_then_exits_and_forgets_the_add
         &data_dir,
         &file,
     );
-    let onion = share
-        .wait_for(PUBLISH_DEADLINE, |word| {
-            word.starts_with("http://").then(|| word.to_owned())
-        })
-        .await;
+    let onion = share.wait_for(PUBLISH_DEADLINE, "http://").await;
     let mut child = share.child;
     let mut lines = share.lines;
     assert!(onion.ends_with(".onion/"), "{onion}");

@@ -368,19 +368,15 @@ impl HeadlessShare {
         Self { child, lines }
     }
 
-    /// The first printed word that `pick` accepts, within `deadline`.
-    pub async fn wait_for(
-        &mut self,
-        deadline: Duration,
-        pick: impl Fn(&str) -> Option<String>,
-    ) -> String {
+    /// The first printed word that starts with `prefix` (a link, a ticket), within `deadline`.
+    pub async fn wait_for(&mut self, deadline: Duration, prefix: &str) -> String {
         tokio::time::timeout(deadline, async {
             while let Ok(Some(line)) = self.lines.next_line().await {
-                if let Some(found) = line.split_whitespace().find_map(&pick) {
-                    return found;
+                if let Some(word) = line.split_whitespace().find(|w| w.starts_with(prefix)) {
+                    return word.to_owned();
                 }
             }
-            panic!("veilshare share ended without printing what was awaited");
+            panic!("veilshare share ended without printing a word starting with {prefix:?}");
         })
         .await
         .expect("veilshare share printed it in time")
