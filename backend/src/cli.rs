@@ -98,6 +98,10 @@ struct MirrorArgs {
     /// The key of the source, when it is a restricted onion link.
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// How long to keep trying to reach the source before giving up (e.g. 2m, 30s; at most
+    /// 1h).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -525,6 +529,7 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
     let request = veilshare_shared::CreateMirror {
         source: args.source,
         source_key: args.key,
+        timeout_secs: Some(args.timeout.as_secs().max(1)),
         fields: args.policy.fields()?,
     };
     eprintln!("fetching the source into veilshare at {}…", client.base);

@@ -440,6 +440,7 @@ pub fn MirrorForm(props: &MirrorFormProps) -> Html {
             let request = veilshare_shared::CreateMirror {
                 source: text,
                 source_key: None,
+                timeout_secs: None,
                 fields,
             };
             phase.set(Mirroring::Fetching);

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DOWNLOADS_LIMIT: u32 = 1_000_000;
 /// Longest expiry a policy may ask for, in seconds (one year).
 pub const MAX_EXPIRES_IN_SECS: u64 = 365 * 24 * 60 * 60;
+/// How long a mirror keeps trying to reach its source unless told otherwise, in seconds.
+pub const DEFAULT_MIRROR_TIMEOUT_SECS: u64 = 120;
+/// Longest a mirror may keep trying to reach its source, in seconds.
+pub const MAX_MIRROR_TIMEOUT_SECS: u64 = 60 * 60;
 /// Longest label, in bytes of UTF-8.
 pub const MAX_LABEL_BYTES: usize = 200;
 /// Longest file name, in bytes of UTF-8 (what common file systems accept).
@@ -133,6 +137,48 @@ pub struct FileEntry {
     pub size: u64,
     /// BLAKE3 hash of the content.
     pub hash: ContentHash,
+}
+
+/// A share's public `manifest.json`: what a share's page serves and what `veilshare get` and
+/// mirrors read. One type for both ends, so that the two cannot drift apart; the hashes are
+/// checked as they are read ([`ContentHash`] refuses anything but 64 hex digits), the names
+/// are not (a reader checks them with [`validate_file_name`] before building a path).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The sender's label.
+    pub label: Option<String>,
+    /// BLAKE3 hash of the collection (names and file hashes): the same for every copy of the
+    /// share (mirrors, direct tickets), so sources can be checked against each other.
+    pub content_hash: ContentHash,
+    /// Sum of the file sizes.
+    pub total_size: u64,
+    /// The files, in the share's order.
+    pub files: Vec<ManifestFile>,
+    /// URL of the whole content (a zip), relative to the link.
+    #[serde(default)]
+    pub download: String,
+    /// Downloads the share still allows; `None` when unlimited.
+    #[serde(default)]
+    pub downloads_remaining: Option<u32>,
+    /// When the share expires, in seconds since the Unix epoch; `None` when never.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// Whether a download started now would be admitted.
+    #[serde(default)]
+    pub accepting_downloads: bool,
+}
+
+/// One file of a [`Manifest`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// The file's name (unchecked: it comes from the network).
+    pub name: String,
+    /// Size in bytes, as the sender states it (a reader trusts the hash, not this).
+    pub size: u64,
+    /// BLAKE3 hash of the content.
+    pub blake3: ContentHash,
+    /// URL of this file, relative to the link.
+    pub path: String,
 }
 
 /// What a share allows. Both limits are optional; a share with neither lives until revoked.
@@ -260,6 +306,10 @@ pub struct CreateMirror {
     /// The client key when the source is a restricted onion link.
     #[serde(default)]
     pub source_key: Option<String>,
+    /// How long to keep trying to reach the source, in seconds; `None`:
+    /// [`DEFAULT_MIRROR_TIMEOUT_SECS`]; at most [`MAX_MIRROR_TIMEOUT_SECS`].
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
     /// The mirror's own policy and label.
     #[serde(flatten)]
     pub fields: CreateShareFields,
@@ -531,8 +581,14 @@ pub enum ErrorKind {
     InsufficientStorage,
     /// Something broke on our side (500).
     Internal,
-    /// The source of a mirror could not be reached or refused (502).
+    /// The source of a mirror sent something that is not a share (502).
     Upstream,
+    /// The source of a mirror refused for good: that share has ended or does not exist (410).
+    SourceEnded,
+    /// The source of a mirror refused for now: all its downloads are in progress (429).
+    SourceBusy,
+    /// The source of a mirror did not answer: its sender is offline, or no route (504).
+    SourceUnreachable,
     /// A service this needs (direct sharing, Tor) is not available (503).
     Unavailable,
 }
@@ -566,6 +622,33 @@ mod tests {
         assert_eq!(parsed.as_str(), hash);
         assert!(serde_json::from_str::<ContentHash>("\"00\"").is_err());
         assert!(serde_json::from_str::<ContentHash>(&format!("\"{}\"", "G".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn a_manifest_reads_back_what_was_written_and_refuses_a_bad_hash() {
+        let hash = ContentHash::parse(&"ab".repeat(32)).expect("hash");
+        let manifest = Manifest {
+            label: Some("notes".into()),
+            content_hash: hash.clone(),
+            total_size: 3,
+            files: vec![ManifestFile {
+                name: "a b.txt".into(),
+                size: 3,
+                blake3: hash,
+                path: "files/a%20b.txt".into(),
+            }],
+            download: "download".into(),
+            downloads_remaining: Some(2),
+            expires_at: None,
+            accepting_downloads: true,
+        };
+        let json = serde_json::to_string(&manifest).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Manifest>(&json).expect("read"),
+            manifest
+        );
+        let bad = json.replace(&"ab".repeat(32), "not-a-hash");
+        assert!(serde_json::from_str::<Manifest>(&bad).is_err());
     }
 
     #[test]

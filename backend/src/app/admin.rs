@@ -39,6 +39,7 @@ use crate::{
         shares::ShareError,
         store::{NewFiles, StoreError, StoredFile},
     },
+    receive::error::ReceiveErrorKind,
 };
 
 /// Name of the session cookie.
@@ -81,6 +82,9 @@ impl Failure {
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::SourceEnded => StatusCode::GONE,
+            ErrorKind::SourceBusy => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::SourceUnreachable => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -370,10 +374,19 @@ async fn create_mirror(
         .await
         .map_err(|error| match error {
             MirrorError::BadRequest(message) => Failure::bad_request(message),
-            MirrorError::Source(message) => Failure::new(
-                ErrorKind::Upstream,
-                format!("cannot mirror the source: {message}"),
-            ),
+            MirrorError::Source(error) => {
+                let kind = match error.kind() {
+                    ReceiveErrorKind::Refused(refusal) if refusal.is_final() => {
+                        ErrorKind::SourceEnded
+                    }
+                    ReceiveErrorKind::Refused(_) => ErrorKind::SourceBusy,
+                    ReceiveErrorKind::Unreachable => ErrorKind::SourceUnreachable,
+                    ReceiveErrorKind::BadSource => ErrorKind::BadRequest,
+                    ReceiveErrorKind::Io => ErrorKind::Internal,
+                    _ => ErrorKind::Upstream,
+                };
+                Failure::new(kind, format!("cannot mirror the source: {error:#}"))
+            }
             MirrorError::Unavailable(message) => Failure::new(ErrorKind::Unavailable, message),
             MirrorError::Share(error) => error.into(),
         })?;

@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-
 /// The settings of `veilshare get` are those of a multi-source fetch: the sources, the
 /// settings every link fetch shares, and how to reach direct peers.
 pub use crate::receive::{link::FetchSettings, multi::MultiFetch as GetSettings};
 use crate::{
     receive::{
+        error::{ReceiveError, Result},
         link, multi,
         ticket::{self, TicketFetch},
     },
@@ -21,7 +20,7 @@ pub async fn get(settings: &GetSettings) -> Result<Vec<PathBuf>> {
     match settings.sources.as_slice() {
         [source] if iroh::is_ticket(source) => {
             let fetch = TicketFetch {
-                ticket: iroh::parse_ticket(source).map_err(anyhow::Error::msg)?,
+                ticket: iroh::parse_ticket(source).map_err(ReceiveError::bad_source)?,
                 out_dir: settings.link.out_dir.clone(),
                 quiet: settings.link.quiet,
                 patience: settings.link.patience,

@@ -12,7 +12,9 @@
 use std::time::Duration;
 
 use iroh_blobs::{Hash, HashAndFormat, api::TempTag};
-use veilshare_shared::{CreateMirror, ShareView};
+use veilshare_shared::{
+    CreateMirror, DEFAULT_MIRROR_TIMEOUT_SECS, MAX_MIRROR_TIMEOUT_SECS, ShareView,
+};
 
 use crate::{
     app::Context,
@@ -20,12 +22,12 @@ use crate::{
         shares::{ShareError, Shares},
         store::{NewFileError, NewFiles, StoredFile},
     },
-    receive::ticket::{self as ticket_fetch, Progress},
+    receive::{
+        error::ReceiveError,
+        ticket::{self as ticket_fetch, Progress},
+    },
     transport::iroh as p2p,
 };
-
-/// How long a mirror keeps trying to reach its source.
-const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Why a mirror could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +36,10 @@ pub enum MirrorError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// The source could not be reached, refused, or sent something invalid.
-    #[error("{0}")]
-    Source(String),
+    /// The source could not be reached, refused, or sent something invalid; the kind says
+    /// which (a share that ended is not a sender that is offline).
+    #[error(transparent)]
+    Source(#[from] ReceiveError),
     /// A needed service is off.
     #[error("{0}")]
     Unavailable(String),
@@ -54,12 +57,22 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
             "a restricted share needs Tor, and veilshare runs with --no-tor".into(),
         ));
     }
+    let patience = match request.timeout_secs {
+        None => DEFAULT_MIRROR_TIMEOUT_SECS,
+        Some(secs @ 1..=MAX_MIRROR_TIMEOUT_SECS) => secs,
+        Some(secs) => {
+            return Err(MirrorError::BadRequest(format!(
+                "timeout_secs must be between 1 and {MAX_MIRROR_TIMEOUT_SECS}, not {secs}"
+            )));
+        }
+    };
+    let patience = Duration::from_secs(patience);
     let source = request.source.trim();
     // The temporary tags keep the fetched data alive until the share's tag does.
     let (files, _held) = if p2p::is_ticket(source) {
-        from_ticket(node, source).await?
+        from_ticket(node, source, patience).await?
     } else {
-        from_link(node, source, request.source_key).await?
+        from_link(node, source, request.source_key, patience).await?
     };
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
@@ -77,6 +90,7 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
 async fn from_ticket(
     node: &Context,
     source: &str,
+    patience: Duration,
 ) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
     let shares = &node.shares;
     let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
@@ -95,15 +109,16 @@ async fn from_ticket(
         .tags()
         .temp_tag(HashAndFormat::hash_seq(ticket.hash()))
         .await
-        .map_err(|_| MirrorError::Source("cannot protect the download in the store".into()))?;
+        .map_err(|error| {
+            ReceiveError::io("cannot protect the download in the store").because(error)
+        })?;
     let id = ticket.addr().id.fmt_short().to_string();
-    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, PATIENCE, |p| {
+    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, patience, |p| {
         if let Progress::Retrying(why) = p {
             tracing::info!(source = %id, %why, "mirror: retrying");
         }
     })
-    .await
-    .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
+    .await?;
     drop(lease);
     let mut files = Vec::new();
     for (name, hash) in collection.iter() {
@@ -115,15 +130,11 @@ async fn from_ticket(
 /// A stored blob as a share's file: its size, and the CRC-32 zips need.
 async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile, MirrorError> {
     let blobs = shares.store().blobs();
-    let size = ticket_fetch::stored_size(blobs, hash)
-        .await
-        .map_err(|e| MirrorError::Source(e.to_string()))?;
+    let size = ticket_fetch::stored_size(blobs, hash).await?;
     let hash = crate::core::store::content_hash(hash);
-    let crc32 = shares
-        .store()
-        .crc32(&hash, size)
-        .await
-        .map_err(|e| MirrorError::Source(format!("cannot read the fetched {name:?}: {e}")))?;
+    let crc32 = shares.store().crc32(&hash, size).await.map_err(|error| {
+        ReceiveError::io(format!("cannot read the fetched {name:?}")).because(error)
+    })?;
     Ok(StoredFile {
         name: name.to_owned(),
         size,
@@ -136,6 +147,7 @@ async fn from_link(
     node: &Context,
     link: &str,
     key: Option<String>,
+    patience: Duration,
 ) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
     let shares = &node.shares;
     if !link.starts_with("http://") {
@@ -146,7 +158,7 @@ async fn from_link(
     let scratch = tempfile::Builder::new()
         .prefix("mirror-")
         .tempdir_in(shares.store().root())
-        .map_err(|e| MirrorError::Source(format!("cannot make a scratch folder: {e}")))?;
+        .map_err(|error| ReceiveError::io("cannot make a scratch folder").because(error))?;
     let settings = crate::receive::link::FetchSettings {
         link: link.to_owned(),
         out_dir: scratch.path().to_owned(),
@@ -154,12 +166,10 @@ async fn from_link(
         tor_config: node.tor_config.clone(),
         parallel: None,
         quiet: true,
-        patience: PATIENCE,
+        patience,
         key,
     };
-    let written = crate::receive::link::fetch(&settings)
-        .await
-        .map_err(|e| MirrorError::Source(format!("{e:#}")))?;
+    let written = crate::receive::link::fetch(&settings).await?;
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
     let mut files = NewFiles::default();
@@ -167,13 +177,13 @@ async fn from_link(
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| MirrorError::Source("a fetched file has no usable name".into()))?
+            .ok_or_else(|| ReceiveError::integrity("a fetched file has no usable name"))?
             .to_owned();
         files
             .add_path(store, &permit, &path, name)
             .await
             .map_err(|error| match error {
-                NewFileError::Name(message) => MirrorError::Source(message),
+                NewFileError::Name(message) => MirrorError::from(ReceiveError::integrity(message)),
                 NewFileError::Store(error) => ShareError::from(error).into(),
             })?;
     }

@@ -5,14 +5,13 @@
 //!
 //! Invariants:
 //! - A file appears under its final name only after its hash matched the manifest; until then
-//!   it lives as `.<blake3>.veilshare-part` next to it (named by hash: any valid file name,
-//!   up to 255 bytes, still leaves room for it, and a resume finds it whatever the name).
-//! - A ranged (parallel) download keeps a journal `.<blake3>.veilshare-ranges` beside its part
-//!   file: one byte per chunk, set only after that chunk's bytes are synced, so a resume after
-//!   an interruption or a crash refetches only unmarked chunks (the final hash check catches
-//!   anything else).
-//! - Names come from the network: each is checked by `shared::validate_file_name` before any
-//!   path is built from it.
+//!   it lives as a part file next to it ([`local::part_file`]).
+//! - A ranged (parallel) download keeps a journal beside its part file
+//!   ([`local::journal_file`]): one byte per chunk, set only after that chunk's bytes are
+//!   synced, so a resume after an interruption or a crash refetches only unmarked chunks (the
+//!   final hash check catches anything else).
+//! - Names come from the network: all are checked ([`local::check_names`]) before any path is
+//!   built from them.
 
 use std::{
     io,
@@ -21,13 +20,17 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
 use arti_client::TorClient;
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
-use serde::Deserialize;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tor_rtcompat::PreferredRuntime;
+pub use veilshare_shared::{Manifest, ManifestFile};
+
+use crate::receive::{
+    error::{IoContext, ReceiveError, Refusal, Result},
+    local::{self, Patience},
+};
 
 /// Files at least this big are fetched as several ranges in parallel.
 const PARALLEL_THRESHOLD: u64 = 8 << 20;
@@ -55,33 +58,6 @@ pub struct FetchSettings {
     pub patience: Duration,
     /// The client key of a restricted share.
     pub key: Option<String>,
-}
-
-/// The public manifest of a share (what `public` serves as `manifest.json`).
-#[derive(Debug, Deserialize)]
-pub struct Manifest {
-    /// Label.
-    pub label: Option<String>,
-    /// Files.
-    pub files: Vec<ManifestFile>,
-    /// Sum of sizes.
-    pub total_size: u64,
-    /// BLAKE3 hash of the collection (names and file hashes): the same for every copy.
-    #[serde(default)]
-    pub content_hash: Option<String>,
-}
-
-/// One file of a manifest.
-#[derive(Debug, Deserialize)]
-pub struct ManifestFile {
-    /// Name.
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// BLAKE3 hash in hex.
-    pub blake3: String,
-    /// URL relative to the link.
-    pub path: String,
 }
 
 /// An HTTP response with a streamed body.
@@ -119,10 +95,9 @@ impl Transport {
                 if let Some(tag) = if_range {
                     request = request.header(http::header::IF_RANGE, tag);
                 }
-                let response = request
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach {url}"))?;
+                let response = request.send().await.map_err(|error| {
+                    ReceiveError::unreachable(format!("cannot reach {url}")).because(error)
+                })?;
                 let status = response.status().as_u16();
                 let body = response
                     .bytes_stream()
@@ -142,12 +117,22 @@ impl Transport {
                     client.connect((host.as_str(), port)),
                 )
                 .await
-                .context("timed out connecting to the onion service (is the link still valid?)")?
-                .with_context(|| format!("cannot connect to {host} over Tor"))?;
+                .map_err(|_| {
+                    ReceiveError::unreachable(
+                        "timed out connecting to the onion service (is the link still valid?)",
+                    )
+                })?
+                .map_err(|error| {
+                    ReceiveError::unreachable(format!("cannot connect to {host} over Tor"))
+                        .because(error)
+                })?;
                 let (mut sender, connection) =
                     hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                         .await
-                        .context("HTTP handshake over Tor failed")?;
+                        .map_err(|error| {
+                            ReceiveError::unreachable("HTTP handshake over Tor failed")
+                                .because(error)
+                        })?;
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });
@@ -158,11 +143,15 @@ impl Transport {
                 if let Some(tag) = if_range {
                     request = request.header(http::header::IF_RANGE, tag);
                 }
-                let request = request.body(http_body_util::Empty::<Bytes>::new())?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .context("request over Tor failed")?;
+                let request = request
+                    .body(http_body_util::Empty::<Bytes>::new())
+                    .map_err(|error| {
+                        ReceiveError::bad_source(format!("{url} is not a valid link"))
+                            .because(error)
+                    })?;
+                let response = sender.send_request(request).await.map_err(|error| {
+                    ReceiveError::unreachable("request over Tor failed").because(error)
+                })?;
                 let status = response.status().as_u16();
                 let body = http_body_util::BodyStream::new(response.into_body())
                     .filter_map(|frame| async move {
@@ -180,13 +169,17 @@ impl Transport {
 
 /// Splits an `http://` URL into (host, port, path with query).
 fn split_url(url: &str) -> Result<(String, u16, String)> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url} is not a valid link"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|error| {
+        ReceiveError::bad_source(format!("{url} is not a valid link")).because(error)
+    })?;
     if parsed.scheme() != "http" {
-        bail!("{url} is not an http:// link");
+        return Err(ReceiveError::bad_source(format!(
+            "{url} is not an http:// link"
+        )));
     }
     let host = parsed
         .host_str()
-        .with_context(|| format!("{url} has no host"))?
+        .ok_or_else(|| ReceiveError::bad_source(format!("{url} has no host")))?
         .to_owned();
     let port = parsed.port_or_known_default().unwrap_or(80);
     let mut path = parsed.path().to_owned();
@@ -201,22 +194,13 @@ fn is_onion(link: &str) -> bool {
     split_url(link).is_ok_and(|(host, _, _)| host.ends_with(".onion"))
 }
 
-/// Refuses a file name from the network that would leave the output folder.
-pub(crate) fn check_file_name(name: &str) -> Result<()> {
-    veilshare_shared::validate_file_name(name).map_err(|problem| {
-        anyhow::anyhow!(
-            "refusing the share: {problem} (a file name must not leave the output folder)"
-        )
-    })
-}
-
 /// A link as a base URL ending in `/`, or why it is not a link.
 pub(crate) fn link_base(link: &str) -> Result<String> {
     let mut base = link.trim().to_owned();
     if !base.starts_with("http://") {
-        bail!(
+        return Err(ReceiveError::bad_source(format!(
             "{base:?} is not a veilshare link: links start with http:// (onion links end in .onion/), tickets with blob"
-        );
+        )));
     }
     if !base.ends_with('/') {
         base.push('/');
@@ -240,21 +224,27 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
             settings.tor_config.as_deref(),
         )
         .await
-        .context("cannot set up Tor")?;
+        .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
         if let Some(key) = &settings.key {
             let (host, _, _) = split_url(base)?;
-            crate::transport::tor::authorize(&client, &host, key)?;
+            crate::transport::tor::authorize(&client, &host, key).map_err(|error| {
+                ReceiveError::bad_source("the client key cannot be used").because(error)
+            })?;
         }
         if !settings.quiet {
             eprintln!("connecting to the Tor network…");
         }
-        client
-            .bootstrap()
-            .await
-            .context("cannot connect to the Tor network")?;
+        client.bootstrap().await.map_err(|error| {
+            ReceiveError::unreachable("cannot connect to the Tor network").because(error)
+        })?;
         Transport::Tor(client)
     } else {
-        Transport::Plain(reqwest::Client::builder().no_proxy().build()?)
+        Transport::Plain(
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .io_context(|| "cannot set up HTTP".into())?,
+        )
     })
 }
 
@@ -264,18 +254,10 @@ async fn fetch_from(
     settings: &FetchSettings,
 ) -> Result<Vec<PathBuf>> {
     let manifest = fetch_manifest(transport, base, settings.patience).await?;
-    for file in &manifest.files {
-        check_file_name(&file.name)?;
-        if veilshare_shared::ContentHash::parse(&file.blake3).is_none() {
-            bail!(
-                "the manifest's hash for {:?} is not a BLAKE3 hash",
-                file.name
-            );
-        }
-    }
+    local::check_names(manifest.files.iter().map(|f| f.name.as_str()))?;
     tokio::fs::create_dir_all(&settings.out_dir)
         .await
-        .with_context(|| format!("cannot create {}", settings.out_dir.display()))?;
+        .io_context(|| format!("cannot create {}", settings.out_dir.display()))?;
     if !settings.quiet {
         eprintln!(
             "{}: {} files, {}",
@@ -302,37 +284,33 @@ pub(crate) async fn fetch_manifest(
     patience: Duration,
 ) -> Result<Manifest> {
     let url = format!("{base}manifest.json");
-    let started = std::time::Instant::now();
-    let mut attempt = 0u32;
+    let mut patience = Patience::new(patience);
     let reply = loop {
-        attempt += 1;
         // After a failure, a fresh circuit: a stale one, or a descriptor fetched between two
         // uploads, is the usual cause.
-        match transport.get(&url, None, None, attempt > 1).await {
+        match transport
+            .get(&url, None, None, patience.attempt() > 1)
+            .await
+        {
             Ok(reply) => break reply,
-            Err(error) if started.elapsed() < patience => {
-                tracing::debug!(%error, attempt, "manifest fetch failed; retrying");
-                let pause = Duration::from_secs(u64::from(attempt.min(5)));
-                tokio::time::sleep(pause).await;
-            }
             Err(error) => {
-                return Err(error.context(format!(
-                    "gave up after {} s: the share is not reachable (ended, or its sender is offline)",
-                    started.elapsed().as_secs()
-                )));
+                tracing::debug!(%error, attempt = patience.attempt(), "manifest fetch failed");
+                if !patience.again().await {
+                    return Err(patience.gave_up(
+                        error,
+                        "the share is not reachable (ended, or its sender is offline)",
+                    ));
+                }
             }
         }
     };
-    match reply.status {
-        200 => {}
-        404 => bail!("there is no share at this link (404); check that you copied the whole link"),
-        410 => bail!(
-            "this share has ended: its download limit was reached, it expired, or it was revoked"
-        ),
-        status => bail!("the share answered with HTTP {status}"),
+    if let Some(refusal) = Refusal::from_status(reply.status) {
+        return Err(ReceiveError::refused(refusal));
     }
     let body = collect(reply.body, 16 << 20).await?;
-    serde_json::from_slice(&body).context("the share's manifest is not valid")
+    serde_json::from_slice(&body).map_err(|error| {
+        ReceiveError::integrity("the share's manifest is not valid").because(error)
+    })
 }
 
 pub(crate) async fn collect(
@@ -341,9 +319,13 @@ pub(crate) async fn collect(
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        out.extend_from_slice(&chunk?);
+        let chunk = chunk
+            .map_err(|error| ReceiveError::unreachable("the answer broke off").because(error))?;
+        out.extend_from_slice(&chunk);
         if out.len() > limit {
-            bail!("answer larger than {limit} bytes");
+            return Err(ReceiveError::integrity(format!(
+                "the answer is larger than {limit} bytes"
+            )));
         }
     }
     Ok(out)
@@ -354,16 +336,7 @@ fn progress_bar(
     file: &ManifestFile,
     done: u64,
 ) -> indicatif::ProgressBar {
-    if settings.quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(file.size);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:30!} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(file.name.clone());
+    let bar = local::progress_bar(settings.quiet, Some(file.size), file.name.clone());
     bar.set_position(done);
     bar
 }
@@ -377,13 +350,10 @@ async fn fetch_file(
     parallel: usize,
 ) -> Result<PathBuf> {
     let target = settings.out_dir.join(&file.name);
-    let part = settings
-        .out_dir
-        .join(format!(".{}.veilshare-part", file.blake3));
-    let journal = settings
-        .out_dir
-        .join(format!(".{}.veilshare-ranges", file.blake3));
-    if target.exists() && hash_file(&target).await? == file.blake3 {
+    let hex = file.blake3.as_str();
+    let part = local::part_file(&settings.out_dir, hex);
+    let journal = local::journal_file(&settings.out_dir, hex);
+    if target.exists() && local::hash_file(&target).await? == hex {
         // A crash between the rename and the journal's removal leaves the journal behind.
         let _ = tokio::fs::remove_file(&journal).await;
         if !settings.quiet {
@@ -402,19 +372,18 @@ async fn fetch_file(
     } else {
         fetch_stream(transport, url, file, &part, have.min(file.size), settings).await?;
     }
-    let hash = hash_file(&part).await?;
-    if hash != file.blake3 {
+    let hash = local::hash_file(&part).await?;
+    if hash != hex {
         let _ = tokio::fs::remove_file(&part).await;
         let _ = tokio::fs::remove_file(&journal).await;
-        bail!(
-            "{}: the content does not match its BLAKE3 hash (got {hash}, expected {}); the partial file was deleted, try again",
+        return Err(ReceiveError::integrity(format!(
+            "{}: the content does not match its BLAKE3 hash (got {hash}, expected {hex}); the partial file was deleted, try again",
             file.name,
-            file.blake3
-        );
+        )));
     }
     tokio::fs::rename(&part, &target)
         .await
-        .with_context(|| format!("cannot move {} into place", target.display()))?;
+        .io_context(|| format!("cannot move {} into place", target.display()))?;
     let _ = tokio::fs::remove_file(&journal).await;
     Ok(target)
 }
@@ -437,52 +406,59 @@ async fn fetch_stream(
         .truncate(false)
         .open(part)
         .await
-        .with_context(|| format!("cannot write {}", part.display()))?;
+        .io_context(|| format!("cannot write {}", part.display()))?;
     let start = match reply.status {
         206 => have,
         200 => {
-            output.set_len(0).await?;
+            output
+                .set_len(0)
+                .await
+                .io_context(|| format!("cannot write {}", part.display()))?;
             0
         }
         416 if have == file.size => return Ok(()),
         status => return Err(status_error(file, status)),
     };
-    output.seek(io::SeekFrom::Start(start)).await?;
+    output
+        .seek(io::SeekFrom::Start(start))
+        .await
+        .io_context(|| format!("cannot write {}", part.display()))?;
     let bar = progress_bar(settings, file, start);
     let mut body = reply.body;
     let mut position = start;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.with_context(|| {
-            format!(
+        let chunk = chunk.map_err(|error| {
+            ReceiveError::unreachable(format!(
                 "{}: the transfer broke off at {position} bytes; run the same command again to resume",
                 file.name
-            )
+            ))
+            .because(error)
         })?;
-        output.write_all(&chunk).await?;
+        output
+            .write_all(&chunk)
+            .await
+            .io_context(|| format!("cannot write {}", part.display()))?;
         position += chunk.len() as u64;
         bar.set_position(position);
     }
-    output.flush().await?;
+    output
+        .flush()
+        .await
+        .io_context(|| format!("cannot write {}", part.display()))?;
     bar.finish_and_clear();
     if position != file.size {
-        bail!(
+        return Err(ReceiveError::unreachable(format!(
             "{}: the transfer ended at {position} of {} bytes; run the same command again to resume",
-            file.name,
-            file.size
-        );
+            file.name, file.size
+        )));
     }
     Ok(())
 }
 
-/// What an HTTP status that is not content means for the user.
-fn status_error(file: &ManifestFile, status: u16) -> anyhow::Error {
-    match status {
-        410 => anyhow::anyhow!("this share has ended while downloading {}", file.name),
-        429 => anyhow::anyhow!(
-            "the share is busy: all the downloads it still allows are in progress; try again later"
-        ),
-        status => anyhow::anyhow!("{}: the share answered with HTTP {status}", file.name),
-    }
+/// A status that is not the content asked for, as an error about `file`.
+fn status_error(file: &ManifestFile, status: u16) -> ReceiveError {
+    let refusal = Refusal::from_status(status).unwrap_or(Refusal::Status(status));
+    ReceiveError::refused(refusal).context(format!("{}: the download stopped", file.name))
 }
 
 /// The journal of a ranged download: one byte per [`CHUNK`] of the file, set once that chunk
@@ -496,7 +472,8 @@ impl Journal {
     /// Opens the journal of `part`, or starts a new one (and a new, full-size part file) when
     /// there is none or it does not fit `size`.
     fn open(journal: &Path, part: &Path, size: u64) -> Result<Self> {
-        let chunks = usize::try_from(size.div_ceil(CHUNK))?;
+        let chunks = usize::try_from(size.div_ceil(CHUNK))
+            .map_err(|_| ReceiveError::integrity("the file is too big for this machine"))?;
         let existing = std::fs::read(journal).ok().filter(|bytes| {
             bytes.len() == chunks && std::fs::metadata(part).is_ok_and(|m| m.len() == size)
         });
@@ -504,7 +481,7 @@ impl Journal {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(journal)
-                .with_context(|| format!("cannot open {}", journal.display()))?;
+                .io_context(|| format!("cannot open {}", journal.display()))?;
             let done = bytes.iter().map(|&b| b == 1).collect();
             return Ok(Self { file, done });
         }
@@ -514,16 +491,19 @@ impl Journal {
             .write(true)
             .truncate(true)
             .open(part)
-            .with_context(|| format!("cannot write {}", part.display()))?;
-        output.set_len(size)?;
+            .io_context(|| format!("cannot write {}", part.display()))?;
+        output
+            .set_len(size)
+            .io_context(|| format!("cannot write {}", part.display()))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
             .write(true)
             .truncate(true)
             .open(journal)
-            .with_context(|| format!("cannot write {}", journal.display()))?;
-        file.set_len(chunks as u64)?;
+            .io_context(|| format!("cannot write {}", journal.display()))?;
+        file.set_len(chunks as u64)
+            .io_context(|| format!("cannot write {}", journal.display()))?;
         Ok(Self {
             file,
             done: vec![false; chunks],
@@ -578,12 +558,13 @@ async fn fetch_ranges(
     let (journal_path, part_path, size) = (journal.to_owned(), part.to_owned(), file.size);
     let journal =
         tokio::task::spawn_blocking(move || Journal::open(&journal_path, &part_path, size))
-            .await??;
+            .await
+            .io_context(|| "the journal could not be read".into())??;
     let output = Arc::new(
         std::fs::OpenOptions::new()
             .write(true)
             .open(part)
-            .with_context(|| format!("cannot write {}", part.display()))?,
+            .io_context(|| format!("cannot write {}", part.display()))?,
     );
     let done_bytes: u64 = (0u64..)
         .zip(&journal.done)
@@ -656,17 +637,22 @@ async fn fetch_span(
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(error) => {
-                    broken = Some(anyhow::Error::from(error));
+                    broken = Some(ReceiveError::unreachable("the range broke off").because(error));
                     break;
                 }
             };
             let len = chunk.len() as u64;
             if position + len > end {
-                bail!("{}: a range answer was longer than asked", file.name);
+                return Err(ReceiveError::integrity(format!(
+                    "{}: a range answer was longer than asked",
+                    file.name
+                )));
             }
             let (at, writer, marks) = (position, output.clone(), marks.clone());
             tokio::task::spawn_blocking(move || write_and_mark(&writer, &marks, &chunk, at, end))
-                .await??;
+                .await
+                .io_context(|| "writing stopped".into())?
+                .io_context(|| format!("cannot write {}", file.name))?;
             position += len;
             bar.inc(len);
         }
@@ -677,7 +663,7 @@ async fn fetch_span(
         let resumed = (position / CHUNK * CHUNK).max(from);
         bar.set_position(bar.position().saturating_sub(position - resumed));
         from = resumed;
-        let error = broken.unwrap_or_else(|| anyhow::anyhow!("the range ended early"));
+        let error = broken.unwrap_or_else(|| ReceiveError::unreachable("the range ended early"));
         if attempt >= ATTEMPTS {
             return Err(error.context(format!("{}: a range broke off {ATTEMPTS} times", file.name)));
         }
@@ -713,19 +699,6 @@ fn write_and_mark(
         }
     }
     Ok(())
-}
-
-/// BLAKE3 of a file, hashed on a blocking thread.
-pub async fn hash_file(path: &Path) -> Result<String> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<String> {
-        let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_mmap_rayon(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(hasher.finalize().to_hex().to_string())
-    })
-    .await?
 }
 
 #[cfg(test)]

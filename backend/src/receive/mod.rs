@@ -2,6 +2,8 @@
 //! (iroh), or from several sources at once, every byte verified against BLAKE3 before a file
 //! gets its name. Knows nothing of serving: it may use the core's types and the transports.
 
+pub mod error;
 pub mod link;
+pub mod local;
 pub mod multi;
 pub mod ticket;

@@ -7,8 +7,8 @@
 //! Invariants:
 //! - All sources must name the same collection hash (tickets carry it, links' manifests state
 //!   it); names come from the verified collection and pass `shared::validate_file_name`.
-//! - Pieces land in the partial store `<out>/.<collection>.veilshare-iroh/` (a rerun skips the
-//!   stored ones); files are exported only when complete.
+//! - Pieces land in the partial store in the output folder ([`local::partial_store_dir`]; a
+//!   rerun skips the stored ones); files are exported only when complete.
 
 use std::{
     collections::VecDeque,
@@ -20,7 +20,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
 use iroh::{SecretKey, endpoint::Connection};
 use iroh_blobs::{
     Hash,
@@ -31,8 +30,9 @@ use iroh_blobs::{
 
 use crate::{
     receive::{
+        error::{ReceiveError, Refusal, Result},
         link::{FetchSettings, Manifest, Transport},
-        ticket,
+        local, ticket,
     },
     transport::iroh::{self as p2p, P2pConfig},
 };
@@ -99,14 +99,14 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
         settings.sources.iter().partition(|s| p2p::is_ticket(s));
     let tickets = tickets
         .into_iter()
-        .map(|t| p2p::parse_ticket(t).map_err(anyhow::Error::msg))
+        .map(|t| p2p::parse_ticket(t).map_err(ReceiveError::bad_source))
         .collect::<Result<Vec<_>>>()?;
     let mut root: Option<Hash> = None;
     let mut agree = |hash: Hash, what: &str| -> Result<()> {
         match root {
-            Some(root) if root != hash => bail!(
+            Some(root) if root != hash => Err(ReceiveError::bad_source(format!(
                 "{what} is not the same share as the first source (content {hash} instead of {root}); give sources of one share"
-            ),
+            ))),
             _ => {
                 root = Some(hash);
                 Ok(())
@@ -126,12 +126,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
         match crate::receive::link::fetch_manifest(&transport, &base, settings.link.patience).await
         {
             Ok(manifest) => {
-                let stated = manifest
-                    .content_hash
-                    .as_deref()
-                    .and_then(|h| h.parse::<Hash>().ok())
-                    .with_context(|| format!("{base} does not state its content hash"))?;
-                agree(stated, &base)?;
+                agree(blake3_hash(&manifest.content_hash)?, &base)?;
                 let workers = if matches!(transport, Transport::Tor(_)) {
                     4
                 } else {
@@ -147,13 +142,21 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
             Err(error) => eprintln!("skipping {base}: {error:#}"),
         }
     }
-    let root = root.context("no source named the share")?;
+    let root = root.ok_or_else(|| ReceiveError::unreachable("no source named the share"))?;
 
     let partial = ticket::PartialStore::open(&out_dir, root).await?;
     let endpoint = if tickets.is_empty() {
         None
     } else {
-        Some(settings.p2p.bind(SecretKey::generate(), Vec::new()).await?)
+        Some(
+            settings
+                .p2p
+                .bind(SecretKey::generate(), Vec::new())
+                .await
+                .map_err(|error| {
+                    ReceiveError::io("cannot open a direct endpoint").because(error)
+                })?,
+        )
     };
     for ticket in &tickets {
         let Some(endpoint) = &endpoint else { break };
@@ -186,7 +189,9 @@ async fn run(
     quiet: bool,
 ) -> Result<Vec<PathBuf>> {
     if sources.is_empty() {
-        bail!("none of the sources could be reached");
+        return Err(ReceiveError::unreachable(
+            "none of the sources could be reached",
+        ));
     }
     let blobs: &BlobStore = &partial.store;
     let collection = collection(blobs, root, &sources, manifest.as_ref()).await?;
@@ -219,19 +224,8 @@ async fn run(
             start = end;
         }
     }
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg:24} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    };
+    let bar = local::progress_bar(quiet, Some(total), format!("{} sources", sources.len()));
     bar.set_position(have);
-    bar.set_message(format!("{} sources", sources.len()));
     let queue = Arc::new(Mutex::new(pieces));
     let busy = Arc::new(Busy::default());
     let mut workers = tokio::task::JoinSet::new();
@@ -272,9 +266,9 @@ async fn run(
     }
     let left = queue.lock().map(|q| q.len()).unwrap_or(usize::MAX);
     if left > 0 {
-        bail!(
+        return Err(ReceiveError::unreachable(format!(
             "every source failed before the download was complete ({left} pieces missing); run the same command again to resume"
-        );
+        )));
     }
     partial.export_all(out_dir, &collection).await
 }
@@ -285,7 +279,7 @@ async fn stored(blobs: &BlobStore, piece: &Piece) -> Result<bool> {
         .remote()
         .local_for_request(GetRequest::blob_ranges(piece.hash, piece.ranges()))
         .await
-        .map_err(|e| anyhow!("local store failed: {e}"))?;
+        .map_err(|e| ReceiveError::io(format!("local store failed: {e}")))?;
     Ok(local.is_complete())
 }
 
@@ -304,34 +298,30 @@ async fn collection(
         if let Source::Iroh { connection, label } = source {
             match ticket::fetch_names(blobs, connection, root).await {
                 Ok(collection) => return Ok(collection),
-                Err(failure) => {
-                    let addr = iroh::EndpointAddr::new(connection.remote_id());
-                    eprintln!(
-                        "{label}: cannot get the list of files: {:#}",
-                        failure.into_error(&addr)
-                    );
+                Err(error) => {
+                    eprintln!("{label}: cannot get the list of files: {error:#}");
                 }
             }
         }
     }
     let Some(manifest) = manifest else {
-        bail!("no source sent the share's list of files");
+        return Err(ReceiveError::unreachable(
+            "no source sent the share's list of files",
+        ));
     };
     let mut collection = Collection::default();
     for file in &manifest.files {
-        let hash: Hash = file
-            .blake3
-            .parse()
-            .map_err(|_| anyhow!("a link's manifest has a file hash that is not BLAKE3"))?;
-        collection.push(file.name.clone(), hash);
+        collection.push(file.name.clone(), blake3_hash(&file.blake3)?);
     }
     let tag = collection
         .clone()
         .store(blobs)
         .await
-        .map_err(|e| anyhow!("local store failed: {e}"))?;
+        .map_err(|e| ReceiveError::io(format!("local store failed: {e}")))?;
     if tag.hash() != root {
-        bail!("a link's list of files does not match the share's content hash");
+        return Err(ReceiveError::integrity(
+            "a link's list of files does not match the share's content hash",
+        ));
     }
     Ok(collection)
 }
@@ -347,11 +337,20 @@ async fn iroh_sizes(
         Source::Iroh { connection, .. } => Some(connection.clone()),
         Source::Link { .. } => None,
     }) else {
-        bail!("no source can tell the file sizes");
+        return Err(ReceiveError::unreachable(
+            "no source can tell the file sizes",
+        ));
     };
-    ticket::learn_sizes(blobs, &connection, root, collection)
-        .await
-        .map_err(|failure| failure.into_error(&iroh::EndpointAddr::new(connection.remote_id())))
+    ticket::learn_sizes(blobs, &connection, root, collection).await
+}
+
+/// A hash from a manifest as iroh's type.
+fn blake3_hash(hash: &veilshare_shared::ContentHash) -> Result<Hash> {
+    hash.as_str().parse().map_err(|_| {
+        ReceiveError::integrity(format!(
+            "a link's manifest has a hash that is not BLAKE3: {hash}"
+        ))
+    })
 }
 
 /// Pieces being fetched now, and a signal whenever one ends (it may have gone back to the
@@ -440,7 +439,9 @@ async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Pie
                 .remote()
                 .execute_get(connection.clone(), request)
                 .await
-                .map_err(|e| anyhow!("{e}"))?;
+                .map_err(|error| {
+                    ReceiveError::unreachable("the piece did not arrive").because(error)
+                })?;
         }
         Source::Link {
             transport, base, ..
@@ -452,14 +453,14 @@ async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Pie
                 piece.end
             );
             let reply = transport.get(&url, None, None, true).await?;
-            match reply.status {
-                200 => {}
-                410 => bail!("the share has ended there"),
-                429 => {
+            match Refusal::from_status(reply.status) {
+                None => {}
+                Some(Refusal::Busy) => {
+                    // Try again soon, not at once: the share's downloads are all in flight.
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    bail!("busy")
+                    return Err(ReceiveError::refused(Refusal::Busy));
                 }
-                status => bail!("answered HTTP {status}"),
+                Some(refusal) => return Err(ReceiveError::refused(refusal)),
             }
             let limit = usize::try_from(crate::core::bao::MAX_BAO_RANGE * 2).unwrap_or(usize::MAX);
             let bytes = crate::receive::link::collect(reply.body, limit).await?;
@@ -467,11 +468,13 @@ async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Pie
                 .blobs()
                 .import_bao_bytes(piece.hash, piece.ranges(), bytes)
                 .await
-                .map_err(|e| anyhow!("the piece failed verification: {e}"))?;
+                .map_err(|error| {
+                    ReceiveError::integrity("the piece failed verification").because(error)
+                })?;
         }
     }
     if !stored(blobs, piece).await? {
-        bail!("the piece did not arrive whole");
+        return Err(ReceiveError::unreachable("the piece did not arrive whole"));
     }
     Ok(())
 }

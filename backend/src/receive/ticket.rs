@@ -6,16 +6,16 @@
 //! - The names come from the network: all are checked with `shared::validate_file_name` (and
 //!   for duplicates) after fetching only the hash sequence and the names, before any content
 //!   is fetched or any path is built.
-//! - `get` keeps what it fetched in `<out>/.<collection>.veilshare-iroh/` until every file is in
-//!   place, so a rerun resumes; a file appears under its final name only complete and verified
-//!   (exported to `.<blake3>.veilshare-part`, then renamed).
+//! - `get` keeps what it fetched in a partial store in the output folder
+//!   ([`local::partial_store_dir`]) until every file is in place, so a rerun resumes; a file
+//!   appears under its final name only complete and verified (exported to its part file, then
+//!   renamed).
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use iroh::{Endpoint, EndpointAddr, SecretKey};
 use iroh_blobs::{
@@ -35,7 +35,13 @@ use iroh_blobs::{
     ticket::BlobTicket,
 };
 
-use crate::transport::iroh::{CLOSE_REVOKED, P2pConfig};
+use crate::{
+    receive::{
+        error::{IoContext, ReceiveError, ReceiveErrorKind, Refusal, Result},
+        local::{self, Patience},
+    },
+    transport::iroh::{CLOSE_REVOKED, P2pConfig},
+};
 
 /// The longest wait for one connection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,36 +61,40 @@ pub struct TicketFetch {
     pub config: P2pConfig,
 }
 
-/// What a refusal by the sender means, in words for the user; `None` when the error is not
-/// a refusal (the network, worth another attempt).
-fn refusal(error: &GetError) -> Option<&'static str> {
+/// The refusal an iroh error means; `None` when it is not one (the network, worth another
+/// attempt).
+fn refusal(error: &GetError) -> Option<Refusal> {
     let code = error.iroh_error_code()?;
     if code == ERR_PERMISSION {
-        Some(
-            "the sender refused: this share has ended (download limit reached, expired or revoked), or the ticket is for content the sender does not share",
-        )
+        Some(Refusal::Ended)
     } else if code == ERR_LIMIT {
-        Some(
-            "the sender refused for now: all remaining downloads of this share are in progress; try again later",
-        )
+        Some(Refusal::Busy)
     } else if code.into_inner() == u64::from(CLOSE_REVOKED) {
-        Some("the sender revoked this share during the transfer")
+        Some(Refusal::Revoked)
     } else {
         None
     }
 }
 
-/// A refusal or failure, in words for the user.
-fn explain(error: &GetError, addr: &EndpointAddr) -> anyhow::Error {
-    match refusal(error) {
-        Some(message) => anyhow!(message),
-        None => anyhow!("the transfer from {} failed: {error}", addr.id.fmt_short()),
+/// An iroh transfer's error as a [`ReceiveError`].
+fn classify(error: GetError) -> ReceiveError {
+    if let Some(refusal) = refusal(&error) {
+        ReceiveError::refused(refusal)
+    } else if matches!(error, GetError::LocalFailure { .. }) {
+        ReceiveError::io("storing the download failed").because(error)
+    } else {
+        ReceiveError::unreachable("the transfer failed").because(error)
     }
 }
 
-/// Fetches the collection of `ticket` into `blobs`, retrying broken connections until
-/// `patience` runs out; `progress` gets the payload bytes of each attempt. Checks the names
-/// before fetching any content. Returns the collection.
+/// A failure of the local blob store.
+fn store_failed(error: impl std::fmt::Display) -> ReceiveError {
+    ReceiveError::io(format!("local store failed: {error}"))
+}
+
+/// Fetches the collection of `ticket` into `blobs`, retrying broken connections (and a sender
+/// busy with other downloads) until `patience` runs out; `progress` gets the payload bytes of
+/// each attempt. Checks the names before fetching any content. Returns the collection.
 pub async fn download(
     endpoint: &Endpoint,
     blobs: &BlobStore,
@@ -94,50 +104,48 @@ pub async fn download(
 ) -> Result<Collection> {
     let hash = ticket.hash();
     let addr = ticket.addr().clone();
-    let started = Instant::now();
-    let mut attempt = 0u32;
+    let mut patience = Patience::new(patience);
     let mut names_checked = None;
     loop {
-        attempt += 1;
-        let left = patience.saturating_sub(started.elapsed());
         let result = attempt_download(
             endpoint,
             blobs,
             hash,
             &addr,
             &mut names_checked,
-            left.clamp(Duration::from_secs(1), CONNECT_TIMEOUT),
+            patience.left(Duration::from_secs(1)).min(CONNECT_TIMEOUT),
             &progress,
         )
         .await;
-        match result {
+        let error = match result {
             Ok(()) => break,
-            Err(Failure::Refused(error))
-                if error.iroh_error_code() == Some(ERR_LIMIT) && started.elapsed() < patience =>
-            {
-                // The remaining downloads are in flight, perhaps our own broken earlier
-                // attempt, which the sender drops once the connection times out.
-                progress(Progress::Retrying(explain(&error, &addr).to_string()));
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(5)))).await;
-            }
-            Err(Failure::Refused(error)) => return Err(explain(&error, &addr)),
-            Err(Failure::Fatal(error)) => return Err(error),
-            Err(Failure::Network(error)) if started.elapsed() < patience => {
-                tracing::debug!(%error, attempt, "direct fetch failed; retrying");
-                progress(Progress::Retrying(error.to_string()));
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(5)))).await;
-            }
-            Err(Failure::Network(error)) => {
-                return Err(error.context(format!(
-                    "gave up after {} s: the sender is not reachable (offline, the share ended, or no route between you; a relay may help)",
-                    started.elapsed().as_secs()
-                )));
-            }
+            Err(error) => error,
+        };
+        // Busy: the remaining downloads are in flight, perhaps our own broken earlier attempt,
+        // which the sender drops once the connection times out.
+        let retry = match error.kind() {
+            ReceiveErrorKind::Refused(refusal) => !refusal.is_final(),
+            ReceiveErrorKind::Unreachable => true,
+            _ => false,
+        };
+        if !retry {
+            return Err(error);
+        }
+        tracing::debug!(%error, attempt = patience.attempt(), "direct fetch failed");
+        progress(Progress::Retrying(error.to_string()));
+        if !patience.again().await {
+            return Err(match error.refusal() {
+                Some(_) => error,
+                None => patience.gave_up(
+                    error.context(format!("no transfer from {}", addr.id.fmt_short())),
+                    "the sender is not reachable (offline, the share ended, or no route between you; a relay may help)",
+                ),
+            });
         }
     }
     match names_checked {
         Some(collection) => Ok(collection),
-        None => load_collection(blobs, hash).await.map_err(|e| anyhow!(e)),
+        None => load_collection(blobs, hash).await,
     }
 }
 
@@ -154,22 +162,6 @@ pub enum Progress {
     Retrying(String),
 }
 
-pub(crate) enum Failure {
-    Refused(GetError),
-    Network(anyhow::Error),
-    Fatal(anyhow::Error),
-}
-
-impl Failure {
-    /// The failure in words, for a source at `addr`.
-    pub(crate) fn into_error(self, addr: &EndpointAddr) -> anyhow::Error {
-        match self {
-            Self::Refused(error) => explain(&error, addr),
-            Self::Network(error) | Self::Fatal(error) => error,
-        }
-    }
-}
-
 async fn attempt_download(
     endpoint: &Endpoint,
     blobs: &BlobStore,
@@ -178,19 +170,19 @@ async fn attempt_download(
     names: &mut Option<Collection>,
     connect_timeout: Duration,
     progress: &impl Fn(Progress),
-) -> Result<(), Failure> {
+) -> Result<()> {
     let connection = tokio::time::timeout(
         connect_timeout,
         endpoint.connect(addr.clone(), iroh_blobs::ALPN),
     )
     .await
     .map_err(|_| {
-        Failure::Network(anyhow!(
+        ReceiveError::unreachable(format!(
             "no answer from the sender within {} s",
             connect_timeout.as_secs()
         ))
     })?
-    .map_err(|e| Failure::Network(anyhow!("cannot connect to the sender: {e}")))?;
+    .map_err(|error| ReceiveError::unreachable("cannot connect to the sender").because(error))?;
     let remote = blobs.remote();
     if names.is_none() {
         let collection = fetch_names(blobs, &connection, hash).await?;
@@ -199,7 +191,7 @@ async fn attempt_download(
         // is part of the download anyway (never fetched twice, so never counted twice).
         match learn_sizes(blobs, &connection, hash, &collection).await {
             Ok(sizes) => progress(Progress::Total(sizes.iter().sum())),
-            Err(Failure::Refused(error)) => return Err(Failure::Refused(error)),
+            Err(error) if error.refusal().is_some() => return Err(error),
             Err(_) => {}
         }
         *names = Some(collection);
@@ -207,7 +199,7 @@ async fn attempt_download(
     let local = remote
         .local(iroh_blobs::HashAndFormat::hash_seq(hash))
         .await
-        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+        .map_err(store_failed)?;
     let before = local.local_bytes();
     progress(Progress::Bytes(before));
     if local.is_complete() {
@@ -221,9 +213,9 @@ async fn attempt_download(
             GetProgressItem::Error(error) => return Err(classify(error)),
         }
     }
-    Err(Failure::Network(anyhow!(
-        "the transfer ended without a result"
-    )))
+    Err(ReceiveError::unreachable(
+        "the transfer ended without a result",
+    ))
 }
 
 /// Fetches the hash sequence and the names only (no content before the names are checked),
@@ -232,14 +224,14 @@ pub(crate) async fn fetch_names(
     blobs: &BlobStore,
     connection: &iroh::endpoint::Connection,
     root: Hash,
-) -> Result<Collection, Failure> {
+) -> Result<Collection> {
     let request = GetRequest::new(
         root,
         ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
     );
     fetch_missing(blobs, connection, request).await?;
-    let collection = load_collection(blobs, root).await.map_err(Failure::Fatal)?;
-    check_names(&collection).map_err(Failure::Fatal)?;
+    let collection = load_collection(blobs, root).await?;
+    check_names(&collection)?;
     Ok(collection)
 }
 
@@ -248,12 +240,12 @@ async fn fetch_missing(
     blobs: &BlobStore,
     connection: &iroh::endpoint::Connection,
     request: GetRequest,
-) -> Result<(), Failure> {
+) -> Result<()> {
     let local = blobs
         .remote()
         .local_for_request(request)
         .await
-        .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+        .map_err(store_failed)?;
     if local.is_complete() {
         return Ok(());
     }
@@ -272,7 +264,7 @@ pub(crate) async fn learn_sizes(
     connection: &iroh::endpoint::Connection,
     root: Hash,
     collection: &Collection,
-) -> Result<Vec<u64>, Failure> {
+) -> Result<Vec<u64>> {
     let mut builder = GetRequest::builder();
     for index in 0..collection.len() {
         builder = builder.offset(index as u64 + 2, ChunkRanges::last_chunk());
@@ -280,59 +272,35 @@ pub(crate) async fn learn_sizes(
     fetch_missing(blobs, connection, builder.build(root)).await?;
     let mut sizes = Vec::new();
     for (_, hash) in collection.iter() {
-        let status = blobs
-            .blobs()
-            .status(*hash)
-            .await
-            .map_err(|e| Failure::Fatal(anyhow!("local store failed: {e}")))?;
+        let status = blobs.blobs().status(*hash).await.map_err(store_failed)?;
         sizes.push(match status {
             BlobStatus::Complete { size } | BlobStatus::Partial { size: Some(size) } => size,
             _ => {
-                return Err(Failure::Network(anyhow!(
-                    "the sender did not prove a file's size"
-                )));
+                return Err(ReceiveError::integrity(
+                    "the sender did not prove a file's size",
+                ));
             }
         });
     }
     Ok(sizes)
 }
 
-fn classify(error: GetError) -> Failure {
-    if refusal(&error).is_some() {
-        Failure::Refused(error)
-    } else if matches!(error, GetError::LocalFailure { .. }) {
-        Failure::Fatal(anyhow!("storing the download failed: {error}"))
-    } else {
-        Failure::Network(anyhow!("{error}"))
-    }
-}
-
 pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Collection> {
-    Collection::load(hash, blobs)
-        .await
-        .map_err(|e| anyhow!("the share's list of files is not valid: {e}"))
+    Collection::load(hash, blobs).await.map_err(|error| {
+        ReceiveError::integrity(format!("the share's list of files is not valid: {error}"))
+    })
 }
 
-/// Refuses names that would leave the output folder, and duplicates.
+/// Refuses names that would leave the output folder, duplicates, and an empty share.
 pub fn check_names(collection: &Collection) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for (name, _) in collection.iter() {
-        crate::receive::link::check_file_name(name)?;
-        if !seen.insert(name.as_str()) {
-            bail!("refusing the share: two files are named {name:?}");
-        }
-    }
-    if collection.is_empty() {
-        bail!("the share has no files");
-    }
-    Ok(())
+    local::check_names(collection.iter().map(|(name, _)| name.as_str()))
 }
 
 /// The size of a stored complete blob.
 pub async fn stored_size(blobs: &BlobStore, hash: Hash) -> Result<u64> {
-    match blobs.blobs().status(hash).await? {
+    match blobs.blobs().status(hash).await.map_err(store_failed)? {
         BlobStatus::Complete { size } => Ok(size),
-        _ => bail!("{hash} is not completely stored"),
+        _ => Err(ReceiveError::io(format!("{hash} is not completely stored"))),
     }
 }
 
@@ -347,11 +315,11 @@ impl PartialStore {
     pub(crate) async fn open(out_dir: &Path, root: Hash) -> Result<Self> {
         tokio::fs::create_dir_all(out_dir)
             .await
-            .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let dir = out_dir.join(format!(".{}.veilshare-iroh", root.to_hex()));
+            .io_context(|| format!("cannot create {}", out_dir.display()))?;
+        let dir = local::partial_store_dir(out_dir, root.to_hex().as_str());
         let store = FsStore::load(&dir)
             .await
-            .map_err(|e| anyhow!("cannot open {}: {e}", dir.display()))?;
+            .io_context(|| format!("cannot open {}", dir.display()))?;
         Ok(Self { store, dir })
     }
 
@@ -406,8 +374,9 @@ async fn fetch_into(
     let endpoint = settings
         .config
         .bind(SecretKey::generate(), Vec::new())
-        .await?;
-    let bar = bar(settings.quiet);
+        .await
+        .map_err(|error| ReceiveError::io("cannot open a direct endpoint").because(error))?;
+    let bar = local::progress_bar(settings.quiet, None, "connecting".into());
     let shown = bar.clone();
     let quiet = settings.quiet;
     let downloaded = download(
@@ -421,14 +390,7 @@ async fn fetch_into(
                 shown.set_message(format!("{n} file(s)"));
             }
             Progress::Bytes(b) => shown.set_position(b),
-            Progress::Total(total) => {
-                shown.set_length(total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{msg:16} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                ) {
-                    shown.set_style(style);
-                }
-            }
+            Progress::Total(total) => local::set_total(&shown, total),
             Progress::Retrying(why) if !quiet => shown.println(format!("{why}; trying again")),
             Progress::Retrying(_) => {}
         },
@@ -439,29 +401,15 @@ async fn fetch_into(
     partial.export_all(&settings.out_dir, &downloaded?).await
 }
 
-fn bar(quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::no_length();
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg:16} {bytes} {bytes_per_sec} {elapsed}")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message("connecting");
-    bar
-}
-
 async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
-    let part = out_dir.join(format!(".{}.veilshare-part", hash.to_hex()));
+    let part = local::part_file(out_dir, hash.to_hex().as_str());
     tokio::fs::copy(from, &part)
         .await
-        .with_context(|| format!("cannot write {}", part.display()))?;
+        .io_context(|| format!("cannot write {}", part.display()))?;
     tokio::fs::rename(&part, &target)
         .await
-        .with_context(|| format!("cannot move {} into place", target.display()))?;
+        .io_context(|| format!("cannot move {} into place", target.display()))?;
     Ok(target)
 }
 
@@ -469,10 +417,11 @@ async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) ->
 async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
     let target = out_dir.join(name);
     let hex = hash.to_hex();
-    if target.exists() && crate::receive::link::hash_file(&target).await? == hex.as_str() {
+    if target.exists() && local::hash_file(&target).await? == hex.as_str() {
         return Ok(target);
     }
-    let part = std::path::absolute(out_dir.join(format!(".{hex}.veilshare-part")))?;
+    let part = std::path::absolute(local::part_file(out_dir, hex.as_str()))
+        .io_context(|| format!("cannot find {}", out_dir.display()))?;
     let _ = tokio::fs::remove_file(&part).await;
     // The store is thrown away afterwards: let it move its file instead of copying it.
     let mut stream = store
@@ -485,11 +434,14 @@ async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Resu
         .await;
     while let Some(item) = stream.next().await {
         if let ExportProgressItem::Error(error) = item {
-            bail!("cannot write {}: {error}", part.display());
+            return Err(ReceiveError::io(format!(
+                "cannot write {}: {error}",
+                part.display()
+            )));
         }
     }
     tokio::fs::rename(&part, &target)
         .await
-        .with_context(|| format!("cannot move {} into place", target.display()))?;
+        .io_context(|| format!("cannot move {} into place", target.display()))?;
     Ok(target)
 }

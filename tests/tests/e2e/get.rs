@@ -159,17 +159,24 @@ async fn a_journal_that_vouches_for_wrong_bytes_is_caught_and_discarded() {
 /// A server whose manifest lists one file `name` with the hash of `claimed`, and that answers
 /// every other request with `body`.
 async fn lying_server(name: &str, claimed: &[u8], body: &[u8]) -> String {
-    let manifest = serde_json::json!({
-        "label": null,
-        "total_size": body.len(),
-        "files": [{
-            "name": name,
-            "size": body.len(),
-            "blake3": blake3::hash(claimed).to_hex().to_string(),
-            "path": "files/x",
-        }]
+    let hash = veilshare_shared::ContentHash::parse(&blake3::hash(claimed).to_hex())
+        .expect("a BLAKE3 hash");
+    let manifest = serde_json::to_string(&veilshare_shared::Manifest {
+        label: None,
+        content_hash: hash.clone(),
+        total_size: body.len() as u64,
+        files: vec![veilshare_shared::ManifestFile {
+            name: name.to_owned(),
+            size: body.len() as u64,
+            blake3: hash,
+            path: "files/x".into(),
+        }],
+        download: "download".into(),
+        downloads_remaining: None,
+        expires_at: None,
+        accepting_downloads: true,
     })
-    .to_string();
+    .expect("json");
     let body = body.to_vec();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

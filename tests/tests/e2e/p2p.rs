@@ -538,3 +538,68 @@ async fn headless_direct_share_serves_its_limit_then_exits() {
     let (ok, output) = get_ticket_within(&ticket, &dir.path().join("again"), "1s").await;
     assert!(!ok && output.contains("not reachable"), "{output}");
 }
+
+#[tokio::test]
+async fn a_mirror_tells_a_share_that_ended_from_a_sender_that_is_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let b = Server::start(&dir.path().join("b")).await;
+    let mirror = |source: String| {
+        b.api(reqwest::Method::POST, "/api/mirrors")
+            .json(&serde_json::json!({ "source": source, "timeout_secs": 2 }))
+            .send()
+    };
+    let error_of = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: veilshare_shared::ApiError = response.json().await.expect("an API error");
+        (status, body)
+    };
+
+    // Revoked at the source: over a link and over a ticket, the mirror says it ended (410).
+    // (Another live direct share keeps the sender's endpoint open to say so.)
+    let live = a.create(&[("b.txt", b"live")], &[("direct", "true")]).await;
+    let ended = a
+        .create(&[("a.txt", b"ended")], &[("direct", "true")])
+        .await;
+    let revoked = a
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/shares/{}", ended.id),
+        )
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    for source in [ended.links.local.clone().expect("link"), ticket(&ended)] {
+        let (status, error) = error_of(mirror(source.clone()).await.expect("mirror")).await;
+        assert_eq!(
+            (status, error.kind),
+            (410, veilshare_shared::ErrorKind::SourceEnded),
+            "{source}: {}",
+            error.message
+        );
+        assert!(error.message.contains("has ended"), "{}", error.message);
+    }
+
+    // The sender offline: the same kind of link, no answer (504), after the asked-for wait.
+    let link = live.links.local.clone().expect("link");
+    a.stop().await;
+    let (status, error) = error_of(mirror(link).await.expect("mirror")).await;
+    assert_eq!(
+        (status, error.kind),
+        (504, veilshare_shared::ErrorKind::SourceUnreachable),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("not reachable"), "{}", error.message);
+    assert!(b.list().await.is_empty(), "a failed mirror leaves no share");
+
+    // A timeout out of range is refused before anything is fetched.
+    let response = b
+        .api(reqwest::Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": ticket(&live), "timeout_secs": 0 }))
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(response.status(), 400);
+}

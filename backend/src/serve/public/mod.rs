@@ -27,9 +27,8 @@ use base64::Engine;
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Serialize;
 use sha2::Digest;
-use veilshare_shared::{ContentHash, ShareId};
+use veilshare_shared::{ContentHash, Manifest, ManifestFile, ShareId};
 
 use crate::core::{
     bao::{MAX_BAO_RANGE, ranges_size},
@@ -210,45 +209,23 @@ async fn share_page(Found { share, .. }: Found) -> Response {
     page::share(&share, now_secs())
 }
 
-#[derive(Serialize)]
-struct Manifest<'a> {
-    label: Option<&'a str>,
-    content_hash: &'a ContentHash,
-    total_size: u64,
-    files: Vec<ManifestFile<'a>>,
-    /// Relative URL of the whole content.
-    download: &'static str,
-    downloads_remaining: Option<u32>,
-    expires_at: Option<u64>,
-    accepting_downloads: bool,
-}
-
-#[derive(Serialize)]
-struct ManifestFile<'a> {
-    name: &'a str,
-    size: u64,
-    blake3: &'a ContentHash,
-    /// Relative URL of this file.
-    path: String,
-}
-
 async fn manifest(Found { share, .. }: Found) -> Response {
     let record = &share.record;
     let manifest = Manifest {
-        label: record.label.as_deref(),
-        content_hash: &record.collection,
+        label: record.label.clone(),
+        content_hash: record.collection.clone(),
         total_size: record.content_size(),
         files: record
             .files
             .iter()
             .map(|f| ManifestFile {
-                name: &f.name,
+                name: f.name.clone(),
                 size: f.size,
-                blake3: &f.hash,
+                blake3: f.hash.clone(),
                 path: file_path(&f.name),
             })
             .collect(),
-        download: "download",
+        download: "download".into(),
         downloads_remaining: crate::core::policy::remaining(&record.policy, &record.ledger),
         expires_at: record.policy.expires_at,
         accepting_downloads: share.accepts_downloads(now_secs()),
