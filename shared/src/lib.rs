@@ -333,6 +333,24 @@ impl CreateShareFields {
         Ok(out)
     }
 
+    /// The fields as `multipart/form-data` name/value pairs: what [`Self::set`] reads back
+    /// into the same fields (unset ones are left out; flags are always given).
+    pub fn form_fields(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(max) = self.max_downloads {
+            out.push((form::MAX_DOWNLOADS, max.to_string()));
+        }
+        if let Some(secs) = self.expires_in_secs {
+            out.push((form::EXPIRES_IN_SECS, secs.to_string()));
+        }
+        if let Some(label) = &self.label {
+            out.push((form::LABEL, label.clone()));
+        }
+        out.push((form::DIRECT, self.direct.to_string()));
+        out.push((form::RESTRICTED, self.restricted.to_string()));
+        out
+    }
+
     /// Sets one text field from its form name and value, checking it. The error is a message
     /// for the user.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
@@ -649,6 +667,27 @@ mod tests {
         );
         let bad = json.replace(&"ab".repeat(32), "not-a-hash");
         assert!(serde_json::from_str::<Manifest>(&bad).is_err());
+    }
+
+    #[test]
+    fn form_fields_read_back_into_the_same_fields() {
+        let fields = CreateShareFields {
+            max_downloads: Some(3),
+            expires_in_secs: Some(600),
+            label: Some("for Ana".into()),
+            direct: true,
+            restricted: false,
+        };
+        let mut read = CreateShareFields::default();
+        for (name, value) in fields.form_fields() {
+            read.set(name, &value).expect("valid");
+        }
+        assert_eq!(read, fields);
+        assert_eq!(
+            CreateShareFields::default().form_fields().len(),
+            2,
+            "unset limits and label are left out"
+        );
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! The app's pieces, a component each: the Tor badge, the new-share form with its drop zone,
+//! the mirror form, the policy inputs both forms share (one validation path), and a share's
+//! card.
+
+mod mirror;
+mod new_share;
+mod policy;
+mod share_card;
+mod tor_badge;
+
+pub use mirror::MirrorForm;
+pub use new_share::NewShare;
+pub use share_card::ShareCard;
+pub use tor_badge::TorBadge;
+pub use veilshare_shared::human_size;
+
+/// `2 d 3 h`, `3 h 05 min`, `4 min 09 s`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m:02} min")
+    } else if m > 0 {
+        format!("{m} min {s:02} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{share_card::qr_svg, *};
+
+    #[test]
+    fn countdowns_show_the_two_largest_units() {
+        assert_eq!(human_duration(9), "9 s");
+        assert_eq!(human_duration(249), "4 min 09 s");
+        assert_eq!(human_duration(3 * 3600 + 5 * 60 + 7), "3 h 05 min");
+        assert_eq!(human_duration(2 * 86_400 + 3 * 3600), "2 d 3 h");
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg_of_the_link() {
+        let svg = qr_svg("http://abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcd.onion/")
+            .expect("svg");
+        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+    }
+}
+
+/// Component tests in a real browser (`cargo xtask test` runs them in headless Chromium).
+#[cfg(all(test, target_arch = "wasm32"))]
+mod browser_tests {
+    use veilshare_shared::{ContentHash, FileEntry, Policy, ShareId, ShareLinks};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    use veilshare_shared::{ShareState, ShareView, TorStatus};
+    use yew::prelude::*;
+
+    use super::{mirror::MirrorFormProps, share_card::ShareCardProps, tor_badge::TorBadgeProps, *};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn root() -> web_sys::Element {
+        let document = web_sys::window()
+            .and_then(|w| w.document())
+            .expect("document");
+        let root = document.create_element("div").expect("div");
+        document
+            .body()
+            .expect("body")
+            .append_child(&root)
+            .expect("append");
+        root
+    }
+
+    /// Lets Yew render what was scheduled.
+    async fn settle() {
+        gloo_timers::future::TimeoutFuture::new(10).await;
+    }
+
+    /// A card for a share in `state`, rendered at time `now`.
+    async fn card(state: ShareState, now: u64) -> web_sys::Element {
+        let root = root();
+        let props = ShareCardProps {
+            share: share(state),
+            now,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        root
+    }
+
+    fn share(state: ShareState) -> ShareView {
+        ShareView {
+            id: ShareId::parse("abcdefghijklmnopqrstuvwxyz").expect("id"),
+            label: Some("Report".into()),
+            files: vec![FileEntry {
+                name: "report.pdf".into(),
+                size: 1536,
+                hash: ContentHash::parse(&"a".repeat(64)).expect("hash"),
+            }],
+            total_size: 1536,
+            content_hash: ContentHash::parse(&"b".repeat(64)).expect("hash"),
+            policy: Policy {
+                max_downloads: Some(3),
+                expires_at: Some(100_000),
+            },
+            created_at: 1,
+            downloads_completed: 1,
+            downloads_in_flight: 1,
+            downloads_remaining: Some(2),
+            state,
+            ended_at: None,
+            direct: false,
+            problem: None,
+            links: ShareLinks {
+                onion: Some(format!("http://{}.onion/", "a".repeat(56))),
+                local: None,
+                ticket: None,
+            },
+            client_key: Some("K".repeat(52)),
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_live_card_shows_counts_countdown_links_key_and_qr() {
+        let root = card(ShareState::Live, 100_000 - 3 * 3600 - 5 * 60).await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("1 of 3 downloads, 1 in progress"), "{text}");
+        assert!(text.contains("expires in 3 h 05 min"), "{text}");
+        assert!(text.contains(".onion/"), "{text}");
+        assert!(text.contains(&"K".repeat(52)), "{text}");
+        assert!(root.query_selector(".qr svg").ok().flatten().is_some());
+        assert_eq!(
+            root.query_selector_all("button.copy")
+                .map(|l| l.length())
+                .unwrap_or(0),
+            2,
+            "a copy button for the link and for the key"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn revoking_asks_for_confirmation_first() {
+        let root = card(ShareState::Live, 0).await;
+        let ask = root
+            .query_selector("button.danger")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("revoke button");
+        assert_eq!(ask.text_content().as_deref(), Some("Revoke…"));
+        ask.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains("Yes, revoke") && text.contains("Keep it"),
+            "{text}"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn an_ended_card_says_why_and_offers_no_link() {
+        let root = card(ShareState::Exhausted, 0).await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("download limit reached"), "{text}");
+        assert!(!text.contains(".onion/"), "{text}");
+        assert!(
+            root.query_selector("button.danger")
+                .ok()
+                .flatten()
+                .is_none()
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn tor_progress_is_shown_in_plain_words() {
+        let root = root();
+        let props = TorBadgeProps {
+            tor: Some(TorStatus::Bootstrapping {
+                progress: 0.42,
+                message: "fetching directory".into(),
+            }),
+        };
+        yew::Renderer::<TorBadge>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert_eq!(text, "Connecting to Tor: 42% (fetching directory)");
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_direct_card_offers_its_ticket_and_the_mirror_form_wants_a_source() {
+        let root = root();
+        let mut direct = share(ShareState::Live);
+        direct.direct = true;
+        direct.links.ticket = Some("blobexampleticket".into());
+        let props = ShareCardProps {
+            share: direct,
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("blobexampleticket"), "{text}");
+
+        let root = self::root();
+        let props = MirrorFormProps {
+            on_created: Callback::noop(),
+        };
+        yew::Renderer::<MirrorForm>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        for id in [
+            "mirror-source",
+            "mirror-max",
+            "mirror-expiry",
+            "mirror-direct",
+        ] {
+            let label = root
+                .query_selector(&format!("label[for={id}]"))
+                .ok()
+                .flatten();
+            assert!(label.is_some(), "{id} has no label");
+        }
+        let submit = root
+            .query_selector("button[type=submit]")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("submit");
+        submit.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("paste a ticket or a link first"), "{text}");
+    }
+}

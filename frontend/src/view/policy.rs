@@ -1,0 +1,254 @@
+//! A share's policy as the forms take it: the inputs as typed ([`PolicyInput`]), the one path
+//! that checks them into [`CreateShareFields`] by the same rules the API applies, and the
+//! component that draws them for a new share or a mirror.
+
+use veilshare_shared::{CreateShareFields, form};
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+/// The expiry choices: seconds (empty: never), and `custom` for a number and a unit.
+const EXPIRY_PRESETS: [(&str, &str); 6] = [
+    ("600", "10 minutes"),
+    ("3600", "1 hour"),
+    ("86400", "1 day"),
+    ("604800", "7 days"),
+    ("", "never"),
+    ("custom", "custom…"),
+];
+
+/// The units of a custom expiry, in seconds.
+const CUSTOM_UNITS: [(&str, &str); 3] = [("60", "minutes"), ("3600", "hours"), ("86400", "days")];
+
+/// The policy inputs as the user left them, unchecked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyInput {
+    /// Downloads allowed; empty for no limit.
+    pub max_downloads: String,
+    /// A preset's seconds, empty for never, or `custom`.
+    pub expiry: String,
+    /// The number of a custom expiry.
+    pub custom_amount: String,
+    /// The unit of a custom expiry, in seconds.
+    pub custom_unit: String,
+    /// The label shown to recipients.
+    pub label: String,
+    /// Also share over iroh.
+    pub direct: bool,
+    /// Only recipients with the key.
+    pub restricted: bool,
+}
+
+impl PolicyInput {
+    /// A new share's defaults: one download, one day.
+    pub fn new_share() -> Self {
+        Self {
+            max_downloads: "1".into(),
+            expiry: "86400".into(),
+            custom_amount: "2".into(),
+            custom_unit: "3600".into(),
+            label: String::new(),
+            direct: false,
+            restricted: false,
+        }
+    }
+
+    /// A mirror's defaults: no download limit, seven days.
+    pub fn mirror() -> Self {
+        Self {
+            max_downloads: String::new(),
+            expiry: "604800".into(),
+            ..Self::new_share()
+        }
+    }
+
+    /// The checked fields, or what is wrong in words for the user. Every text goes through
+    /// [`CreateShareFields::set`], the rules the API itself applies.
+    pub fn fields(&self) -> Result<CreateShareFields, String> {
+        let expires_in = match self.expiry.as_str() {
+            "custom" => match self.custom_amount.trim().parse::<u64>() {
+                Ok(amount) if amount > 0 => {
+                    let unit = self.custom_unit.parse::<u64>().unwrap_or(3600);
+                    amount.saturating_mul(unit).to_string()
+                }
+                _ => return Err("the custom expiry must be a whole number above 0".into()),
+            },
+            preset => preset.to_owned(),
+        };
+        let mut fields = CreateShareFields::default();
+        fields.set(form::MAX_DOWNLOADS, &self.max_downloads)?;
+        fields.set(form::EXPIRES_IN_SECS, &expires_in)?;
+        fields.set(form::LABEL, &self.label)?;
+        fields.direct = self.direct;
+        fields.restricted = self.restricted;
+        Ok(fields)
+    }
+}
+
+/// Which form the policy belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyFor {
+    /// A new share: custom expiry, label, direct; the key requirement when Tor is on.
+    Share { tor_on: bool },
+    /// A mirror: limit, preset expiry, direct. Its ids start with `mirror-`.
+    Mirror,
+}
+
+#[derive(Properties, PartialEq)]
+pub struct PolicyFieldsProps {
+    pub value: PolicyInput,
+    pub on_change: Callback<PolicyInput>,
+    pub form: PolicyFor,
+}
+
+/// The policy inputs of a form; every change goes up as a whole new [`PolicyInput`].
+#[component]
+pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
+    let value = &props.value;
+    let edit = |apply: fn(&mut PolicyInput, &Event)| {
+        let (value, on_change) = (props.value.clone(), props.on_change.clone());
+        Callback::from(move |event: Event| {
+            let mut next = value.clone();
+            apply(&mut next, &event);
+            on_change.emit(next);
+        })
+    };
+    let (prefix, custom) = match props.form {
+        PolicyFor::Share { .. } => ("", true),
+        PolicyFor::Mirror => ("mirror-", false),
+    };
+    let (max_id, expiry_id, direct_id) = (
+        format!("{prefix}max"),
+        format!("{prefix}expiry"),
+        format!("{prefix}direct"),
+    );
+    html! {
+        <>
+            <label for={max_id.clone()}>{ "Downloads allowed" }
+                <input id={max_id} type="number" min="1" placeholder="unlimited"
+                       value={value.max_downloads.clone()}
+                       onchange={edit(|p, e| p.max_downloads = text_of(e))} />
+            </label>
+            <label for={expiry_id.clone()}>{ "Expires after" }
+                <select id={expiry_id} onchange={edit(|p, e| p.expiry = text_of(e))}>
+                    { for EXPIRY_PRESETS.iter().filter(|(v, _)| custom || *v != "custom").map(|(preset, text)| html! {
+                        <option value={*preset} selected={value.expiry == *preset}>{ *text }</option>
+                    }) }
+                </select>
+            </label>
+            if custom && value.expiry == "custom" {
+                <label for="custom">{ "Custom expiry" }
+                    <span class="row">
+                        <input id="custom" type="number" min="1" value={value.custom_amount.clone()}
+                               onchange={edit(|p, e| p.custom_amount = text_of(e))} />
+                        <select aria-label="Unit" onchange={edit(|p, e| p.custom_unit = text_of(e))}>
+                            { for CUSTOM_UNITS.iter().map(|(unit, text)| html! {
+                                <option value={*unit} selected={value.custom_unit == *unit}>{ *text }</option>
+                            }) }
+                        </select>
+                    </span>
+                </label>
+            }
+            if let PolicyFor::Share { tor_on } = props.form {
+                <label for="label">{ "Label (shown to recipients)" }
+                    <input id="label" type="text" maxlength="200" value={value.label.clone()}
+                           onchange={edit(|p, e| p.label = text_of(e))} />
+                </label>
+                if tor_on {
+                    <label class="check" for="restricted">
+                        <input id="restricted" type="checkbox" checked={value.restricted}
+                               onchange={edit(|p, e| p.restricted = checked_of(e))} />
+                        { "Require a key: the recipient needs the link and a key (Tor Browser asks for it)" }
+                    </label>
+                }
+            }
+            <label class="check" for={direct_id.clone()}>
+                <input id={direct_id} type="checkbox" checked={value.direct}
+                       onchange={edit(|p, e| p.direct = checked_of(e))} />
+                if props.form == PolicyFor::Mirror {
+                    { "Also share the mirror directly (" }<strong>{ "reveals your IP address" }</strong>{ ")" }
+                } else {
+                    { "Also share directly (faster, " }<strong>{ "reveals your IP address" }</strong>{ " to the recipient)" }
+                }
+            </label>
+        </>
+    }
+}
+
+/// The text of the input or select an event came from.
+pub fn text_of(event: &Event) -> String {
+    let target = event.target();
+    target
+        .clone()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        .map(|input| input.value())
+        .or_else(|| {
+            target
+                .and_then(|t| t.dyn_into::<web_sys::HtmlSelectElement>().ok())
+                .map(|select| select.value())
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the checkbox an event came from is checked.
+fn checked_of(event: &Event) -> bool {
+    event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        .is_some_and(|input| input.checked())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inputs_are_checked_by_the_api_rules() {
+        let fields = PolicyInput::new_share()
+            .fields()
+            .expect("the defaults are valid");
+        assert_eq!(
+            (fields.max_downloads, fields.expires_in_secs),
+            (Some(1), Some(86_400))
+        );
+        let custom = PolicyInput {
+            expiry: "custom".into(),
+            custom_amount: "3".into(),
+            custom_unit: "60".into(),
+            max_downloads: String::new(),
+            ..PolicyInput::new_share()
+        };
+        let fields = custom.fields().expect("valid");
+        assert_eq!(
+            (fields.max_downloads, fields.expires_in_secs),
+            (None, Some(180))
+        );
+        let never = PolicyInput {
+            expiry: String::new(),
+            ..PolicyInput::mirror()
+        };
+        assert_eq!(never.fields().expect("valid").expires_in_secs, None);
+        for bad in [
+            PolicyInput {
+                max_downloads: "0".into(),
+                ..PolicyInput::new_share()
+            },
+            PolicyInput {
+                expiry: "custom".into(),
+                custom_amount: "soon".into(),
+                ..PolicyInput::new_share()
+            },
+            PolicyInput {
+                expiry: "custom".into(),
+                custom_amount: "400".into(),
+                custom_unit: "86400".into(),
+                ..PolicyInput::new_share()
+            },
+            PolicyInput {
+                label: "x".repeat(201),
+                ..PolicyInput::new_share()
+            },
+        ] {
+            assert!(bad.fields().is_err(), "{bad:?}");
+        }
+    }
+}

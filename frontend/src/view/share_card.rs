@@ -1,0 +1,198 @@
+//! One share's card: state, counters, countdown, links with copy buttons, QR code, revoke.
+
+use veilshare_shared::{ShareState, ShareView};
+use yew::prelude::*;
+
+use crate::{
+    api,
+    view::{human_duration, human_size},
+};
+
+#[derive(Properties, PartialEq)]
+pub struct ShareCardProps {
+    pub share: ShareView,
+    pub now: u64,
+    pub on_changed: Callback<ShareView>,
+}
+
+/// The QR code of `text` as SVG markup.
+pub(crate) fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(180, 180)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+fn copy_button(text: &str, what: &str, copied: &UseStateHandle<Option<String>>) -> Html {
+    let value = text.to_owned();
+    let label = what.to_owned();
+    let copied_state = copied.clone();
+    let onclick = Callback::from(move |_: MouseEvent| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.navigator().clipboard().write_text(&value);
+            copied_state.set(Some(label.clone()));
+        }
+    });
+    html! { <button type="button" class="copy" onclick={onclick} aria-label={format!("Copy the {what}")}>{ "Copy" }</button> }
+}
+
+/// One share: state, counters, countdown, links, QR code, revoke.
+#[component]
+pub fn ShareCard(props: &ShareCardProps) -> Html {
+    let share = &props.share;
+    let confirming = use_state(|| false);
+    let problem = use_state(|| None::<String>);
+    let copied = use_state(|| None::<String>);
+
+    let ask = {
+        let confirming = confirming.clone();
+        Callback::from(move |_: MouseEvent| confirming.set(true))
+    };
+    let cancel = {
+        let confirming = confirming.clone();
+        Callback::from(move |_: MouseEvent| confirming.set(false))
+    };
+    let revoke = {
+        let id = share.id.clone();
+        let confirming = confirming.clone();
+        let problem = problem.clone();
+        let on_changed = props.on_changed.clone();
+        Callback::from(move |_: MouseEvent| {
+            let id = id.clone();
+            let confirming = confirming.clone();
+            let problem = problem.clone();
+            let on_changed = on_changed.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::revoke(&id).await {
+                    Ok(share) => {
+                        problem.set(None);
+                        on_changed.emit(share);
+                    }
+                    Err(message) => problem.set(Some(format!("could not revoke: {message}"))),
+                }
+                confirming.set(false);
+            });
+        })
+    };
+
+    let ended = share.state.is_ended();
+    let title = share
+        .label
+        .clone()
+        .unwrap_or_else(|| match share.files.as_slice() {
+            [one] => one.name.clone(),
+            files => format!("{} files", files.len()),
+        });
+    let state_class = match share.state {
+        ShareState::Publishing => "state busy",
+        ShareState::Live => "state ok",
+        _ => "state off",
+    };
+    let ended_note = match share.state {
+        ShareState::Exhausted => Some("ended: its download limit was reached"),
+        ShareState::Expired => Some("ended: it expired"),
+        ShareState::Revoked => Some("ended: revoked"),
+        _ => None,
+    };
+    let downloads = match share.policy.max_downloads {
+        Some(max) => format!(
+            "{} of {max} downloads, {} in progress",
+            share.downloads_completed, share.downloads_in_flight
+        ),
+        None => format!(
+            "{} downloads (no limit), {} in progress",
+            share.downloads_completed, share.downloads_in_flight
+        ),
+    };
+    let expiry = match share.policy.expires_at {
+        Some(at) if !ended && at > props.now => {
+            format!("expires in {}", human_duration(at - props.now))
+        }
+        Some(_) if !ended => "expiring now".to_owned(),
+        None if !ended => "no expiry".to_owned(),
+        _ => String::new(),
+    };
+    let preferred = share.links.preferred().map(str::to_owned);
+    let link_row = |name: &str, value: &Option<String>| -> Html {
+        match value {
+            Some(link) => html! {
+                <div class="link-row">
+                    <span class="link-name">{ name.to_owned() }</span>
+                    <code class="link-value">{ link.clone() }</code>
+                    { copy_button(link, &format!("{name} link"), &copied) }
+                </div>
+            },
+            None => html! {},
+        }
+    };
+
+    html! {
+        <li class={classes!("card", ended.then_some("ended"))} aria-label={title.clone()}>
+            <div class="card-head">
+                <h3>{ title }</h3>
+                <span class={state_class}>{ share.state.label() }</span>
+            </div>
+            <p class="quiet">
+                { format!("{} file(s), {}", share.files.len(), human_size(share.total_size)) }
+                { " · " }<span class="downloads">{ downloads }</span>
+                if !expiry.is_empty() { { " · " }<span class="expiry">{ expiry }</span> }
+            </p>
+            if let Some(note) = ended_note {
+                <p class="quiet">{ format!("This share {note}. Its links no longer work and its data was deleted.") }</p>
+            }
+            if let Some(problem) = &share.problem {
+                <p class="problem">{ problem.clone() }</p>
+            }
+            if !ended {
+                <div class="links">
+                    { link_row("Onion", &share.links.onion) }
+                    { link_row("Local", &share.links.local) }
+                    { link_row("Ticket", &share.links.ticket) }
+                    if let Some(key) = &share.client_key {
+                        <div class="link-row">
+                            <span class="link-name">{ "Key" }</span>
+                            <code class="link-value">{ key.clone() }</code>
+                            { copy_button(key, "key", &copied) }
+                        </div>
+                    }
+                    if share.state == ShareState::Publishing {
+                        <p class="quiet">{ "Publishing the onion service; the link works once this says live." }</p>
+                    }
+                    if let Some(what) = &*copied {
+                        <p class="quiet" role="status">{ format!("Copied the {what}.") }</p>
+                    }
+                </div>
+                if let Some(svg) = preferred.as_deref().or(share.links.ticket.as_deref()).and_then(qr_svg) {
+                    <figure class="qr">
+                        { Html::from_html_unchecked(AttrValue::from(svg)) }
+                        <figcaption>{ if share.links.onion.is_some() {
+                            "Scan with a phone that has Tor Browser"
+                        } else if share.links.local.is_some() {
+                            "The local link: works only on this network"
+                        } else {
+                            "The direct ticket, for `veilshare get` (reveals your IP address)"
+                        } }</figcaption>
+                    </figure>
+                }
+                <div class="actions">
+                    if *confirming {
+                        <span role="alert">{ "Revoke? The link stops working for good and the data is deleted." }</span>
+                        <button type="button" class="danger" onclick={revoke}>{ "Yes, revoke" }</button>
+                        <button type="button" onclick={cancel}>{ "Keep it" }</button>
+                    } else {
+                        <button type="button" class="danger" onclick={ask}>{ "Revoke…" }</button>
+                    }
+                </div>
+            }
+            if let Some(problem) = &*problem {
+                <p class="problem" role="alert">{ problem.clone() }</p>
+            }
+            if preferred.is_none() && share.links.ticket.is_none() && !ended && share.state == ShareState::Live {
+                <p class="quiet">{ "No link yet: start veilshare with Tor, or with --public-listen." }</p>
+            }
+        </li>
+    }
+}
