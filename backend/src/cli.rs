@@ -79,12 +79,17 @@ struct GetArgs {
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
-    /// How long to keep trying to reach the share before giving up (e.g. 2m, 30s).
+    /// How long to keep trying to reach the share before giving up (e.g. 2m, 30s), and to
+    /// wait for a sender that went silent (at most 60 s).
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// The key of a restricted share (the sender gives it with the link).
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// Accept hidden files (names starting with a dot, like .bashrc) in the share; without
+    /// it, such a share is refused, as such files can change how programs behave.
+    #[arg(long)]
+    allow_hidden: bool,
     #[command(flatten)]
     p2p: P2pArgs,
 }
@@ -574,6 +579,7 @@ async fn get(args: GetArgs) -> Result<()> {
             quiet: args.quiet,
             patience: args.timeout,
             key: args.key,
+            allow_hidden: args.allow_hidden,
         },
         p2p: args.p2p.config()?,
     };

@@ -25,6 +25,7 @@ pub async fn get(settings: &GetSettings) -> Result<Vec<PathBuf>> {
                 quiet: settings.link.quiet,
                 patience: settings.link.patience,
                 config: settings.p2p.clone(),
+                allow_hidden: settings.link.allow_hidden,
             };
             ticket::fetch_ticket(&fetch).await
         }

@@ -113,7 +113,7 @@ async fn from_ticket(
             ReceiveError::io("cannot protect the download in the store").because(error)
         })?;
     let id = ticket.addr().id.fmt_short().to_string();
-    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, patience, |p| {
+    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, patience, true, |p| {
         if let Progress::Retrying(why) = p {
             tracing::info!(source = %id, %why, "mirror: retrying");
         }
@@ -168,6 +168,9 @@ async fn from_link(
         quiet: true,
         patience,
         key,
+        // The files go into a scratch folder of ours, then into the store: no name there
+        // means anything to another program.
+        allow_hidden: true,
     };
     let written = crate::receive::link::fetch(&settings).await?;
     let store = shares.store();

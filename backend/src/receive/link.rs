@@ -38,6 +38,32 @@ const PARALLEL_THRESHOLD: u64 = 8 << 20;
 /// The unit of progress of a ranged download: marked in its journal once on disk.
 const CHUNK: u64 = 4 << 20;
 
+/// The longest wait for an answer's head, or for the next bytes of its body (shorter when the
+/// user's timeout is): a sender that stalls longer is treated as gone (a rerun resumes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A body that fails once no bytes came for `idle`.
+fn with_idle_timeout(
+    body: BoxStream<'static, io::Result<Bytes>>,
+    idle: Duration,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    futures::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item, Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the sender sent nothing for {} s", idle.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}
+
 /// What to fetch and how.
 #[derive(Debug, Clone)]
 pub struct FetchSettings {
@@ -58,6 +84,8 @@ pub struct FetchSettings {
     pub patience: Duration,
     /// The client key of a restricted share.
     pub key: Option<String>,
+    /// Accept hidden files (`.bashrc`…) in the share.
+    pub allow_hidden: bool,
 }
 
 /// An HTTP response with a streamed body.
@@ -66,13 +94,23 @@ pub(crate) struct Reply {
     pub(crate) body: BoxStream<'static, io::Result<Bytes>>,
 }
 
-/// How requests travel.
-pub(crate) enum Transport {
+/// How requests travel, and how long a silent sender is waited for.
+pub(crate) struct Transport {
+    via: Via,
+    idle: Duration,
+}
+
+enum Via {
     Plain(reqwest::Client),
     Tor(Arc<TorClient<PreferredRuntime>>),
 }
 
 impl Transport {
+    /// Whether requests go over Tor.
+    pub(crate) fn is_tor(&self) -> bool {
+        matches!(self.via, Via::Tor(_))
+    }
+
     /// `GET url`, with an optional byte range and `If-Range`; `isolated` asks for a circuit of
     /// its own over Tor.
     pub(crate) async fn get(
@@ -86,8 +124,9 @@ impl Transport {
             Some(end) => format!("bytes={start}-{}", end - 1),
             None => format!("bytes={start}-"),
         });
-        match self {
-            Self::Plain(http) => {
+        let idle = self.idle;
+        match &self.via {
+            Via::Plain(http) => {
                 let mut request = http.get(url);
                 if let Some(range) = &range_header {
                     request = request.header(http::header::RANGE, range);
@@ -95,17 +134,28 @@ impl Transport {
                 if let Some(tag) = if_range {
                     request = request.header(http::header::IF_RANGE, tag);
                 }
-                let response = request.send().await.map_err(|error| {
-                    ReceiveError::unreachable(format!("cannot reach {url}")).because(error)
-                })?;
+                let response = tokio::time::timeout(idle, request.send())
+                    .await
+                    .map_err(|_| {
+                        ReceiveError::unreachable(format!(
+                            "{url} did not answer within {} s",
+                            idle.as_secs()
+                        ))
+                    })?
+                    .map_err(|error| {
+                        ReceiveError::unreachable(format!("cannot reach {url}")).because(error)
+                    })?;
                 let status = response.status().as_u16();
                 let body = response
                     .bytes_stream()
                     .map(|chunk| chunk.map_err(io::Error::other))
                     .boxed();
-                Ok(Reply { status, body })
+                Ok(Reply {
+                    status,
+                    body: with_idle_timeout(body, idle),
+                })
             }
-            Self::Tor(client) => {
+            Via::Tor(client) => {
                 let (host, port, path) = split_url(url)?;
                 let client = if isolated {
                     client.isolated_client()
@@ -149,9 +199,17 @@ impl Transport {
                         ReceiveError::bad_source(format!("{url} is not a valid link"))
                             .because(error)
                     })?;
-                let response = sender.send_request(request).await.map_err(|error| {
-                    ReceiveError::unreachable("request over Tor failed").because(error)
-                })?;
+                let response = tokio::time::timeout(idle, sender.send_request(request))
+                    .await
+                    .map_err(|_| {
+                        ReceiveError::unreachable(format!(
+                            "the onion service did not answer within {} s",
+                            idle.as_secs()
+                        ))
+                    })?
+                    .map_err(|error| {
+                        ReceiveError::unreachable("request over Tor failed").because(error)
+                    })?;
                 let status = response.status().as_u16();
                 let body = http_body_util::BodyStream::new(response.into_body())
                     .filter_map(|frame| async move {
@@ -161,7 +219,10 @@ impl Transport {
                         }
                     })
                     .boxed();
-                Ok(Reply { status, body })
+                Ok(Reply {
+                    status,
+                    body: with_idle_timeout(body, idle),
+                })
             }
         }
     }
@@ -218,7 +279,10 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
 /// The transport for `base`: a bootstrapped Tor client for onion links (authorized with the
 /// settings' key), plain HTTP otherwise.
 pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Result<Transport> {
-    Ok(if is_onion(base) {
+    let idle = settings
+        .patience
+        .clamp(Duration::from_secs(1), IDLE_TIMEOUT);
+    let via = if is_onion(base) {
         let client = crate::transport::tor::create_client(
             &settings.state_dir,
             settings.tor_config.as_deref(),
@@ -237,15 +301,19 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
         client.bootstrap().await.map_err(|error| {
             ReceiveError::unreachable("cannot connect to the Tor network").because(error)
         })?;
-        Transport::Tor(client)
+        Via::Tor(client)
     } else {
-        Transport::Plain(
+        Via::Plain(
+            // No redirects: a link names its share's host, and a sender must not be able to
+            // send a mirror (which runs in the app) to another host or port.
             reqwest::Client::builder()
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .io_context(|| "cannot set up HTTP".into())?,
         )
-    })
+    };
+    Ok(Transport { via, idle })
 }
 
 async fn fetch_from(
@@ -254,22 +322,24 @@ async fn fetch_from(
     settings: &FetchSettings,
 ) -> Result<Vec<PathBuf>> {
     let manifest = fetch_manifest(transport, base, settings.patience).await?;
-    local::check_names(manifest.files.iter().map(|f| f.name.as_str()))?;
+    local::check_names(
+        manifest.files.iter().map(|f| f.name.as_str()),
+        settings.allow_hidden,
+    )?;
     tokio::fs::create_dir_all(&settings.out_dir)
         .await
         .io_context(|| format!("cannot create {}", settings.out_dir.display()))?;
     if !settings.quiet {
         eprintln!(
             "{}: {} files, {}",
-            manifest.label.as_deref().unwrap_or("share"),
+            local::printable(manifest.label.as_deref().unwrap_or("share")),
             manifest.files.len(),
             veilshare_shared::human_size(manifest.total_size)
         );
     }
-    let parallel = settings.parallel.unwrap_or(match transport {
-        Transport::Tor(_) => 4,
-        Transport::Plain(_) => 1,
-    });
+    let parallel = settings
+        .parallel
+        .unwrap_or(if transport.is_tor() { 4 } else { 1 });
     let mut written = Vec::new();
     for file in &manifest.files {
         let url = format!("{base}{}", file.path);
@@ -349,22 +419,23 @@ async fn fetch_file(
     settings: &FetchSettings,
     parallel: usize,
 ) -> Result<PathBuf> {
-    let target = settings.out_dir.join(&file.name);
+    let out_dir = &settings.out_dir;
     let hex = file.blake3.as_str();
-    let part = local::part_file(&settings.out_dir, hex);
-    let journal = local::journal_file(&settings.out_dir, hex);
-    if target.exists() && local::hash_file(&target).await? == hex {
+    let part = local::part_file(out_dir, hex);
+    let journal = local::journal_file(out_dir, hex);
+    if let Some(copy) = local::existing_copy(out_dir, &file.name, file.size, hex).await? {
         // A crash between the rename and the journal's removal leaves the journal behind.
         let _ = tokio::fs::remove_file(&journal).await;
         if !settings.quiet {
-            eprintln!("{}: already here, verified", file.name);
+            eprintln!("{}: already here, verified", copy.display());
         }
-        return Ok(target);
+        return Ok(copy);
     }
-    let have = tokio::fs::metadata(&part)
+    let have = tokio::fs::symlink_metadata(&part)
         .await
         .map(|m| m.len())
         .unwrap_or(0);
+    local::check_room(out_dir, file.size.saturating_sub(have))?;
     let ranged = tokio::fs::try_exists(&journal).await.unwrap_or(false)
         || (have == 0 && parallel > 1 && file.size >= PARALLEL_THRESHOLD);
     if ranged {
@@ -381,11 +452,17 @@ async fn fetch_file(
             file.name,
         )));
     }
-    tokio::fs::rename(&part, &target)
-        .await
-        .io_context(|| format!("cannot move {} into place", target.display()))?;
+    let placed = local::place(&part, out_dir, &file.name)?;
     let _ = tokio::fs::remove_file(&journal).await;
-    Ok(target)
+    // Said even when quiet: the user looks for the file under its own name.
+    if placed.renamed {
+        eprintln!(
+            "{}: a file of that name is already there and was left alone; saved as {}",
+            file.name,
+            placed.path.display()
+        );
+    }
+    Ok(placed.path)
 }
 
 /// One stream from `have` to the end, appending to the part file.
@@ -400,13 +477,14 @@ async fn fetch_stream(
     let etag = format!("\"{}\"", file.blake3);
     let range = (have > 0).then_some((have, None));
     let reply = transport.get(url, range, Some(&etag), false).await?;
-    let mut output = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(part)
-        .await
-        .io_context(|| format!("cannot write {}", part.display()))?;
+    let mut output = tokio::fs::OpenOptions::from({
+        let mut options = local::scratch_options();
+        options.create(true).truncate(false);
+        options
+    })
+    .open(part)
+    .await
+    .io_context(|| format!("cannot write {}", part.display()))?;
     let start = match reply.status {
         206 => have,
         200 => {
@@ -434,6 +512,12 @@ async fn fetch_stream(
             ))
             .because(error)
         })?;
+        if position + chunk.len() as u64 > file.size {
+            return Err(ReceiveError::integrity(format!(
+                "{}: the sender sent more than the file's {} bytes",
+                file.name, file.size
+            )));
+        }
         output
             .write_all(&chunk)
             .await
@@ -474,31 +558,30 @@ impl Journal {
     fn open(journal: &Path, part: &Path, size: u64) -> Result<Self> {
         let chunks = usize::try_from(size.div_ceil(CHUNK))
             .map_err(|_| ReceiveError::integrity("the file is too big for this machine"))?;
+        let is_file = |path: &Path| std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
         let existing = std::fs::read(journal).ok().filter(|bytes| {
-            bytes.len() == chunks && std::fs::metadata(part).is_ok_and(|m| m.len() == size)
+            is_file(journal)
+                && bytes.len() == chunks
+                && std::fs::symlink_metadata(part).is_ok_and(|m| m.is_file() && m.len() == size)
         });
         if let Some(bytes) = existing {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
+            let file = local::scratch_options()
                 .open(journal)
                 .io_context(|| format!("cannot open {}", journal.display()))?;
             let done = bytes.iter().map(|&b| b == 1).collect();
             return Ok(Self { file, done });
         }
         // Fresh start: the part file first, then the (all-zero) journal that vouches for it.
-        let output = std::fs::OpenOptions::new()
+        let output = local::scratch_options()
             .create(true)
-            .write(true)
             .truncate(true)
             .open(part)
             .io_context(|| format!("cannot write {}", part.display()))?;
         output
             .set_len(size)
             .io_context(|| format!("cannot write {}", part.display()))?;
-        let file = std::fs::OpenOptions::new()
+        let file = local::scratch_options()
             .create(true)
-            .read(true)
-            .write(true)
             .truncate(true)
             .open(journal)
             .io_context(|| format!("cannot write {}", journal.display()))?;
@@ -561,8 +644,7 @@ async fn fetch_ranges(
             .await
             .io_context(|| "the journal could not be read".into())??;
     let output = Arc::new(
-        std::fs::OpenOptions::new()
-            .write(true)
+        local::scratch_options()
             .open(part)
             .io_context(|| format!("cannot write {}", part.display()))?,
     );

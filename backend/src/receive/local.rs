@@ -6,7 +6,13 @@
 //! - Scratch files are named by content hash, never by a name from the network: any valid file
 //!   name (up to 255 bytes) still leaves room for them, and a resume finds them whatever the
 //!   name. They start with a dot and end in `.veilshare-…`, so they are easy to recognise.
-//! - A name from the network passes [`check_file_name`] before any path is built from it.
+//! - A name from the network passes [`check_names`] before any path is built from it; a hidden
+//!   name (`.bashrc`) only when the user asked for hidden files, and never one of our scratch
+//!   names.
+//! - A downloaded file never replaces a file: [`place`] moves it to its name only if that is
+//!   free, else to `name (1).ext`, `name (2).ext`, … (an atomic no-replace rename).
+//! - Scratch files are opened without following symbolic links, so a link planted at a
+//!   predictable name cannot redirect our writes.
 
 use std::{
     path::{Path, PathBuf},
@@ -43,11 +49,34 @@ pub(crate) fn check_file_name(name: &str) -> Result<()> {
     })
 }
 
-/// Refuses a list of names from the network: any bad name, a duplicate, or none at all.
-pub(crate) fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+/// Whether `name` is one veilshare gives its own scratch files.
+fn is_scratch_name(name: &str) -> bool {
+    name.starts_with('.')
+        && [".veilshare-part", ".veilshare-ranges", ".veilshare-iroh"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+}
+
+/// Refuses a list of names from the network: any bad name, a duplicate, none at all, one of
+/// our scratch names, and a hidden name (`.bashrc`, `.ssh`…: fetched into a home folder, it
+/// could change how programs behave) unless `allow_hidden`.
+pub(crate) fn check_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    allow_hidden: bool,
+) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for name in names {
         check_file_name(name)?;
+        if is_scratch_name(name) {
+            return Err(ReceiveError::integrity(format!(
+                "refusing the share: {name:?} is a name veilshare uses for its partial downloads"
+            )));
+        }
+        if name.starts_with('.') && !allow_hidden {
+            return Err(ReceiveError::integrity(format!(
+                "refusing the share: it holds the hidden file {name:?}, which could change how programs on this computer behave; if you trust the sender, run again with --allow-hidden"
+            )));
+        }
         if !seen.insert(name) {
             return Err(ReceiveError::integrity(format!(
                 "refusing the share: two files are named {name:?}"
@@ -58,6 +87,146 @@ pub(crate) fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Resul
         return Err(ReceiveError::integrity("the share has no files"));
     }
     Ok(())
+}
+
+/// The names a file called `name` may take, in order: `name`, then `stem (1).ext`,
+/// `stem (2).ext`, … (the extension is what follows the last dot, unless the name starts
+/// with it).
+fn candidate_names(name: &str) -> impl Iterator<Item = String> + '_ {
+    let (stem, extension) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    std::iter::once(name.to_owned()).chain((1..).map(move |n| format!("{stem} ({n}){extension}")))
+}
+
+/// How many other names [`place`] tries before it gives up.
+const MAX_OTHER_NAMES: usize = 999;
+
+/// Where a file landed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// Its path.
+    pub(crate) path: PathBuf,
+    /// Whether its own name was taken (by another file), so it went under another.
+    pub(crate) renamed: bool,
+}
+
+/// Moves the verified `part` to `name` in `out_dir` without ever replacing a file: the name
+/// if nothing has it, else the first free one of `stem (1).ext`, `stem (2).ext`, … Each try is
+/// one atomic no-replace rename (a hard link where the file system has no such rename), so a
+/// file that appears meanwhile is not replaced either.
+pub(crate) fn place(part: &Path, out_dir: &Path, name: &str) -> Result<Placed> {
+    use rustix::{fs::RenameFlags, io::Errno};
+    for (index, candidate) in candidate_names(name).take(MAX_OTHER_NAMES + 1).enumerate() {
+        let target = out_dir.join(&candidate);
+        let moved = match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            part,
+            rustix::fs::CWD,
+            &target,
+            RenameFlags::NOREPLACE,
+        ) {
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                // No such rename here (some file systems): a link cannot replace either.
+                std::fs::hard_link(part, &target).and_then(|()| std::fs::remove_file(part))
+            }
+            other => other.map_err(std::io::Error::from),
+        };
+        match moved {
+            Ok(()) => {
+                return Ok(Placed {
+                    path: target,
+                    renamed: index > 0,
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(ReceiveError::io(format!(
+                    "cannot move {} into place as {}",
+                    part.display(),
+                    target.display()
+                ))
+                .because(error));
+            }
+        }
+    }
+    Err(ReceiveError::io(format!(
+        "{name:?} and {MAX_OTHER_NAMES} other names for it are taken in {}; choose another output folder",
+        out_dir.display()
+    )))
+}
+
+/// A file already in `out_dir` under `name` or one of its other names that holds exactly
+/// this content (same size, same hash): a rerun finds what an earlier run placed.
+pub(crate) async fn existing_copy(
+    out_dir: &Path,
+    name: &str,
+    size: u64,
+    hash_hex: &str,
+) -> Result<Option<PathBuf>> {
+    for candidate in candidate_names(name).take(MAX_OTHER_NAMES + 1) {
+        let path = out_dir.join(candidate);
+        let Ok(metadata) = tokio::fs::symlink_metadata(&path).await else {
+            // The first free name: nothing further was placed by us.
+            return Ok(None);
+        };
+        if metadata.is_file() && metadata.len() == size && hash_file(&path).await? == hash_hex {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// Options that open a scratch file for writing without following a symbolic link.
+pub(crate) fn scratch_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    options
+}
+
+/// Free bytes for an unprivileged user on the file system of `path`.
+pub(crate) fn free_space(path: &Path) -> Result<u64> {
+    let stat = rustix::fs::statvfs(path)
+        .map_err(std::io::Error::from)
+        .io_context(|| format!("cannot tell the free space in {}", path.display()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Refuses a download of `needed` more bytes into `out_dir` that its disk cannot hold (sizes
+/// come from the sender: a lying one must not be able to fill the disk, nor make us allocate
+/// a sparse file of terabytes).
+pub(crate) fn check_room(out_dir: &Path, needed: u64) -> Result<()> {
+    let free = free_space(out_dir)?;
+    if needed > free {
+        return Err(ReceiveError::io(format!(
+            "not enough free disk space in {}: the share needs {} more, {} are free",
+            out_dir.display(),
+            veilshare_shared::human_size(needed),
+            veilshare_shared::human_size(free)
+        )));
+    }
+    Ok(())
+}
+
+/// Text from the network made safe to print on a terminal: control characters (escape
+/// sequences) and bidirectional overrides become `?`.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control()
+                || ('\u{202A}'..='\u{202E}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+            {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// BLAKE3 of a file in hex, hashed on a blocking thread.
@@ -181,10 +350,60 @@ mod tests {
 
     #[test]
     fn names_from_the_network_are_checked_together() {
-        assert!(check_names(["a", "b"]).is_ok());
-        assert!(check_names(["a", "a"]).is_err());
-        assert!(check_names(["../a"]).is_err());
-        assert!(check_names([]).is_err());
+        assert!(check_names(["a", "b"], false).is_ok());
+        assert!(check_names(["a", "a"], false).is_err());
+        assert!(check_names(["../a"], false).is_err());
+        assert!(check_names([], false).is_err());
+        assert!(check_names([".bashrc"], false).is_err());
+        assert!(check_names([".bashrc"], true).is_ok());
+        let scratch = format!(".{}.veilshare-part", "ab".repeat(32));
+        assert!(check_names([scratch.as_str()], true).is_err());
+    }
+
+    #[test]
+    fn placing_never_replaces_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        std::fs::write(out.join("notes.txt"), b"mine").expect("mine");
+        std::fs::write(out.join("notes (1).txt"), b"mine too").expect("mine");
+        let part = part_file(out, "aa");
+        std::fs::write(&part, b"theirs").expect("part");
+        let placed = place(&part, out, "notes.txt").expect("placed");
+        assert_eq!(
+            placed,
+            Placed {
+                path: out.join("notes (2).txt"),
+                renamed: true
+            }
+        );
+        assert_eq!(std::fs::read(out.join("notes.txt")).expect("read"), b"mine");
+        assert_eq!(std::fs::read(&placed.path).expect("read"), b"theirs");
+        assert!(!part.exists());
+        // Names without an extension, and hidden ones, keep their shape.
+        assert_eq!(
+            candidate_names("README").nth(1).as_deref(),
+            Some("README (1)")
+        );
+        assert_eq!(
+            candidate_names(".profile").nth(2).as_deref(),
+            Some(".profile (2)")
+        );
+    }
+
+    #[test]
+    fn scratch_files_do_not_follow_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("victim");
+        let part = part_file(dir.path(), "bb");
+        std::os::unix::fs::symlink(&victim, &part).expect("symlink");
+        assert!(scratch_options().open(&part).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    }
+
+    #[test]
+    fn terminal_text_loses_its_escapes() {
+        assert_eq!(printable("a\u{1b}[2Jb\u{202E}c"), "a?[2Jb?c");
     }
 
     #[tokio::test]

@@ -93,8 +93,6 @@ pub struct MultiFetch {
 
 /// Fetches from every source at once; returns the paths written.
 pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
-    let out_dir = settings.link.out_dir.clone();
-    let quiet = settings.link.quiet;
     let (tickets, links): (Vec<&String>, Vec<&String>) =
         settings.sources.iter().partition(|s| p2p::is_ticket(s));
     let tickets = tickets
@@ -127,11 +125,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
         {
             Ok(manifest) => {
                 agree(blake3_hash(&manifest.content_hash)?, &base)?;
-                let workers = if matches!(transport, Transport::Tor(_)) {
-                    4
-                } else {
-                    2
-                };
+                let workers = if transport.is_tor() { 4 } else { 2 };
                 sources.push(Source::Link {
                     transport: Arc::new(transport),
                     base,
@@ -144,7 +138,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
     }
     let root = root.ok_or_else(|| ReceiveError::unreachable("no source named the share"))?;
 
-    let partial = ticket::PartialStore::open(&out_dir, root).await?;
+    let partial = ticket::PartialStore::open(&settings.link.out_dir, root).await?;
     let endpoint = if tickets.is_empty() {
         None
     } else {
@@ -172,7 +166,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
             Err(_) => eprintln!("skipping {label}: no answer within 30 s"),
         }
     }
-    let result = run(&partial, root, sources, first_manifest, &out_dir, quiet).await;
+    let result = run(&partial, root, sources, first_manifest, &settings.link).await;
     if let Some(endpoint) = endpoint {
         endpoint.close().await;
     }
@@ -185,28 +179,38 @@ async fn run(
     root: Hash,
     sources: Vec<Source>,
     manifest: Option<Manifest>,
-    out_dir: &std::path::Path,
-    quiet: bool,
+    settings: &FetchSettings,
 ) -> Result<Vec<PathBuf>> {
+    let (out_dir, quiet, allow_hidden) = (&settings.out_dir, settings.quiet, settings.allow_hidden);
     if sources.is_empty() {
         return Err(ReceiveError::unreachable(
             "none of the sources could be reached",
         ));
     }
     let blobs: &BlobStore = &partial.store;
-    let collection = collection(blobs, root, &sources, manifest.as_ref()).await?;
-    ticket::check_names(&collection)?;
+    let collection = collection(blobs, root, &sources, manifest.as_ref(), allow_hidden).await?;
+    ticket::check_names(&collection, allow_hidden)?;
     let sizes = match manifest {
         Some(manifest) if manifest.files.len() == collection.len() => {
             manifest.files.iter().map(|f| f.size).collect()
         }
         _ => iroh_sizes(blobs, root, &collection, &sources).await?,
     };
+    // The sizes come from a source: before cutting pieces, refuse what the disk cannot hold
+    // (what is stored already is on that disk).
+    let total = sizes
+        .iter()
+        .fold(0u64, |sum, size| sum.saturating_add(*size));
+    let stored_bytes = blobs
+        .remote()
+        .local(iroh_blobs::HashAndFormat::hash_seq(root))
+        .await
+        .map_err(|e| ReceiveError::io(format!("local store failed: {e}")))?
+        .local_bytes();
+    local::check_room(out_dir, total.saturating_sub(stored_bytes))?;
     let mut pieces = VecDeque::new();
-    let mut total = 0u64;
     let mut have = 0u64;
     for (index, ((_, hash), &size)) in collection.iter().zip(&sizes).enumerate() {
-        total += size;
         let mut start = 0;
         while start < size {
             let end = (start + PIECE).min(size);
@@ -290,13 +294,14 @@ async fn collection(
     root: Hash,
     sources: &[Source],
     manifest: Option<&Manifest>,
+    allow_hidden: bool,
 ) -> Result<Collection> {
     if let Ok(collection) = ticket::load_collection(blobs, root).await {
         return Ok(collection);
     }
     for source in sources {
         if let Source::Iroh { connection, label } = source {
-            match ticket::fetch_names(blobs, connection, root).await {
+            match ticket::fetch_names(blobs, connection, root, allow_hidden).await {
                 Ok(collection) => return Ok(collection),
                 Err(error) => {
                     eprintln!("{label}: cannot get the list of files: {error:#}");

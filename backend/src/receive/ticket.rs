@@ -59,6 +59,8 @@ pub struct TicketFetch {
     pub patience: Duration,
     /// How to reach peers.
     pub config: P2pConfig,
+    /// Accept hidden files (`.bashrc`…) in the share.
+    pub allow_hidden: bool,
 }
 
 /// The refusal an iroh error means; `None` when it is not one (the network, worth another
@@ -100,6 +102,7 @@ pub async fn download(
     blobs: &BlobStore,
     ticket: &BlobTicket,
     patience: Duration,
+    allow_hidden: bool,
     progress: impl Fn(Progress),
 ) -> Result<Collection> {
     let hash = ticket.hash();
@@ -112,7 +115,7 @@ pub async fn download(
             blobs,
             hash,
             &addr,
-            &mut names_checked,
+            (&mut names_checked, allow_hidden),
             patience.left(Duration::from_secs(1)).min(CONNECT_TIMEOUT),
             &progress,
         )
@@ -167,7 +170,7 @@ async fn attempt_download(
     blobs: &BlobStore,
     hash: Hash,
     addr: &EndpointAddr,
-    names: &mut Option<Collection>,
+    (names, allow_hidden): (&mut Option<Collection>, bool),
     connect_timeout: Duration,
     progress: &impl Fn(Progress),
 ) -> Result<()> {
@@ -185,7 +188,7 @@ async fn attempt_download(
     .map_err(|error| ReceiveError::unreachable("cannot connect to the sender").because(error))?;
     let remote = blobs.remote();
     if names.is_none() {
-        let collection = fetch_names(blobs, &connection, hash).await?;
+        let collection = fetch_names(blobs, &connection, hash, allow_hidden).await?;
         progress(Progress::Files(collection.len()));
         // The sizes, for the progress bar: the last group of each file proves its size, and
         // is part of the download anyway (never fetched twice, so never counted twice).
@@ -224,6 +227,7 @@ pub(crate) async fn fetch_names(
     blobs: &BlobStore,
     connection: &iroh::endpoint::Connection,
     root: Hash,
+    allow_hidden: bool,
 ) -> Result<Collection> {
     let request = GetRequest::new(
         root,
@@ -231,7 +235,7 @@ pub(crate) async fn fetch_names(
     );
     fetch_missing(blobs, connection, request).await?;
     let collection = load_collection(blobs, root).await?;
-    check_names(&collection)?;
+    check_names(&collection, allow_hidden)?;
     Ok(collection)
 }
 
@@ -291,9 +295,13 @@ pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Col
     })
 }
 
-/// Refuses names that would leave the output folder, duplicates, and an empty share.
-pub fn check_names(collection: &Collection) -> Result<()> {
-    local::check_names(collection.iter().map(|(name, _)| name.as_str()))
+/// Refuses names that would leave the output folder, duplicates, an empty share, and hidden
+/// names unless `allow_hidden` (see [`local::check_names`]).
+pub fn check_names(collection: &Collection, allow_hidden: bool) -> Result<()> {
+    local::check_names(
+        collection.iter().map(|(name, _)| name.as_str()),
+        allow_hidden,
+    )
 }
 
 /// The size of a stored complete blob.
@@ -333,7 +341,8 @@ impl PartialStore {
         }
     }
 
-    /// Puts every file of `collection` (complete in the store) into `out_dir`.
+    /// Puts every file of `collection` (complete in the store) into `out_dir`, never over a
+    /// file that is there (see [`local::place`]; a file put under another name is said).
     pub(crate) async fn export_all(
         &self,
         out_dir: &Path,
@@ -342,13 +351,29 @@ impl PartialStore {
         let mut written: Vec<PathBuf> = Vec::new();
         let mut exported: std::collections::HashMap<Hash, PathBuf> = Default::default();
         for (name, blob) in collection.iter() {
-            let target = match exported.get(blob) {
+            let hex = blob.to_hex();
+            let size = stored_size(&self.store, *blob).await?;
+            if let Some(copy) = local::existing_copy(out_dir, name, size, hex.as_str()).await? {
+                exported.insert(*blob, copy.clone());
+                written.push(copy);
+                continue;
+            }
+            let part = local::part_file(out_dir, hex.as_str());
+            match exported.get(blob) {
                 // The same content under a second name: the store gave its file away already.
-                Some(first) => copy_into_place(first, out_dir, name, *blob).await?,
-                None => export(&self.store, out_dir, name, *blob).await?,
-            };
-            exported.insert(*blob, target.clone());
-            written.push(target);
+                Some(first) => copy_part(first, &part).await?,
+                None => export_part(&self.store, *blob, &part).await?,
+            }
+            let placed = local::place(&part, out_dir, name)?;
+            // Said even when quiet: the user looks for the file under its own name.
+            if placed.renamed {
+                eprintln!(
+                    "{name}: a file of that name is already there and was left alone; saved as {}",
+                    placed.path.display()
+                );
+            }
+            exported.insert(*blob, placed.path.clone());
+            written.push(placed.path);
         }
         Ok(written)
     }
@@ -384,6 +409,7 @@ async fn fetch_into(
         &partial.store,
         &settings.ticket,
         settings.patience,
+        settings.allow_hidden,
         move |p| match p {
             Progress::Files(n) => {
                 started.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -401,27 +427,25 @@ async fn fetch_into(
     partial.export_all(&settings.out_dir, &downloaded?).await
 }
 
-async fn copy_into_place(from: &Path, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
-    let target = out_dir.join(name);
-    let part = local::part_file(out_dir, hash.to_hex().as_str());
-    tokio::fs::copy(from, &part)
-        .await
-        .io_context(|| format!("cannot write {}", part.display()))?;
-    tokio::fs::rename(&part, &target)
-        .await
-        .io_context(|| format!("cannot move {} into place", target.display()))?;
-    Ok(target)
+/// Copies a file already placed to a new part file (created afresh, not through a link).
+async fn copy_part(from: &Path, part: &Path) -> Result<()> {
+    let (from, part) = (from.to_owned(), part.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_file(&part);
+        let mut source = std::fs::File::open(&from)?;
+        let mut output = local::scratch_options().create_new(true).open(&part)?;
+        std::io::copy(&mut source, &mut output)?;
+        output.sync_all()
+    })
+    .await
+    .io_context(|| "copying stopped".into())?
+    .io_context(|| "cannot copy a file for its second name".into())
 }
 
-/// Moves one verified file out of the partial store into place.
-async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Result<PathBuf> {
-    let target = out_dir.join(name);
-    let hex = hash.to_hex();
-    if target.exists() && local::hash_file(&target).await? == hex.as_str() {
-        return Ok(target);
-    }
-    let part = std::path::absolute(local::part_file(out_dir, hex.as_str()))
-        .io_context(|| format!("cannot find {}", out_dir.display()))?;
+/// Moves one verified blob out of the partial store into `part`.
+async fn export_part(store: &FsStore, hash: Hash, part: &Path) -> Result<()> {
+    let part =
+        std::path::absolute(part).io_context(|| format!("cannot find {}", part.display()))?;
     let _ = tokio::fs::remove_file(&part).await;
     // The store is thrown away afterwards: let it move its file instead of copying it.
     let mut stream = store
@@ -440,8 +464,5 @@ async fn export(store: &FsStore, out_dir: &Path, name: &str, hash: Hash) -> Resu
             )));
         }
     }
-    tokio::fs::rename(&part, &target)
-        .await
-        .io_context(|| format!("cannot move {} into place", target.display()))?;
-    Ok(target)
+    Ok(())
 }

@@ -603,3 +603,38 @@ async fn a_mirror_tells_a_share_that_ended_from_a_sender_that_is_offline() {
         .expect("mirror");
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn a_ticket_fetch_never_replaces_a_file_nor_brings_hidden_ones_unasked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let view = a
+        .create(
+            &[("notes.txt", b"theirs"), (".profile", b"evil")],
+            &[("direct", "true")],
+        )
+        .await;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    std::fs::write(out.join("notes.txt"), b"mine").expect("mine");
+    let (ok, output) = get_ticket(&ticket(&view), &out).await;
+    assert!(!ok && output.contains("--allow-hidden"), "{output}");
+    assert_eq!(names(&out), ["notes.txt"], "a refused share leaves nothing");
+
+    let out_arg = out.to_string_lossy().into_owned();
+    let ticket = ticket(&view);
+    let mut args = vec!["get", "--quiet", "--allow-hidden", &ticket, "-o", &out_arg];
+    args.extend(IROH_LOOPBACK);
+    let (ok, stdout, stderr) = run_cli(&args).await.expect("veilshare get");
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(std::fs::read(out.join("notes.txt")).expect("mine"), b"mine");
+    assert_eq!(
+        std::fs::read(out.join("notes (1).txt")).expect("theirs"),
+        b"theirs"
+    );
+    assert_eq!(
+        std::fs::read(out.join(".profile")).expect("hidden"),
+        b"evil"
+    );
+    assert!(stderr.contains("left alone"), "{stderr}");
+}
