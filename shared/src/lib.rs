@@ -328,6 +328,7 @@ impl CreateShareFields {
         if let Some(label) = &self.label {
             out.set(form::LABEL, label)?;
         }
+        Self::check_together(self.direct, self.restricted)?;
         out.direct = self.direct;
         out.restricted = self.restricted;
         Ok(out)
@@ -379,9 +380,29 @@ impl CreateShareFields {
                 }
                 self.label = (!value.is_empty()).then(|| value.to_owned());
             }
-            form::DIRECT => self.direct = parse_flag(name, value)?,
-            form::RESTRICTED => self.restricted = parse_flag(name, value)?,
+            form::DIRECT => {
+                let direct = parse_flag(name, value)?;
+                Self::check_together(direct, self.restricted)?;
+                self.direct = direct;
+            }
+            form::RESTRICTED => {
+                let restricted = parse_flag(name, value)?;
+                Self::check_together(self.direct, restricted)?;
+                self.restricted = restricted;
+            }
             other => return Err(format!("unknown form field {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// Rules between fields: a restricted share is not also direct (its ticket would let in
+    /// anyone who has it, without the key).
+    fn check_together(direct: bool, restricted: bool) -> Result<(), String> {
+        if restricted && direct {
+            return Err(
+                "a share that requires a key cannot also be shared directly: the direct ticket would let anyone who has it in without the key"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -691,6 +712,20 @@ mod tests {
     }
 
     #[test]
+    fn a_restricted_share_is_never_also_direct() {
+        let mut fields = CreateShareFields::default();
+        fields.set(form::DIRECT, "true").expect("direct alone");
+        assert!(fields.set(form::RESTRICTED, "true").is_err());
+        assert!(!fields.restricted, "a refused value is not kept");
+        let both = CreateShareFields {
+            direct: true,
+            restricted: true,
+            ..CreateShareFields::default()
+        };
+        assert!(both.checked().is_err());
+    }
+
+    #[test]
     fn sizes_read_well() {
         assert_eq!(human_size(0), "0 bytes");
         assert_eq!(human_size(1023), "1023 bytes");
@@ -731,10 +766,10 @@ mod tests {
     fn flags_take_true_or_false_only() {
         let mut fields = CreateShareFields::default();
         fields.set(form::RESTRICTED, "true").expect("true");
-        fields.set(form::DIRECT, "on").expect("on");
-        assert!(fields.restricted && fields.direct);
+        assert!(fields.restricted);
         fields.set(form::RESTRICTED, "0").expect("0");
-        assert!(!fields.restricted);
+        fields.set(form::DIRECT, "on").expect("on");
+        assert!(!fields.restricted && fields.direct);
         let error = fields
             .set(form::RESTRICTED, "yes please")
             .expect_err("refused");

@@ -4,14 +4,18 @@
 //! content.
 //!
 //! Invariants:
-//! - Fetched blobs are protected from garbage collection by a temporary tag from before the
-//!   first byte arrives until the new share's named tag holds them.
-//! - Names from the source pass `shared::validate_file_name` before anything is stored under
-//!   them (the ticket path checks them before fetching content; the link path in `fetch`).
+//! - Every byte of a mirror was received from its source: both kinds of source are fetched
+//!   into a scratch folder of their own (never into the app's store, whose blobs another share
+//!   may already hold: a crafted source listing them would get that content published without
+//!   sending it, and would learn that this node holds it), then imported.
+//! - Imported blobs are protected from garbage collection by temporary tags until the new
+//!   share's named tag holds them.
+//! - Names from the source pass the receiving side's checks before any path is built (the
+//!   ticket path before fetching content).
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use iroh_blobs::{Hash, HashAndFormat, api::TempTag};
+use iroh_blobs::api::TempTag;
 use veilshare_shared::{
     CreateMirror, DEFAULT_MIRROR_TIMEOUT_SECS, MAX_MIRROR_TIMEOUT_SECS, ShareView,
 };
@@ -68,12 +72,17 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
     };
     let patience = Duration::from_secs(patience);
     let source = request.source.trim();
-    // The temporary tags keep the fetched data alive until the share's tag does.
-    let (files, _held) = if p2p::is_ticket(source) {
-        from_ticket(node, source, patience).await?
+    let scratch = tempfile::Builder::new()
+        .prefix("mirror-")
+        .tempdir_in(shares.store().root())
+        .map_err(|error| ReceiveError::io("cannot make a scratch folder").because(error))?;
+    let written = if p2p::is_ticket(source) {
+        from_ticket(node, source, patience, scratch.path()).await?
     } else {
-        from_link(node, source, request.source_key, patience).await?
+        from_link(node, source, request.source_key, patience, scratch.path()).await?
     };
+    // The temporary tags keep the imported data alive until the share's tag does.
+    let (files, _held) = import(shares, written).await?;
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
     let collection = store
@@ -91,11 +100,11 @@ async fn from_ticket(
     node: &Context,
     source: &str,
     patience: Duration,
-) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
-    let shares = &node.shares;
+    scratch: &std::path::Path,
+) -> Result<Vec<PathBuf>, MirrorError> {
     let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
     let p2p = &node.endpoints;
-    let lease = p2p
+    let _lease = p2p
         .lease()
         .await
         .map_err(|e| MirrorError::Unavailable(e.to_string()))?;
@@ -103,44 +112,17 @@ async fn from_ticket(
         .endpoint()
         .await
         .ok_or_else(|| MirrorError::Unavailable("the direct-sharing endpoint closed".into()))?;
-    let blobs = shares.store().blobs().clone();
-    // Protects the collection from garbage collection from before the first byte arrives.
-    let tag = blobs
-        .tags()
-        .temp_tag(HashAndFormat::hash_seq(ticket.hash()))
-        .await
-        .map_err(|error| {
-            ReceiveError::io("cannot protect the download in the store").because(error)
-        })?;
     let id = ticket.addr().id.fmt_short().to_string();
-    let collection = ticket_fetch::download(&endpoint, &blobs, &ticket, patience, true, |p| {
-        if let Progress::Retrying(why) = p {
-            tracing::info!(source = %id, %why, "mirror: retrying");
-        }
-    })
-    .await?;
-    drop(lease);
-    let mut files = Vec::new();
-    for (name, hash) in collection.iter() {
-        files.push(describe(shares, name, *hash).await?);
-    }
-    Ok((files, vec![tag]))
-}
-
-/// A stored blob as a share's file: its size, and the CRC-32 zips need.
-async fn describe(shares: &Shares, name: &str, hash: Hash) -> Result<StoredFile, MirrorError> {
-    let blobs = shares.store().blobs();
-    let size = ticket_fetch::stored_size(blobs, hash).await?;
-    let hash = crate::core::store::content_hash(hash);
-    let crc32 = shares.store().crc32(&hash, size).await.map_err(|error| {
-        ReceiveError::io(format!("cannot read the fetched {name:?}")).because(error)
-    })?;
-    Ok(StoredFile {
-        name: name.to_owned(),
-        size,
-        hash,
-        crc32,
-    })
+    // Hidden names are fine here: the files go into our scratch folder, then into the store,
+    // where no name means anything to another program.
+    let written =
+        ticket_fetch::fetch_ticket_into(&endpoint, &ticket, scratch, patience, true, |p| {
+            if let Progress::Retrying(why) = p {
+                tracing::info!(source = %id, %why, "mirror: retrying");
+            }
+        })
+        .await?;
+    Ok(written)
 }
 
 async fn from_link(
@@ -148,31 +130,33 @@ async fn from_link(
     link: &str,
     key: Option<String>,
     patience: Duration,
-) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
-    let shares = &node.shares;
+    scratch: &std::path::Path,
+) -> Result<Vec<PathBuf>, MirrorError> {
     if !link.starts_with("http://") {
         return Err(MirrorError::BadRequest(
             "the source is neither a ticket (blob…) nor a link (http://…)".into(),
         ));
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("mirror-")
-        .tempdir_in(shares.store().root())
-        .map_err(|error| ReceiveError::io("cannot make a scratch folder").because(error))?;
     let settings = crate::receive::link::FetchSettings {
         link: link.to_owned(),
-        out_dir: scratch.path().to_owned(),
+        out_dir: scratch.to_owned(),
         state_dir: node.data_dir.join("tor-mirror"),
         tor_config: node.tor_config.clone(),
         parallel: None,
         quiet: true,
         patience,
         key,
-        // The files go into a scratch folder of ours, then into the store: no name there
-        // means anything to another program.
         allow_hidden: true,
     };
-    let written = crate::receive::link::fetch(&settings).await?;
+    Ok(crate::receive::link::fetch(&settings).await?)
+}
+
+/// Imports the fetched files into the store under their names; the tags hold them until the
+/// share's own tag does.
+async fn import(
+    shares: &Shares,
+    written: Vec<PathBuf>,
+) -> Result<(Vec<StoredFile>, Vec<TempTag>), MirrorError> {
     let store = shares.store();
     let permit = store.import_permit().await.map_err(ShareError::from)?;
     let mut files = NewFiles::default();

@@ -379,23 +379,10 @@ impl PartialStore {
     }
 }
 
-/// `veilshare get <ticket>`: fetches every file into `out_dir`; returns the paths written.
+/// `veilshare get <ticket>`: fetches every file into `out_dir` through a fresh endpoint (a
+/// fresh key for every fetch: recipients are not linkable across fetches); returns the paths
+/// written.
 pub async fn fetch_ticket(settings: &TicketFetch) -> Result<Vec<PathBuf>> {
-    let partial = PartialStore::open(&settings.out_dir, settings.ticket.hash()).await?;
-    let started = std::sync::atomic::AtomicBool::new(false);
-    let result = fetch_into(settings, &partial, &started).await;
-    // Kept for a resume only when something arrived.
-    let keep = result.is_err() && started.load(std::sync::atomic::Ordering::SeqCst);
-    partial.close(keep).await;
-    result
-}
-
-async fn fetch_into(
-    settings: &TicketFetch,
-    partial: &PartialStore,
-    started: &std::sync::atomic::AtomicBool,
-) -> Result<Vec<PathBuf>> {
-    // A fresh key for every fetch: recipients are not linkable across fetches.
     let endpoint = settings
         .config
         .bind(SecretKey::generate(), Vec::new())
@@ -404,17 +391,14 @@ async fn fetch_into(
     let bar = local::progress_bar(settings.quiet, None, "connecting".into());
     let shown = bar.clone();
     let quiet = settings.quiet;
-    let downloaded = download(
+    let result = fetch_ticket_into(
         &endpoint,
-        &partial.store,
         &settings.ticket,
+        &settings.out_dir,
         settings.patience,
         settings.allow_hidden,
         move |p| match p {
-            Progress::Files(n) => {
-                started.store(true, std::sync::atomic::Ordering::SeqCst);
-                shown.set_message(format!("{n} file(s)"));
-            }
+            Progress::Files(n) => shown.set_message(format!("{n} file(s)")),
             Progress::Bytes(b) => shown.set_position(b),
             Progress::Total(total) => local::set_total(&shown, total),
             Progress::Retrying(why) if !quiet => shown.println(format!("{why}; trying again")),
@@ -424,7 +408,44 @@ async fn fetch_into(
     .await;
     bar.finish_and_clear();
     endpoint.close().await;
-    partial.export_all(&settings.out_dir, &downloaded?).await
+    result
+}
+
+/// Fetches every file of `ticket` into `out_dir` through `endpoint`, by way of a partial store
+/// there (kept for a resume when the fetch fails after content arrived); every byte comes from
+/// the ticket's sender, whatever this machine holds already. Returns the paths written.
+pub async fn fetch_ticket_into(
+    endpoint: &Endpoint,
+    ticket: &BlobTicket,
+    out_dir: &Path,
+    patience: Duration,
+    allow_hidden: bool,
+    progress: impl Fn(Progress),
+) -> Result<Vec<PathBuf>> {
+    let partial = PartialStore::open(out_dir, ticket.hash()).await?;
+    let started = std::sync::atomic::AtomicBool::new(false);
+    let result = async {
+        let collection = download(
+            endpoint,
+            &partial.store,
+            ticket,
+            patience,
+            allow_hidden,
+            |p| {
+                if let Progress::Files(_) = p {
+                    started.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                progress(p);
+            },
+        )
+        .await?;
+        partial.export_all(out_dir, &collection).await
+    }
+    .await;
+    // Kept for a resume only when something arrived.
+    let keep = result.is_err() && started.load(std::sync::atomic::Ordering::SeqCst);
+    partial.close(keep).await;
+    result
 }
 
 /// Copies a file already placed to a new part file (created afresh, not through a link).

@@ -78,8 +78,8 @@ impl PolicyInput {
         fields.set(form::MAX_DOWNLOADS, &self.max_downloads)?;
         fields.set(form::EXPIRES_IN_SECS, &expires_in)?;
         fields.set(form::LABEL, &self.label)?;
-        fields.direct = self.direct;
-        fields.restricted = self.restricted;
+        fields.set(form::DIRECT, &self.direct.to_string())?;
+        fields.set(form::RESTRICTED, &self.restricted.to_string())?;
         Ok(fields)
     }
 }
@@ -245,6 +245,11 @@ mod tests {
             },
             PolicyInput {
                 label: "x".repeat(201),
+                ..PolicyInput::new_share()
+            },
+            PolicyInput {
+                direct: true,
+                restricted: true,
                 ..PolicyInput::new_share()
             },
         ] {

@@ -638,3 +638,29 @@ async fn a_ticket_fetch_never_replaces_a_file_nor_brings_hidden_ones_unasked() {
     );
     assert!(stderr.contains("left alone"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_mirror_receives_every_byte_from_its_source_even_content_it_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let b = Server::start(&dir.path().join("b")).await;
+    let content = data(1 << 20, 77);
+    // B holds this content already, in a share of its own.
+    b.create(&[("mine.bin", &content)], &[]).await;
+    let view = a
+        .create(&[("theirs.bin", &content)], &[("direct", "true")])
+        .await;
+    let response = b
+        .api(reqwest::Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": ticket(&view) }))
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(response.status(), 201);
+    // A sent the whole content: the mirror's fetch counts as a download there. (Had B used
+    // what it holds, A would have sent only the list of files, and learnt that B holds it.)
+    a.wait_view(&view.id, "A to count the mirror's fetch", |v| {
+        v.downloads_completed == 1 && v.downloads_in_flight == 0
+    })
+    .await;
+}

@@ -250,6 +250,21 @@ async fn a_restricted_share_answers_only_to_holders_of_its_key() {
         .clone()
         .expect("a restricted share has a key");
     assert_eq!(key.len(), 52, "{key}");
+    // Not on the plain listener: there the key could not be checked.
+    assert_eq!(view.links.local, None);
+    let open = server.create(&[("open.txt", b"open")], &[]).await;
+    let plain = open.links.local.clone().expect("a plain link");
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    for path in ["", "manifest.json", "files/sealed.bin", "download"] {
+        let url = format!(
+            "{}{path}",
+            plain.replace(open.id.as_str(), view.id.as_str())
+        );
+        let (status, _) = crate::util::fetch(&http, &url)
+            .await
+            .expect("plain listener");
+        assert_eq!(status, 404, "{url}");
+    }
     // Live means the probe client, given the key, reached it.
     let view = wait_live(&server, &view).await;
     let onion = view.links.onion.clone().expect("onion");

@@ -84,7 +84,10 @@ impl Publisher for PlainSite {
     fn stop(&self, _id: &ShareId, _reason: veilshare_shared::ShareState) {}
 
     fn links(&self, share: &ShareRecord, links: &mut veilshare_shared::ShareLinks) {
-        links.local = Some(format!("{}/s/{}/", self.base, share.id));
+        // A restricted share is reached only through its onion service, with the key.
+        if share.client_key.is_none() {
+            links.local = Some(format!("{}/s/{}/", self.base, share.id));
+        }
     }
 }
 
@@ -129,15 +132,16 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The share a request is about: fixed by the listener or taken from the URL.
-struct ShareKey(ShareId);
+/// The share a request is about: fixed by the listener (an onion service), or taken from the
+/// URL (the plain listener, which says so with `false`).
+struct ShareKey(ShareId, bool);
 
 impl FromRequestParts<Shares> for ShareKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shares) -> Result<Self, Response> {
         if let Some(FixedShare(id)) = parts.extensions.get::<FixedShare>() {
-            return Ok(Self(id.clone()));
+            return Ok(Self(id.clone(), true));
         }
         let params = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
@@ -145,7 +149,7 @@ impl FromRequestParts<Shares> for ShareKey {
         params
             .get("id")
             .and_then(|id| ShareId::parse(id))
-            .map(Self)
+            .map(|id| Self(id, false))
             .ok_or_else(not_found_page)
     }
 }
@@ -161,8 +165,13 @@ impl FromRequestParts<Shares> for Found {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, shares: &Shares) -> Result<Self, Response> {
-        let ShareKey(id) = ShareKey::from_request_parts(parts, shares).await?;
+        let ShareKey(id, own_listener) = ShareKey::from_request_parts(parts, shares).await?;
         let share = lookup(shares, &id)?;
+        // Restricted: only its onion service, where Tor checked the key. Elsewhere it does
+        // not exist.
+        if share.record.client_key.is_some() && !own_listener {
+            return Err(not_found_page());
+        }
         Ok(Self { id, share })
     }
 }
