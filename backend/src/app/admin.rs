@@ -55,7 +55,14 @@ pub struct AdminState {
     node: Context,
     token: Arc<str>,
     port: u16,
+    /// The session cookies handed out by launches since start, newest last: random values
+    /// that are not the token and die with the process (so a cookie that leaks to another
+    /// local web service is worth nothing once veilshare restarts, and never shows the token).
+    sessions: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
+
+/// Sessions kept at once (one per launch: a browser, a tab opened from the launch URL…).
+const MAX_SESSIONS: usize = 16;
 
 impl AdminState {
     /// State for a listener on `port` of the node whose handles are `node`.
@@ -64,8 +71,39 @@ impl AdminState {
             node,
             token: token.into(),
             port,
+            sessions: Arc::default(),
         }
     }
+
+    /// A new session, remembered (the oldest forgotten beyond [`MAX_SESSIONS`]).
+    fn new_session(&self) -> String {
+        let session = random_secret();
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if sessions.len() >= MAX_SESSIONS {
+                sessions.pop_front();
+            }
+            sessions.push_back(session.clone());
+        }
+        session
+    }
+
+    /// Whether `presented` is a live session.
+    fn session_matches(&self, presented: &str) -> bool {
+        self.sessions.lock().is_ok_and(|sessions| {
+            sessions.iter().any(|session| {
+                constant_time_eq::constant_time_eq(session.as_bytes(), presented.as_bytes())
+            })
+        })
+    }
+}
+
+/// 256 random bits as lowercase base32.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    data_encoding::BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase()
 }
 
 /// An API error: status, and JSON body with a message for people.
@@ -191,13 +229,23 @@ async fn check_host(State(state): State<AdminState>, request: Request, next: Nex
     next.run(request).await
 }
 
-/// The token from `Authorization: Bearer …` or the session cookie.
-fn presented_token(headers: &HeaderMap) -> Option<String> {
+/// What a request offers as its credentials.
+enum Credential {
+    /// `Authorization: Bearer <token>` (the CLI, scripts).
+    Token(String),
+    /// The session cookie (the UI, after a launch).
+    Session(String),
+}
+
+/// The credential of a request: the bearer token, else the session cookie.
+fn presented(headers: &HeaderMap) -> Option<Credential> {
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+        return value
+            .strip_prefix("Bearer ")
+            .map(|t| Credential::Token(t.trim().to_owned()));
     }
     headers
         .get_all(header::COOKIE)
@@ -206,17 +254,51 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| Credential::Session(value.to_owned()))
 }
 
 fn token_matches(state: &AdminState, presented: &str) -> bool {
     constant_time_eq::constant_time_eq(presented.as_bytes(), state.token.as_bytes())
 }
 
+fn signed_in(state: &AdminState, headers: &HeaderMap) -> Option<bool> {
+    presented(headers).map(|credential| match credential {
+        Credential::Token(token) => token_matches(state, &token),
+        Credential::Session(session) => state.session_matches(&session),
+    })
+}
+
+/// Why a request made by another web page is refused, if it is one. `SameSite` cookies do not
+/// help here: every port of 127.0.0.1 is the same site, so a page served by any other local
+/// program could send the cookie with a form. Browsers say where a request comes from
+/// (`Origin` on everything but plain GETs, `Sec-Fetch-Site` on everything); programs such as
+/// the CLI send neither.
+fn from_another_page(state: &AdminState, headers: &HeaderMap) -> Option<&'static str> {
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && !allowed_origin(state, origin.to_str().unwrap_or_default())
+    {
+        return Some(
+            "this API answers only its own pages, and this request came from another (Origin)",
+        );
+    }
+    match headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or_default())
+    {
+        None | Some("same-origin" | "none") => None,
+        Some(_) => Some(
+            "this API answers only its own pages, and this request came from another (Sec-Fetch-Site)",
+        ),
+    }
+}
+
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    match presented_token(request.headers()) {
-        Some(token) if token_matches(&state, &token) => next.run(request).await,
-        Some(_) => Failure::new(
+    if let Some(why) = from_another_page(&state, request.headers()) {
+        return Failure::new(ErrorKind::Forbidden, why).into_response();
+    }
+    match signed_in(&state, request.headers()) {
+        Some(true) => next.run(request).await,
+        Some(false) => Failure::new(
             ErrorKind::Unauthorized,
             "wrong token; open the launch URL that veilshare printed, or use the token in the api-token file of its data directory",
         )
@@ -241,10 +323,7 @@ async fn launch(
     headers: HeaderMap,
 ) -> Response {
     let Some(token) = query.get("token") else {
-        return crate::app::ui::index(
-            presented_token(&headers).is_some_and(|t| token_matches(&state, &t)),
-            &headers,
-        );
+        return crate::app::ui::index(signed_in(&state, &headers) == Some(true), &headers);
     };
     if !token_matches(&state, token) {
         return (
@@ -254,7 +333,11 @@ async fn launch(
             .into_response();
     }
     let mut response = Redirect::to("/").into_response();
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    // A session of its own, not the token: the token stays in the data directory.
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        state.new_session()
+    );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -307,17 +390,8 @@ async fn revoke_share(
     Ok(Json(state.node.shares.revoke(&id).await?))
 }
 
-async fn events(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        if !allowed_origin(&state, origin) {
-            return Failure::new(ErrorKind::Forbidden, "foreign origin").into_response();
-        }
-    }
+async fn events(State(state): State<AdminState>, upgrade: WebSocketUpgrade) -> Response {
+    // Pages of other origins were refused with every other API request (`require_token`).
     let receiver = state.node.shares.events().subscribe();
     upgrade.on_upgrade(move |socket| forward_events(socket, receiver))
 }
@@ -621,11 +695,7 @@ pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-    let token = data_encoding::BASE32_NOPAD
-        .encode(&bytes)
-        .to_ascii_lowercase();
+    let token = random_secret();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

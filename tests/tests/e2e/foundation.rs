@@ -736,6 +736,91 @@ async fn launch_url_sets_an_http_only_cookie_that_opens_the_api() {
 }
 
 #[tokio::test]
+async fn the_api_refuses_other_pages_and_its_cookie_is_not_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("a")).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let launch = || async {
+        let response = http
+            .get(format!("{}/?token={}", server.api, server.token))
+            .send()
+            .await
+            .expect("launch");
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .to_owned();
+        cookie.split(';').next().expect("pair").to_owned()
+    };
+    let (first, second) = (launch().await, launch().await);
+    let port = server.api.rsplit(':').next().expect("port").to_owned();
+    let upload = |cookie: String, headers: Vec<(&'static str, String)>| {
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("a.txt"),
+        );
+        let mut request = http
+            .post(format!("{}/api/shares", server.api))
+            .header(header::COOKIE, cookie)
+            .multipart(form);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // A form on a page of another local program (another port: the same site to the browser)
+    // carries the cookie, and its origin.
+    for headers in [
+        vec![("origin", "http://127.0.0.1:1".to_owned())],
+        vec![("origin", "null".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+    ] {
+        let response = upload(first.clone(), headers.clone())
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), 403, "{headers:?}");
+    }
+    assert!(
+        server.list().await.is_empty(),
+        "a refused upload made a share"
+    );
+    // Our own page is answered, with either session.
+    for cookie in [&first, &second] {
+        let response = upload(
+            cookie.clone(),
+            vec![
+                ("origin", format!("http://localhost:{port}")),
+                ("sec-fetch-site", "same-origin".to_owned()),
+            ],
+        )
+        .await
+        .expect("upload");
+        assert_eq!(response.status(), 201);
+    }
+    // The token is no cookie, and a session does not outlive the process.
+    let response = upload(format!("veilshare_session={}", server.token), vec![])
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 401);
+    let data_dir = dir.path().join("a");
+    server.stop().await;
+    let server = Server::start(&data_dir).await;
+    let response = http
+        .get(format!("{}/api/shares", server.api))
+        .header(header::COOKIE, &first)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(response.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn events_report_uploads_downloads_and_endings() {
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
     let dir = tempfile::tempdir().expect("tempdir");
