@@ -373,7 +373,11 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     let data_dir = settings.node.data_dir.clone();
     let mut node = Node::start(settings.node.clone()).await?;
     let state = AdminState::new(node.context().clone(), token.clone(), api_addr.port());
-    node.serve(api_listener, admin::router(state, crate::app::ui::router()));
+    node.serve(
+        api_listener,
+        admin::router(state, crate::app::ui::router()),
+        crate::app::Audience::Owner,
+    );
 
     let info = InstanceInfo {
         api: format!("http://{api_addr}"),

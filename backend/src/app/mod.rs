@@ -23,11 +23,14 @@ use veilshare_shared::Event;
 use crate::{
     core::{events::EventBus, shares::Shares, store::Store},
     serve::{direct::DirectPublisher, onion::OnionPublisher, public},
-    transport::{iroh::Endpoints, tor::Tor},
+    transport::{http, iroh::Endpoints, tor::Tor},
 };
 
 /// The direct-sharing settings the command line fills in.
-pub use crate::transport::iroh::{P2pConfig, Relays};
+pub use crate::transport::{
+    http::Audience,
+    iroh::{P2pConfig, Relays},
+};
 
 /// How long running downloads get to end cleanly when the node stops.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -237,7 +240,7 @@ impl Node {
             servers: tokio::task::JoinSet::new(),
         };
         if let Some(listener) = public_listener {
-            node.serve(listener, public::router(shares));
+            node.serve(listener, public::router(shares), http::Audience::Strangers);
         }
         Ok(node)
     }
@@ -247,14 +250,17 @@ impl Node {
         &self.context
     }
 
-    /// Serves `app` on `listener` until the node stops.
-    pub fn serve(&mut self, listener: tokio::net::TcpListener, app: axum::Router) {
+    /// Serves `app` to `audience` on `listener` until the node stops.
+    pub fn serve(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        audience: http::Audience,
+    ) {
         let stop = self.stop.clone();
-        self.servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let cap = http::ConnectionCap::new(http::MAX_CONNECTIONS);
+        self.servers
+            .spawn(async move { http::serve_listener(listener, app, audience, stop, cap).await });
     }
 
     /// Stops the listeners (running downloads get a moment to end), the direct-sharing

@@ -34,6 +34,11 @@ use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
 use veilshare_shared::{ShareId, TorStatus};
 
+use crate::transport::http;
+
+/// Streams one onion service serves at once; more are told to come back later.
+const STREAMS_PER_SERVICE: usize = 256;
+
 /// Errors of the Tor side.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -271,6 +276,8 @@ impl Tor {
         let url = format!("http://{}/", address.display_unredacted());
         let share = id.clone();
         let open_streams = self.streams.clone();
+        // Each service has its own cap: one share's crowd cannot starve another's.
+        let cap = http::ConnectionCap::new(STREAMS_PER_SERVICE);
         let task = tokio::spawn(async move {
             let mut streams = tor_hsservice::handle_rend_requests(requests);
             while let Some(request) = streams.next().await {
@@ -282,10 +289,23 @@ impl Tor {
                 let router = router.clone();
                 let share = share.clone();
                 let guard = StreamGuard::new(&open_streams);
+                let permit = cap.try_admit();
                 tokio::spawn(async move {
                     let _guard = guard;
                     match request.accept(Connected::new_empty()).await {
-                        Ok(stream) => serve_stream(stream, router).await,
+                        Ok(stream) => match permit {
+                            Some(_permit) => {
+                                let stop = tokio_util::sync::CancellationToken::new();
+                                http::serve_connection(
+                                    stream,
+                                    router,
+                                    http::Audience::Strangers,
+                                    stop,
+                                )
+                                .await;
+                            }
+                            None => http::refuse_busy(stream).await,
+                        },
                         Err(error) => {
                             tracing::debug!(share = %share, %error, "could not accept an onion stream");
                         }
@@ -467,18 +487,6 @@ pub fn authorize(
         )
         .map_err(failed)?;
     Ok(())
-}
-
-/// Serves HTTP/1.1 on one onion stream with the share's router.
-async fn serve_stream(stream: arti_client::DataStream, router: axum::Router) {
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    if let Err(error) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await
-    {
-        tracing::debug!(%error, "onion stream ended with an error");
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::util::{IROH_LOOPBACK, Server, data, eventually, run_cli};
 
 /// `veilshare get <ticket> -o OUT` on loopback; returns (success, stdout + stderr).
 async fn get_ticket(ticket: &str, out: &Path) -> (bool, String) {
-    get_ticket_within(ticket, out, "10s").await
+    get_ticket_within(ticket, out, "30s").await
 }
 
 /// [`get_ticket`] that keeps trying to reach the sender for `timeout` only.

@@ -101,12 +101,27 @@ impl Server {
         Self::start_wrapped(data_dir, public_port, tor_config, &[]).await
     }
 
+    /// [`Server::start`] with more environment variables.
+    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(data_dir, 0, None, &[], env).await
+    }
+
     /// [`Server::start_with`], run under `wrapper` (a program and its arguments, e.g. strace).
     pub async fn start_wrapped(
         data_dir: &Path,
         public_port: u16,
         tor_config: Option<PathBuf>,
         wrapper: &[&str],
+    ) -> Self {
+        Self::launch(data_dir, public_port, tor_config, wrapper, &[]).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        public_port: u16,
+        tor_config: Option<PathBuf>,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
     ) -> Self {
         let instance = data_dir.join("instance.json");
         let _ = std::fs::remove_file(&instance);
@@ -138,6 +153,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env("VEILSHARE_LOG", "info,veilshare=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
