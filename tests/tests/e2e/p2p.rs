@@ -6,7 +6,7 @@ use std::path::Path;
 
 use veilshare_shared::{ShareState, ShareView};
 
-use crate::util::{IROH_LOOPBACK, Server, data, eventually, run_cli};
+use crate::util::{IROH_LOOPBACK, Server, data, eventually, names, run_cli};
 
 /// `veilshare get <ticket> -o OUT` on loopback; returns (success, stdout + stderr).
 async fn get_ticket(ticket: &str, out: &Path) -> (bool, String) {
@@ -27,20 +27,6 @@ fn ticket(view: &ShareView) -> String {
         .ticket
         .clone()
         .expect("a direct share has a ticket")
-}
-
-/// Files in a folder, hidden ones (partial downloads) included.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[tokio::test]

@@ -399,6 +399,21 @@ impl HeadlessShare {
     }
 }
 
+/// The names in a folder, sorted, hidden ones (partial downloads) included; none when the
+/// folder does not exist.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Runs `veilshare` with arguments and returns (success, stdout, stderr).
 pub async fn run_cli(args: &[&str]) -> Result<(bool, String, String)> {
     let output = Command::new(binary())
