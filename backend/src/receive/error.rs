@@ -7,7 +7,7 @@
 //! The words for a refusal live here once, whatever the transport said it with: HTTP 404,
 //! 410 and 429 from a link, iroh's error codes and close code from a ticket.
 
-use std::{error::Error as StdError, fmt, io};
+use std::{error::Error as StdError, fmt};
 
 /// What a source said when it would not give the content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,13 +187,6 @@ impl<T, E: Into<Box<dyn StdError + Send + Sync>>> IoContext<T> for std::result::
     }
 }
 
-impl From<io::Error> for ReceiveError {
-    fn from(error: io::Error) -> Self {
-        let message = error.to_string();
-        Self::io(message)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +207,7 @@ mod tests {
             "{chain}"
         );
         let io: Result<()> =
-            Err(io::Error::other("disk full")).io_context(|| "cannot write x".into());
+            Err(std::io::Error::other("disk full")).io_context(|| "cannot write x".into());
         let error = io.expect_err("an error");
         assert_eq!(error.kind(), ReceiveErrorKind::Io);
         assert_eq!(format!("{error:#}"), "cannot write x: disk full");

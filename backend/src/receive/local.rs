@@ -41,7 +41,7 @@ pub(crate) fn partial_store_dir(out_dir: &Path, collection_hex: &str) -> PathBuf
 }
 
 /// Refuses a file name from the network that would leave the output folder.
-pub(crate) fn check_file_name(name: &str) -> Result<()> {
+fn check_file_name(name: &str) -> Result<()> {
     veilshare_shared::validate_file_name(name).map_err(|problem| {
         ReceiveError::integrity(format!(
             "refusing the share: {problem} (a file name must not leave the output folder)"
@@ -189,7 +189,7 @@ pub(crate) fn scratch_options() -> std::fs::OpenOptions {
 }
 
 /// Free bytes for an unprivileged user on the file system of `path`.
-pub(crate) fn free_space(path: &Path) -> Result<u64> {
+fn free_space(path: &Path) -> Result<u64> {
     let stat = rustix::fs::statvfs(path)
         .map_err(std::io::Error::from)
         .io_context(|| format!("cannot tell the free space in {}", path.display()))?;
