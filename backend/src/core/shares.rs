@@ -183,6 +183,9 @@ pub struct Transfer {
     reserved: u64,
     sent: u64,
     finished: bool,
+    /// Moves no content (zip structure only, on a share that has content): it is admitted like
+    /// any other, but announces nothing and leaves the ledger untouched.
+    quiet: bool,
     cancel: CancellationToken,
 }
 
@@ -217,9 +220,9 @@ impl Drop for Transfer {
             ended_at: now_secs(),
         };
         let id = self.id.clone();
-        let reserved = self.reserved;
+        let (reserved, quiet) = (self.reserved, self.quiet);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { shares.end_transfer(id, reserved, done).await });
+            handle.spawn(async move { shares.end_transfer(id, reserved, quiet, done).await });
         }
     }
 }
@@ -495,7 +498,7 @@ impl Shares {
         payload: u64,
     ) -> Result<Transfer, Admission> {
         let now = now_secs();
-        let cancel = self
+        let admitted = self
             .with_entry(id, |entry| {
                 let record = &entry.record;
                 policy::admit(
@@ -509,16 +512,20 @@ impl Shares {
                 )?;
                 entry.flight.transfers += 1;
                 entry.flight.reserved_bytes += payload;
-                Ok(entry.cancel.child_token())
+                let quiet = payload == 0 && record.content_size() > 0;
+                Ok((entry.cancel.child_token(), quiet))
             })
             .ok_or(Admission::NotFound)?
             .map_err(Admission::Refused)?;
-        self.0.events.publish(Event::DownloadStarted {
-            id: id.clone(),
-            resource: resource.to_owned(),
-            bytes: payload,
-        });
-        self.publish_updated(id);
+        let (cancel, quiet) = admitted;
+        if !quiet {
+            self.0.events.publish(Event::DownloadStarted {
+                id: id.clone(),
+                resource: resource.to_owned(),
+                bytes: payload,
+            });
+            self.publish_updated(id);
+        }
         Ok(Transfer {
             shares: self.clone(),
             id: id.clone(),
@@ -528,11 +535,16 @@ impl Shares {
             reserved: payload,
             sent: 0,
             finished: false,
+            quiet,
             cancel,
         })
     }
 
-    async fn end_transfer(&self, id: ShareId, reserved: u64, done: TransferRecord) {
+    /// Records an ended transfer: the new ledger is persisted (one fsync'd transaction) before
+    /// it is announced, unless it did not change — a transfer that moved no content (a
+    /// client that went away at once, zip structure only) costs no write, so a flood of them
+    /// cannot turn into a flood of disk syncs.
+    async fn end_transfer(&self, id: ShareId, reserved: u64, quiet: bool, done: TransferRecord) {
         let Some(persist) = self.with_entry(&id, |e| e.persist.clone()) else {
             return;
         };
@@ -541,8 +553,23 @@ impl Shares {
             return;
         };
         let (sent, finished) = (done.sent, done.finished);
+        let before = record.ledger;
         record.ledger =
             policy::record_transfer(record.content_size(), record.ledger, sent, finished);
+        if record.ledger == before {
+            drop(guard);
+            self.release_flight(&id, reserved);
+            if !quiet {
+                self.0.events.publish(Event::DownloadEnded {
+                    id: id.clone(),
+                    sent,
+                    finished,
+                    downloads_completed: before.completed,
+                });
+                self.publish_updated(&id);
+            }
+            return;
+        }
         let exhausted =
             !record.state.is_ended() && policy::is_exhausted(&record.policy, &record.ledger);
         if let Err(error) = self.0.store.update(record.clone(), Some(done)).await {

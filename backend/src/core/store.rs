@@ -42,6 +42,8 @@ use crate::core::policy::Ledger;
 const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
 /// The download ledger: (share id, sequence number) → JSON [`TransferRecord`].
 const TRANSFERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("transfers");
+/// How many of a share's latest transfers the history keeps.
+pub const TRANSFERS_KEPT: u64 = 64;
 
 const TAG_PREFIX: &str = "share/";
 /// How often the collector wakes to see whether a run was asked for.
@@ -701,6 +703,11 @@ impl Store {
                 ledger
                     .insert((id, next), json.as_slice())
                     .map_err(redb_err)?;
+                // A history, not the count (that is in the record): the oldest entries go,
+                // so that a stream of small ranges cannot grow the catalog without end.
+                if let Some(old) = next.checked_sub(TRANSFERS_KEPT) {
+                    ledger.remove((id, old)).map_err(redb_err)?;
+                }
             }
             tx.commit().map_err(redb_err)?;
             Ok(())
@@ -885,6 +892,15 @@ mod tests {
             .await
             .expect("update");
         assert_eq!(store.transfers(&rec.id).await.expect("ledger").len(), 2);
+        // The history keeps only the latest entries.
+        for _ in 0..TRANSFERS_KEPT {
+            store
+                .update(rec.clone(), Some(transfer.clone()))
+                .await
+                .expect("update");
+        }
+        let kept = store.transfers(&rec.id).await.expect("ledger").len();
+        assert_eq!(kept as u64, TRANSFERS_KEPT);
         assert_eq!(store.list().await.expect("list"), vec![rec]);
         store.shutdown().await;
     }

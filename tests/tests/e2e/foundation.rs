@@ -113,7 +113,7 @@ async fn share_is_created_through_the_api_and_downloaded_byte_exact() {
         head.headers()[header::ETAG]
             .to_str()
             .expect("etag")
-            .starts_with("\"zip-")
+            .starts_with("\"zip")
     );
     // Per-file download (13 bytes) plus one zip: one copy and 13 bytes; HEAD adds nothing.
     let view = server
@@ -266,6 +266,126 @@ async fn stale_if_range_gets_the_whole_content() {
         response.bytes().await.expect("body").as_ref(),
         &content[content.len() - 10..]
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn conditional_empty_and_many_part_requests_are_answered_right_and_cost_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let content = data(100_000, 5);
+    let view = server
+        .create(
+            &[("a.bin", &content), ("empty.txt", b"")],
+            &[("max_downloads", "1")],
+        )
+        .await;
+    let link = view.links.local.clone().expect("link");
+    let file = format!("{link}files/a.bin");
+    let etag = server
+        .http
+        .head(&file)
+        .send()
+        .await
+        .expect("HEAD")
+        .headers()[header::ETAG]
+        .to_str()
+        .expect("etag")
+        .to_owned();
+
+    // The client has the bytes: 304, nothing sent, nothing counted.
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".into(),
+    ] {
+        let response = server
+            .http
+            .get(&file)
+            .header(header::IF_NONE_MATCH, &tag)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 304, "If-None-Match: {tag}");
+        assert!(response.bytes().await.expect("body").is_empty());
+    }
+    // An empty file has no range to send: the whole of it, empty, and a valid response.
+    let response = server
+        .http
+        .get(format!("{link}files/empty.txt"))
+        .header(header::RANGE, "bytes=0-")
+        .send()
+        .await
+        .expect("GET empty");
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.expect("body").is_empty());
+    let view = server
+        .wait_view(&view.id, "nothing in flight", |v| {
+            v.downloads_in_flight == 0
+        })
+        .await;
+    assert_eq!(
+        view.downloads_remaining,
+        Some(1),
+        "a 304 or an empty file counted"
+    );
+
+    // 30,000 ranges do not fit in a request head (64 KiB); 4,000 do, and are not checked
+    // against each other: the whole is sent.
+    let ranges = |n: u32| {
+        let list: Vec<String> = (0..n).map(|i| format!("{}-{}", i * 3, i * 3 + 1)).collect();
+        format!("bytes={}", list.join(","))
+    };
+    let response = server
+        .http
+        .get(&file)
+        .header(header::RANGE, ranges(30_000))
+        .send()
+        .await
+        .expect("GET too many");
+    assert_eq!(response.status(), 431);
+    let response = server
+        .http
+        .get(&file)
+        .header(header::RANGE, ranges(4_000))
+        .send()
+        .await
+        .expect("GET many");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.bytes().await.expect("body").as_ref(),
+        content.as_slice()
+    );
+
+    // Zip entries carry a fixed date, not the sender's clock.
+    let two = server
+        .create(&[("x.txt", b"x"), ("y.txt", b"y")], &[])
+        .await;
+    let (status, bytes) = fetch(
+        &server.http,
+        &format!("{}download", two.links.local.expect("link")),
+    )
+    .await
+    .expect("zip");
+    assert_eq!(status, 200);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+    for index in 0..archive.len() {
+        let entry = archive.by_index(index).expect("entry");
+        let date = entry.last_modified().expect("a date");
+        assert_eq!(
+            (
+                date.year(),
+                date.month(),
+                date.day(),
+                date.hour(),
+                date.minute()
+            ),
+            (1980, 1, 1, 0, 0),
+            "{} is dated with the sender's clock",
+            entry.name()
+        );
+    }
     server.stop().await;
 }
 

@@ -591,3 +591,44 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_that_move_no_content_write_and_announce_nothing() {
+    let Setup { shares, .. } = setup().await;
+    let view = create(&shares, b"hello", fields(Some(3), None))
+        .await
+        .expect("share");
+    let mut events = shares.events().subscribe();
+    // Zip structure only: admitted, silent.
+    shares
+        .begin_transfer(&view.id, "download", 0, 30, 0)
+        .expect("admitted")
+        .finish();
+    // A client that went away before the first byte: announced, but nothing to write.
+    drop(
+        shares
+            .begin_transfer(&view.id, "download", 0, 5, 5)
+            .expect("admitted"),
+    );
+    // One that ran to its end: written.
+    shares
+        .begin_transfer(&view.id, "download", 0, 5, 5)
+        .expect("admitted")
+        .finish();
+    eventually("the counted download", || {
+        shares
+            .view(&view.id)
+            .is_some_and(|v| v.downloads_completed == 1 && v.downloads_in_flight == 0)
+    })
+    .await;
+    let ledger = shares.store().transfers(&view.id).await.expect("ledger");
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    let mut started = 0;
+    while let Ok(event) = events.try_recv() {
+        if let Event::DownloadStarted { bytes, .. } = event {
+            assert_eq!(bytes, 5, "a transfer without content was announced");
+            started += 1;
+        }
+    }
+    assert_eq!(started, 2);
+}

@@ -353,9 +353,11 @@ fn whole_resource(record: &ShareRecord) -> Resource {
         label: "download".into(),
         download_name: format!("{base}.zip"),
         mime: "application/zip".into(),
-        etag: format!("\"zip-{}\"", record.collection),
+        // The zip's bytes follow from the names, sizes and CRCs in the collection and from
+        // the layout's version: so does its tag.
+        etag: format!("\"zip{}-{}\"", zip::LAYOUT_VERSION, record.collection),
         content: Content::Zip {
-            layout: ZipLayout::new(&inputs, record.created_at),
+            layout: ZipLayout::new(&inputs),
             hashes: record.files.iter().map(|f| f.hash.clone()).collect(),
         },
     }
@@ -486,6 +488,12 @@ fn wanted_range(headers: &HeaderMap, len: u64, etag: &str) -> Result<Wanted, Res
     let Some(range) = headers.get(header::RANGE) else {
         return Ok(Wanted::Whole);
     };
+    // Several ranges: RFC 9110 lets us ignore the header and send the whole, and so we do
+    // before parsing them (checking thousands of ranges against each other costs more than
+    // the request is worth). An empty content has no range to send: the whole, empty.
+    if len == 0 || range.as_bytes().contains(&b',') {
+        return Ok(Wanted::Whole);
+    }
     if let Some(if_range) = headers.get(header::IF_RANGE) {
         // Only a strong ETag match keeps the range; dates never match (we send no Last-Modified).
         if if_range.as_bytes() != etag.as_bytes() {
@@ -519,9 +527,22 @@ fn wanted_range(headers: &HeaderMap, len: u64, etag: &str) -> Result<Wanted, Res
                 Ok(Wanted::Part(start, last + 1))
             }
         }
-        // Several ranges: RFC 9110 lets us ignore the header and send the whole.
         _ => Ok(Wanted::Whole),
     }
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`): weak comparison, as RFC 9110 asks.
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(value) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 fn refusal_page(refusal: Refusal) -> Response {
@@ -564,6 +585,14 @@ fn serve(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
+    if not_modified(headers, &resource.etag) {
+        // The client has these bytes: nothing is sent, nothing is counted.
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, &resource.etag)
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     let len = resource.len();
     let (status, start, end) = match wanted_range(headers, len, &resource.etag) {
         Ok(Wanted::Whole) => (StatusCode::OK, 0, len),

@@ -48,6 +48,15 @@ const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
 const FLAG_UTF8: u16 = 1 << 11;
 const U32_MAX: u64 = 0xFFFF_FFFF;
 
+/// The date of every entry: 1980-01-01 00:00, the first a zip can hold. A real date (the
+/// share's creation, a file's modification) would tell recipients the sender's clock and link
+/// shares made together; a fixed one also makes the zip a function of its files alone.
+pub const ENTRY_DATE: u64 = 0;
+
+/// Bumped whenever the layout changes the bytes of a zip of the same files (it is part of the
+/// zip's ETag, so a client never resumes across two layouts).
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// Unix seconds to MS-DOS (time, date), UTC; clamped to 1980..=2107.
 fn dos_datetime(unix: u64) -> (u16, u16) {
     let days = unix / 86_400;
@@ -72,9 +81,9 @@ fn dos_datetime(unix: u64) -> (u16, u16) {
 }
 
 impl ZipLayout {
-    /// Lays out an archive of `inputs`, all dated `mtime` (unix seconds).
-    pub fn new(inputs: &[ZipInput], mtime: u64) -> Self {
-        Self::build(inputs, mtime, false)
+    /// Lays out an archive of `inputs`, every entry dated [`ENTRY_DATE`].
+    pub fn new(inputs: &[ZipInput]) -> Self {
+        Self::build(inputs, ENTRY_DATE, false)
     }
 
     fn build(inputs: &[ZipInput], mtime: u64, force_zip64: bool) -> Self {
@@ -323,7 +332,7 @@ mod tests {
             size: 5 << 30,
             crc32: 0,
         };
-        let layout = ZipLayout::new(&[big.clone(), big], 0);
+        let layout = ZipLayout::new(&[big.clone(), big]);
         assert!(layout.len() > 10 << 30);
         assert_eq!(layout.payload_in(0, layout.len()), 10 << 30);
     }
@@ -337,7 +346,7 @@ mod tests {
             let contents: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, n)| vec![i as u8; *n]).collect();
             let named: Vec<(String, Vec<u8>)> = contents.iter().enumerate().map(|(i, d)| (format!("f{i}"), d.clone())).collect();
             let refs: Vec<(&str, Vec<u8>)> = named.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
-            let layout = ZipLayout::new(&inputs(&refs), 0);
+            let layout = ZipLayout::new(&inputs(&refs));
             let whole = materialize(&layout, &contents, 0, layout.len());
             let (mut s, mut e) = ((a * layout.len() as f64) as u64, (b * layout.len() as f64) as u64);
             if s > e { std::mem::swap(&mut s, &mut e); }
