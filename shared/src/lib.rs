@@ -458,11 +458,16 @@ pub fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Checks an uploaded file name. The error is a message for the user.
+/// Checks a file name, uploaded or received. The error is a message for the user.
 ///
-/// Names are kept as given when they are safe to show and to write on any common file system:
-/// no path separators, no `.` or `..`, no control characters, at most
-/// [`MAX_FILE_NAME_BYTES`] bytes.
+/// Names are kept as given when they are safe to show and to write on any common file system
+/// (ext4, APFS, NTFS, FAT): at most [`MAX_FILE_NAME_BYTES`] bytes; no path separators, no `.`
+/// or `..`; none of `<>:"|?*` (refused or given meaning by Windows); no trailing dot or space
+/// (Windows drops them, so `a.exe.` turns into `a.exe`); not a Windows device name (`CON`,
+/// `NUL.txt`, `COM1`…, which open a device instead of a file); no control characters, and no
+/// invisible characters that change how a name reads (bidirectional overrides turn
+/// `invoice<U+202E>fdp.exe` into what looks like `invoiceexe.pdf`). Names of one share must also
+/// differ by [`file_name_key`].
 pub fn validate_file_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.trim().is_empty() {
         return Err("a file has an empty name".into());
@@ -486,7 +491,78 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
             "the file name {name:?} contains control characters"
         ));
     }
+    if let Some(c) = name.chars().find(|c| is_misleading(*c)) {
+        return Err(format!(
+            "the file name {:?} contains the invisible character U+{:04X}, which changes how \
+             the name reads; rename the file",
+            name.replace(is_misleading, "?"),
+            u32::from(c)
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| "<>:\"|?*".contains(*c)) {
+        return Err(format!(
+            "the file name {name:?} contains {c:?}, which Windows does not allow; rename the file"
+        ));
+    }
+    if name.ends_with(['.', ' ']) {
+        return Err(format!(
+            "the file name {name:?} ends with a dot or a space, which Windows drops; rename the file"
+        ));
+    }
+    let stem = name.split('.').next().unwrap_or_default().trim_end();
+    if is_windows_device(stem) {
+        return Err(format!(
+            "the file name {name:?} is a device name on Windows ({}); rename the file",
+            stem.to_uppercase()
+        ));
+    }
     Ok(())
+}
+
+/// Characters that are invisible and change how a name reads: bidirectional controls, line
+/// and paragraph separators, the byte-order mark. (Joiners stay allowed: emoji and several
+/// scripts need them.)
+fn is_misleading(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Whether `stem` (a name before its first dot, trailing spaces removed) names a Windows
+/// device: `CON`, `PRN`, `AUX`, `NUL`, `COM1`–`COM9`, `LPT1`–`LPT9` (and the superscript
+/// digits Windows also accepts), in any case.
+fn is_windows_device(stem: &str) -> bool {
+    let upper = stem.to_ascii_uppercase();
+    if matches!(
+        upper.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) {
+        return true;
+    }
+    let (Some(prefix), Some(digit)) = (upper.get(..3), upper.get(3..)) else {
+        return false;
+    };
+    matches!(prefix, "COM" | "LPT")
+        && matches!(
+            digit,
+            "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "\u{B9}" | "\u{B2}" | "\u{B3}"
+        )
+}
+
+/// The form under which two names are the same file somewhere: Unicode-normalized (NFC; macOS
+/// stores another form of `é` than Linux) and case-folded (Windows and macOS ignore case). Two
+/// files of one share must have different keys.
+pub fn file_name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfc().collect::<String>().to_lowercase()
 }
 
 /// The Tor side of the app, as `GET /api/status` and events report it.
@@ -785,6 +861,67 @@ mod tests {
         for good in ["report.pdf", "Ünïcødé 文件 🎉.txt", ".hidden", "a b"] {
             assert!(validate_file_name(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn file_names_unsafe_on_some_file_system_or_misleading_are_refused() {
+        let bad = [
+            "CON",
+            "con.txt",
+            "NUL.tar.gz",
+            "aux ",
+            "Com1.log",
+            "lpt9",
+            "COM\u{B9}.txt",
+            "prn .txt",
+            "a:b",
+            "a<b",
+            "a>b",
+            "a|b",
+            "a?b",
+            "a*b",
+            "a\"b",
+            "name.",
+            "name ",
+            "invoice\u{202E}fdp.exe",
+            "a\u{2066}b",
+            "\u{FEFF}a",
+            "a\u{2028}b",
+            "a\u{200F}b",
+        ];
+        for name in bad {
+            assert!(validate_file_name(name).is_err(), "{name:?} accepted");
+        }
+        let error = validate_file_name("invoice\u{202E}fdp.exe").expect_err("refused");
+        assert!(
+            !error.contains('\u{202E}'),
+            "the message repeats the override: {error}"
+        );
+        // Near misses stay valid, joiners too (emoji sequences and several scripts need them).
+        let good = [
+            "CONFIG.txt",
+            "console",
+            "COM10",
+            "nul_results.csv",
+            "LPT",
+            ".con",
+            "👨\u{200D}👩\u{200D}👧.jpg",
+            "می\u{200C}خواهم.txt",
+        ];
+        for name in good {
+            assert!(validate_file_name(name).is_ok(), "{name:?} refused");
+        }
+    }
+
+    #[test]
+    fn names_that_are_the_same_file_somewhere_share_a_key() {
+        // NFC and NFD forms of "é", and case.
+        assert_eq!(
+            file_name_key("caf\u{E9}.txt"),
+            file_name_key("cafe\u{301}.txt")
+        );
+        assert_eq!(file_name_key("Report.PDF"), file_name_key("report.pdf"));
+        assert_ne!(file_name_key("a.txt"), file_name_key("b.txt"));
     }
 
     #[test]

@@ -164,10 +164,21 @@ impl NewFiles {
     /// Checks that a file named `name` may join: the error is a message for the user.
     pub fn check_name(&self, name: &str) -> Result<(), String> {
         veilshare_shared::validate_file_name(name)?;
-        if self.files.iter().any(|f| f.name == name) {
-            return Err(format!(
-                "two files are named {name:?}; names in one share must differ"
-            ));
+        let key = veilshare_shared::file_name_key(name);
+        if let Some(other) = self
+            .files
+            .iter()
+            .find(|f| veilshare_shared::file_name_key(&f.name) == key)
+        {
+            return Err(if other.name == name {
+                format!("two files are named {name:?}; names in one share must differ")
+            } else {
+                format!(
+                    "{:?} and {name:?} would be the same file on Windows or macOS (they differ \
+                     only in case or Unicode form); names in one share must differ",
+                    other.name
+                )
+            });
         }
         if self.files.len() >= veilshare_shared::MAX_FILES_PER_SHARE {
             return Err(format!(
@@ -831,6 +842,9 @@ mod tests {
         });
         let error = files.check_name("notes.txt").expect_err("duplicate");
         assert!(error.contains("must differ"), "{error}");
+        let error = files.check_name("Notes.TXT").expect_err("same on Windows");
+        assert!(error.contains("only in case"), "{error}");
+        assert!(files.check_name("con.txt").is_err());
         assert!(files.check_name("other.txt").is_ok());
     }
 

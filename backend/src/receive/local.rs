@@ -77,9 +77,9 @@ pub(crate) fn check_names<'a>(
                 "refusing the share: it holds the hidden file {name:?}, which could change how programs on this computer behave; if you trust the sender, run again with --allow-hidden"
             )));
         }
-        if !seen.insert(name) {
+        if !seen.insert(veilshare_shared::file_name_key(name)) {
             return Err(ReceiveError::integrity(format!(
-                "refusing the share: two files are named {name:?}"
+                "refusing the share: two of its files are named {name:?} (or differ only in case or Unicode form, and would be one file on Windows or macOS)"
             )));
         }
     }
@@ -352,6 +352,9 @@ mod tests {
     fn names_from_the_network_are_checked_together() {
         assert!(check_names(["a", "b"], false).is_ok());
         assert!(check_names(["a", "a"], false).is_err());
+        assert!(check_names(["a", "A"], false).is_err());
+        assert!(check_names(["caf\u{E9}", "cafe\u{301}"], false).is_err());
+        assert!(check_names(["NUL"], false).is_err());
         assert!(check_names(["../a"], false).is_err());
         assert!(check_names([], false).is_err());
         assert!(check_names([".bashrc"], false).is_err());

@@ -716,6 +716,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             vec![("same.txt", &b"1"[..]), ("same.txt", &b"2"[..])],
             "two files are named",
         ),
+        (
+            vec![("Same.txt", &b"1"[..]), ("same.TXT", &b"2"[..])],
+            "only in case",
+        ),
+        (vec![("CON.txt", &b"x"[..])], "device name on Windows"),
+        (vec![("a:b.txt", &b"x"[..])], "Windows does not allow"),
+        (vec![("notes. ", &b"x"[..])], "ends with a dot or a space"),
+        (vec![("invoice\u{202E}fdp.exe", &b"x"[..])], "U+202E"),
     ] {
         let response = server.create_raw(&files, &[]).await;
         expect_api_error(response, 400, needle).await;
