@@ -23,6 +23,7 @@ use veilshare_shared::{
 use crate::{
     app::Context,
     core::{
+        log_id,
         shares::{ShareError, Shares},
         store::{NewFileError, NewFiles, StoredFile},
     },
@@ -92,7 +93,7 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
     let view = shares
         .create("mirror", files, collection, fields, permit)
         .await?;
-    tracing::info!(share = %view.id, hash = %view.content_hash.as_str(), "mirror published");
+    tracing::info!(share = %log_id(&view.id), "mirror published");
     Ok(view)
 }
 

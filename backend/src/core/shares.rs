@@ -36,6 +36,7 @@ use veilshare_shared::{
 
 use crate::core::{
     events::EventBus,
+    log_id,
     policy::{self, Flight, Ledger, Refusal},
     store::{ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord},
 };
@@ -254,7 +255,7 @@ impl Shares {
             } else if exhausted {
                 shares.end(&id, ShareState::Exhausted).await?;
             } else if expired {
-                tracing::info!(share = %id, "share expired while veilshare was not running");
+                tracing::info!(share = %log_id(&id), "share expired while veilshare was not running");
                 shares.end(&id, ShareState::Expired).await?;
             } else {
                 shares.arm_timer(&id);
@@ -398,7 +399,7 @@ impl Shares {
         let view = self
             .view(&id)
             .ok_or_else(|| ShareError::NotFound(id.clone()))?;
-        tracing::info!(share = %id, files = view.files.len(), bytes = view.total_size, "share created");
+        tracing::info!(share = %log_id(&id), files = view.files.len(), bytes = view.total_size, "share created");
         self.0.events.publish(Event::ShareCreated {
             upload_id: upload_id.to_owned(),
             share: view.clone(),
@@ -574,7 +575,7 @@ impl Shares {
             !record.state.is_ended() && policy::is_exhausted(&record.policy, &record.ledger);
         if let Err(error) = self.0.store.update(record.clone(), Some(done)).await {
             // The count could not be persisted: stop serving rather than risk extra copies.
-            tracing::error!(share = %id, %error, "could not persist a download; revoking the share");
+            tracing::error!(share = %log_id(&id), %error, "could not persist a download; revoking the share");
             drop(guard);
             self.release_flight(&id, reserved);
             let _ = self.end(&id, ShareState::Revoked).await;
@@ -592,9 +593,9 @@ impl Shares {
         });
         self.publish_updated(&id);
         if exhausted {
-            tracing::info!(share = %id, "download limit reached");
+            tracing::info!(share = %log_id(&id), "download limit reached");
             if let Err(error) = self.end(&id, ShareState::Exhausted).await {
-                tracing::error!(share = %id, %error, "could not end an exhausted share");
+                tracing::error!(share = %log_id(&id), %error, "could not end an exhausted share");
             }
         }
     }
@@ -638,7 +639,7 @@ impl Shares {
         if !ended {
             return Ok(());
         }
-        tracing::info!(share = %id, state = state.label(), "share ended");
+        tracing::info!(share = %log_id(id), state = state.label(), "share ended");
         if let Some(share) = self.view(id) {
             self.0.events.publish(Event::ShareEnded { share });
         }
@@ -660,7 +661,7 @@ impl Shares {
                 shares.wait_idle(&id).await;
             }
             if let Err(error) = shares.delete_data(&id).await {
-                tracing::error!(share = %id, %error, "could not delete an ended share's data; it is retried at the next start");
+                tracing::error!(share = %log_id(&id), %error, "could not delete an ended share's data; it is retried at the next start");
             }
         });
         Ok(())
@@ -705,7 +706,7 @@ impl Shares {
             self.0.store.update(record.clone(), None).await?;
             self.with_entry(id, |e| e.record = record);
         }
-        tracing::info!(share = %id, "stored copy deleted");
+        tracing::info!(share = %log_id(id), "stored copy deleted");
         self.with_entry(id, |e| e.deleted.notify_waiters());
         self.publish_updated(id);
         Ok(())
@@ -807,7 +808,7 @@ impl Shares {
                 return;
             };
             if let Err(error) = Shares(inner).end(&id, ShareState::Expired).await {
-                tracing::error!(share = %id, %error, "could not end an expired share");
+                tracing::error!(share = %log_id(&id), %error, "could not end an expired share");
             }
         });
     }

@@ -423,7 +423,9 @@ impl Store {
             }
         }
         for name in &orphans {
-            tracing::info!(tag = %name, "removing a tag left without a live share");
+            let share = ShareId::parse(name.strip_prefix(TAG_PREFIX).unwrap_or_default());
+            let share = share.as_ref().map_or_else(|| "?".into(), super::log_id);
+            tracing::info!(%share, "removing a tag left without a live share");
             self.blobs
                 .tags()
                 .delete(name)

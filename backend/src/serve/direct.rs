@@ -35,6 +35,7 @@ use veilshare_shared::{ShareId, ShareLinks, ShareState};
 use crate::{
     core::{
         bao::ranges_size,
+        log_id,
         policy::Refusal,
         shares::{Admission, PublishError, Publisher, Shares, Transfer, now_secs},
         store::ShareRecord,
@@ -249,7 +250,7 @@ fn admit(shares: &Shares, request: &GetRequest) -> Result<Option<Transfer>, Abor
             }
             Err(_) => {}
         }
-        tracing::debug!(share = %id, "refused a direct request");
+        tracing::debug!(share = %log_id(id), "refused a direct request");
     }
     Err(refusal)
 }

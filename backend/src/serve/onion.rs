@@ -15,6 +15,7 @@ use veilshare_shared::{ShareId, ShareLinks, ShareState};
 
 use crate::{
     core::{
+        log_id,
         shares::{Publisher, Shares},
         store::ShareRecord,
     },
@@ -71,22 +72,22 @@ async fn publish(shares: Shares, tor: Arc<Tor>, id: ShareId, client_key: Option<
     let url = match tor.publish(&id, router, client_key.as_deref()) {
         Ok(url) => url,
         Err(error) => {
-            tracing::error!(share = %id, %error, "could not launch the onion service");
+            tracing::error!(share = %log_id(&id), %error, "could not launch the onion service");
             let _ = shares.report_problem(&id, error.to_string()).await;
             return;
         }
     };
-    tracing::info!(share = %id, "onion service launched");
+    tracing::info!(share = %log_id(&id), "onion service launched");
     let _ = shares.set_address(&id, url.clone()).await;
     while !shares.is_ended(&id) {
         match tor.probe(&url, client_key.as_deref(), PROBE_DEADLINE).await {
             Ok(elapsed) => {
-                tracing::info!(share = %id, ?elapsed, "onion service reachable");
+                tracing::info!(share = %log_id(&id), ?elapsed, "onion service reachable");
                 let _ = shares.reachable(&id).await;
                 return;
             }
             Err(error) => {
-                tracing::warn!(share = %id, %error, "onion service not reachable yet");
+                tracing::warn!(share = %log_id(&id), %error, "onion service not reachable yet");
                 let _ = shares
                     .report_problem(&id, format!("{error}; still trying"))
                     .await;

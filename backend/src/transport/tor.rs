@@ -274,7 +274,6 @@ impl Tor {
             .onion_address()
             .ok_or_else(|| TorError::Launch("the service has no address yet".into()))?;
         let url = format!("http://{}/", address.display_unredacted());
-        let share = id.clone();
         let open_streams = self.streams.clone();
         // Each service has its own cap: one share's crowd cannot starve another's.
         let cap = http::ConnectionCap::new(STREAMS_PER_SERVICE);
@@ -287,7 +286,6 @@ impl Tor {
                     continue;
                 }
                 let router = router.clone();
-                let share = share.clone();
                 let guard = StreamGuard::new(&open_streams);
                 let permit = cap.try_admit();
                 tokio::spawn(async move {
@@ -307,7 +305,7 @@ impl Tor {
                             None => http::refuse_busy(stream).await,
                         },
                         Err(error) => {
-                            tracing::debug!(share = %share, %error, "could not accept an onion stream");
+                            tracing::debug!(%error, "could not accept an onion stream");
                         }
                     }
                 });

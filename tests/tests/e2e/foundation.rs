@@ -390,6 +390,44 @@ async fn conditional_empty_and_many_part_requests_are_answered_right_and_cost_no
 }
 
 #[tokio::test]
+async fn logs_never_carry_a_share_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let once = server
+        .create(&[("a.txt", b"secret")], &[("max_downloads", "1")])
+        .await;
+    let (status, _) = fetch(
+        &server.http,
+        &format!("{}download", once.links.local.clone().expect("link")),
+    )
+    .await
+    .expect("download");
+    assert_eq!(status, 200);
+    let revoked = server.create(&[("b.txt", b"other")], &[]).await;
+    let response = server
+        .api(Method::DELETE, &format!("/api/shares/{}", revoked.id))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(response.status().is_success());
+    // Positive control: the log does follow these shares (at debug level, as the tests run).
+    let log = eventually("both stored copies to be deleted", || async {
+        let log = server.log();
+        (log.matches("stored copy deleted").count() == 2).then_some(log)
+    })
+    .await;
+    assert_eq!(log.matches("share created").count(), 2, "{log}");
+    for view in [&once, &revoked] {
+        assert!(
+            !log.contains(view.id.as_str()),
+            "the log names share {} (the secret of its link):\n{log}",
+            view.id
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn expiry_lets_running_transfers_finish_then_revokes_and_deletes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).await;
