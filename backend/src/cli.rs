@@ -357,7 +357,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     let _lock = match DataDirLock::acquire(&settings.node.data_dir) {
         Ok(lock) => lock,
         // A second start while one runs opens the running one's UI instead of failing.
-        Err(error) => return open_running(&settings, error),
+        Err(error) => return open_running(&settings, error).await,
     };
     let token = admin::load_or_create_token(&settings.node.data_dir)
         .context("cannot read or create the API token")?;
@@ -372,7 +372,8 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     let api_addr = api_listener.local_addr()?;
     let data_dir = settings.node.data_dir.clone();
     let mut node = Node::start(settings.node.clone()).await?;
-    let state = AdminState::new(node.context().clone(), token.clone(), api_addr.port());
+    let state = AdminState::new(node.context().clone(), token, api_addr.port());
+    let launch_code = state.new_launch_code();
     node.serve(
         api_listener,
         admin::router(state, crate::app::ui::router()),
@@ -388,7 +389,7 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     tracing::info!(api = %info.api, public = ?info.public, "veilshare is running");
     hand_out_launch(
         "veilshare is running",
-        &format!("http://{api_addr}/?token={token}"),
+        &format!("http://{api_addr}/?launch={launch_code}"),
         settings.no_browser,
     );
 
@@ -399,15 +400,21 @@ pub async fn serve(settings: ServeSettings) -> Result<()> {
     Ok(())
 }
 
-/// When another instance holds the data directory: prints (and opens) its launch URL; fails
-/// with `locked` when there is no running instance to hand over to.
-fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
-    let info = InstanceInfo::read(&settings.node.data_dir).map_err(|_| locked)?;
-    let token = std::fs::read_to_string(admin::token_path(&settings.node.data_dir))
-        .context("cannot read the running instance's API token")?;
+/// When another instance holds the data directory: prints (and opens) a new one-time launch
+/// URL of it; fails with `locked` when there is no running instance to hand over to.
+async fn open_running(settings: &ServeSettings, locked: anyhow::Error) -> Result<()> {
+    let Ok(client) = ApiClient::connect(&settings.node.data_dir) else {
+        return Err(locked);
+    };
+    let answer: serde_json::Value = client
+        .call(client.http.post(format!("{}/api/launch", client.base)))
+        .await?;
+    let code = answer["code"]
+        .as_str()
+        .context("the running veilshare gave no launch code")?;
     hand_out_launch(
         "veilshare is already running",
-        &format!("{}/?token={}", info.api, token.trim()),
+        &format!("{}/?launch={code}", client.base),
         settings.no_browser,
     );
     Ok(())

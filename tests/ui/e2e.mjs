@@ -43,7 +43,7 @@ async function startApp() {
     let seen = '';
     child.stdout.on('data', (chunk) => {
       seen += chunk;
-      const match = seen.match(/Open (http:\/\/\S+\?token=\S+)/);
+      const match = seen.match(/Open (http:\/\/\S+\?launch=\S+)/);
       if (match) { clearTimeout(timer); resolve(match[1]); }
     });
     child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
@@ -71,7 +71,7 @@ try {
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
 
-  // The launch URL signs in and leaves the address bar without the token.
+  // The launch URL signs in and leaves the address bar without its code.
   const opened = Date.now();
   const landing = await page.goto(app.launch);
   const csp = (await landing.allHeaders())['content-security-policy'] ?? '';
@@ -80,7 +80,7 @@ try {
   }
   await page.getByRole('heading', { name: 'New share' }).waitFor({ timeout: DEADLINE });
   const uiMs = Date.now() - opened;
-  if (page.url().includes('token')) fail(`the token stayed in the address bar: ${page.url()}`);
+  if (page.url().includes('launch=')) fail(`the launch code stayed in the address bar: ${page.url()}`);
   // The WASM comes precompressed when the browser accepts brotli.
   const wasm = await page.request.get(new URL('/ui/veilshare_frontend_bg.wasm', page.url()).href, {
     headers: { 'accept-encoding': 'br' },

@@ -59,10 +59,20 @@ pub struct AdminState {
     /// that are not the token and die with the process (so a cookie that leaks to another
     /// local web service is worth nothing once veilshare restarts, and never shows the token).
     sessions: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    /// Launch codes not used yet, with when they were made: the launch URL carries one of
+    /// these, never the token. A URL handed to a browser shows on its command line (`ps`) and
+    /// stays in its history; a code opens one session, once, within [`LAUNCH_CODE_LIFE`].
+    launch_codes: Arc<std::sync::Mutex<std::collections::VecDeque<(String, Instant)>>>,
 }
 
 /// Sessions kept at once (one per launch: a browser, a tab opened from the launch URL…).
 const MAX_SESSIONS: usize = 16;
+
+/// Launch codes kept at once (the oldest is forgotten beyond).
+const MAX_LAUNCH_CODES: usize = 8;
+
+/// How long a launch code can be used.
+pub const LAUNCH_CODE_LIFE: Duration = Duration::from_secs(600);
 
 impl AdminState {
     /// State for a listener on `port` of the node whose handles are `node`.
@@ -72,7 +82,33 @@ impl AdminState {
             token: token.into(),
             port,
             sessions: Arc::default(),
+            launch_codes: Arc::default(),
         }
+    }
+
+    /// A new launch code (the launch URL is `<api>/?launch=<code>`), good for one sign-in
+    /// within [`LAUNCH_CODE_LIFE`].
+    pub fn new_launch_code(&self) -> String {
+        let code = random_secret();
+        if let Ok(mut codes) = self.launch_codes.lock() {
+            if codes.len() >= MAX_LAUNCH_CODES {
+                codes.pop_front();
+            }
+            codes.push_back((code.clone(), Instant::now()));
+        }
+        code
+    }
+
+    /// Uses up a launch code: whether it was valid.
+    fn take_launch_code(&self, presented: &str) -> bool {
+        let Ok(mut codes) = self.launch_codes.lock() else {
+            return false;
+        };
+        codes.retain(|(_, made)| made.elapsed() < LAUNCH_CODE_LIFE);
+        let found = codes.iter().position(|(code, _)| {
+            constant_time_eq::constant_time_eq(code.as_bytes(), presented.as_bytes())
+        });
+        found.is_some_and(|index| codes.remove(index).is_some())
     }
 
     /// A new session, remembered (the oldest forgotten beyond [`MAX_SESSIONS`]).
@@ -196,6 +232,7 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
         .route("/api/shares/{id}", get(get_share).delete(revoke_share))
         .route("/api/mirrors", post(create_mirror))
         .route("/api/events", get(events))
+        .route("/api/launch", post(new_launch))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -315,20 +352,25 @@ async fn api_not_found() -> Failure {
     Failure::new(ErrorKind::NotFound, "no such API route")
 }
 
-/// `/`: with `?token=`, sets the session cookie and drops the token from the address bar;
-/// without, hands over to the UI.
+/// `/`: with `?launch=` (a one-time code, what veilshare prints and opens) or `?token=` (for
+/// whoever holds the token file), sets a session cookie and drops the secret from the address
+/// bar; without, hands over to the UI.
 async fn launch(
     State(state): State<AdminState>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token) = query.get("token") else {
-        return crate::app::ui::index(signed_in(&state, &headers) == Some(true), &headers);
+    let valid = match (query.get("launch"), query.get("token")) {
+        (Some(code), _) => state.take_launch_code(code),
+        (None, Some(token)) => token_matches(&state, token),
+        (None, None) => {
+            return crate::app::ui::index(signed_in(&state, &headers) == Some(true), &headers);
+        }
     };
-    if !token_matches(&state, token) {
+    if !valid {
         return (
             StatusCode::UNAUTHORIZED,
-            Html("<!doctype html><title>veilshare</title><p>This launch link is not valid (any more). Use the one veilshare printed when it started.</p>"),
+            Html("<!doctype html><title>veilshare</title><p>This launch link was used already or is too old (a link works once, for ten minutes). Run <code>veilshare serve</code> again: it hands over to the running app with a new link.</p>"),
         )
             .into_response();
     }
@@ -346,6 +388,12 @@ async fn launch(
         HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// `POST /api/launch`: a new one-time launch code (`{"code": …}`), for a second `veilshare
+/// serve` to open the running app without putting the token on a command line.
+async fn new_launch(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "code": state.new_launch_code() }))
 }
 
 async fn status(State(state): State<AdminState>) -> Json<Status> {

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use veilshare_shared::{ApiError, ShareState};
 
-use crate::util::{Server, data, eventually, fetch, run_cli};
+use crate::util::{Server, data, eventually, fetch, launch_url_in, run_cli};
 
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
@@ -850,6 +850,46 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     server.stop().await;
 }
 
+/// Opens `launch`: a session that opens the API, then a refusal when opened again.
+async fn assert_launch_works_once(launch: &str, server: &Server) {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = http.get(launch).send().await.expect("launch");
+    assert_eq!(response.status(), 303, "{launch}");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    let pair = cookie.split(';').next().expect("pair").to_owned();
+    let response = http
+        .get(format!("{}/api/shares", server.api))
+        .header(header::COOKIE, &pair)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(response.status(), 200);
+    let again = http.get(launch).send().await.expect("launch again");
+    assert_eq!(again.status(), 401, "a launch URL opened twice");
+    assert!(again.headers().get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn the_launch_url_carries_no_token_and_works_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let launch = server.launch_url().await;
+    // What a browser gets on its command line (`ps`) and keeps in its history.
+    assert!(
+        !launch.contains(&server.token),
+        "the launch URL carries the token: {launch}"
+    );
+    assert_launch_works_once(&launch, &server).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn launch_url_sets_an_http_only_cookie_that_opens_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1096,8 +1136,14 @@ async fn a_second_start_hands_over_to_the_running_instance() {
     .await
     .expect("second start");
     assert!(ok, "the second start failed: {stderr}");
-    let launch = format!("{}/?token={}", server.api, server.token);
-    assert!(stdout.contains(&launch), "{stdout}");
+    // A new launch URL of the running instance, which opens it once.
+    let launch = launch_url_in(&stdout).expect("a launch URL");
+    assert!(
+        launch.starts_with(&format!("{}/?launch=", server.api)),
+        "{launch}"
+    );
+    assert_ne!(launch, server.launch_url().await);
+    assert_launch_works_once(&launch, &server).await;
     // The first one still serves.
     assert_eq!(
         server

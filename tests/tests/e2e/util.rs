@@ -72,6 +72,7 @@ pub struct Server {
     pub token: String,
     pub http: reqwest::Client,
     pub stderr_log: PathBuf,
+    pub stdout_log: PathBuf,
 }
 
 impl Server {
@@ -128,6 +129,8 @@ impl Server {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let stderr_log = data_dir.with_extension(format!("{}.log", rand::random::<u32>()));
         let log = std::fs::File::create(&stderr_log).expect("log file");
+        let stdout_log = stderr_log.with_extension("out");
+        let out = std::fs::File::create(&stdout_log).expect("output file");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -154,7 +157,7 @@ impl Server {
             .arg(data_dir)
             .env("VEILSHARE_LOG", "info,veilshare=debug")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
@@ -193,6 +196,7 @@ impl Server {
             token,
             http,
             stderr_log,
+            stdout_log,
         }
     }
 
@@ -307,6 +311,15 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
+
+    /// The launch URL the server printed on its standard output.
+    pub async fn launch_url(&self) -> String {
+        eventually("the launch URL", || async {
+            let out = std::fs::read_to_string(&self.stdout_log).ok()?;
+            launch_url_in(&out)
+        })
+        .await
+    }
 }
 
 impl Drop for Server {
@@ -412,6 +425,12 @@ pub fn names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The launch URL in what `veilshare serve` printed (`… Open <url>`).
+pub fn launch_url_in(output: &str) -> Option<String> {
+    let (_, rest) = output.split_once(" Open ")?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
 
 /// Runs `veilshare` with arguments and returns (success, stdout, stderr).
