@@ -289,14 +289,46 @@ impl DataDirArg {
                 .data_dir()
                 .to_path_buf(),
         };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        }
+        prepare_data_dir(&dir)?;
         Ok(dir)
     }
+}
+
+/// Names that mark a folder as a veilshare data directory.
+const DATA_DIR_MARKS: [&str; 3] = ["api-token", "lock", "store"];
+
+/// Makes `dir` ready to hold veilshare's data, readable by its owner only. A folder that
+/// already holds other things (a home folder, `/tmp`, a project) is refused, not taken over:
+/// its permissions stay as they are, and nothing is written into it.
+fn prepare_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let existed = dir.exists();
+    if existed {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the data directory {}", dir.display()))?;
+        let empty = entries.next().is_none();
+        let ours = DATA_DIR_MARKS.iter().any(|mark| dir.join(mark).exists());
+        if !empty && !ours {
+            bail!(
+                "{} already holds other files and is not a veilshare data directory; give --data-dir a new or empty folder of its own (veilshare makes it private to you)",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make the data directory {} private", dir.display()))?;
+        if existed {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory was readable by others (mode {mode:o}); made it private (700)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs the program; returns the exit code.

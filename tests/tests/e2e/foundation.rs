@@ -1280,3 +1280,47 @@ async fn idle_slow_and_stalled_connections_are_closed_and_their_number_capped() 
     drop(held);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_data_dir_that_holds_other_files_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("folder");
+    std::fs::write(home.join("notes.txt"), b"mine").expect("a file");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home_arg = home.to_string_lossy();
+    let args = [
+        "serve",
+        "--no-browser",
+        "--no-tor",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &home_arg,
+    ];
+    let refused = run_cli(&args);
+    // Taking the folder over, it would run until stopped.
+    let (ok, _, stderr) = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .expect("veilshare started in a folder holding other files")
+        .expect("run");
+    assert!(!ok, "veilshare took over a folder holding other files");
+    assert!(stderr.contains("new or empty folder"), "{stderr}");
+    let mode = std::fs::metadata(&home).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the folder's permissions were changed");
+    assert_eq!(crate::util::names(&home), ["notes.txt"]);
+
+    // An empty folder is made private and used.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("folder");
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let server = Server::start(&empty).await;
+    let mode = std::fs::metadata(&empty)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+    server.stop().await;
+}
