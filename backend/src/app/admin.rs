@@ -515,15 +515,110 @@ async fn create_mirror(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// What multer may hold of an upload without handing it out: a part's headers (buffered until
+/// their end) and the pieces read ahead. Beyond it the upload is refused.
+const UPLOAD_BACKLOG: u64 = 4 << 20;
+
+/// Watches an upload's body on its way to the multipart parser: a body that sends nothing for
+/// the idle deadline fails (an upload holds the import gate, which garbage collection waits
+/// for: a stalled one would keep an ended share's data on disk), and so does one whose
+/// backlog ([`UPLOAD_BACKLOG`]) grows: part headers without end.
+#[derive(Debug, Default)]
+struct UploadGuard {
+    /// Bytes the handler took out of the parser.
+    delivered: std::sync::atomic::AtomicU64,
+    /// Why the guard stopped the body.
+    stopped: std::sync::OnceLock<String>,
+}
+
+impl UploadGuard {
+    fn delivered(&self, bytes: usize) {
+        self.delivered
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The body, watched.
+    fn watch(self: &Arc<Self>, body: axum::body::Body) -> axum::body::Body {
+        use futures::StreamExt;
+        let idle = crate::transport::http::idle_deadline();
+        let guard = self.clone();
+        let stream = body.into_data_stream();
+        let watched = futures::stream::unfold(
+            (stream, 0u64, false),
+            move |(mut stream, mut passed, stopped)| {
+                let guard = guard.clone();
+                async move {
+                    if stopped {
+                        return None;
+                    }
+                    let stop = |why: String| {
+                        let error = io::Error::other(why.clone());
+                        let _ = guard.stopped.set(why);
+                        Some((Err(error), (stream_placeholder(), 0, true)))
+                    };
+                    match tokio::time::timeout(idle, stream.next()).await {
+                        Err(_) => stop(format!(
+                            "the upload sent nothing for {} s; try again",
+                            idle.as_secs()
+                        )),
+                        Ok(None) => None,
+                        Ok(Some(Err(error))) => {
+                            Some((Err(io::Error::other(error)), (stream, passed, true)))
+                        }
+                        Ok(Some(Ok(bytes))) => {
+                            passed += bytes.len() as u64;
+                            let taken = guard.delivered.load(std::sync::atomic::Ordering::Relaxed);
+                            if passed.saturating_sub(taken) > UPLOAD_BACKLOG {
+                                stop(format!(
+                                    "the upload is not a valid form: more than {} without a part's data (are its part headers endless?)",
+                                    veilshare_shared::human_size(UPLOAD_BACKLOG)
+                                ))
+                            } else {
+                                Some((Ok(bytes), (stream, passed, false)))
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        axum::body::Body::from_stream(watched)
+    }
+
+    /// The failure to answer for a parser error: the guard's reason when it stopped the body.
+    fn failure(&self, error: axum::extract::multipart::MultipartError) -> Failure {
+        match self.stopped.get() {
+            Some(why) => Failure::bad_request(why.clone()),
+            None => multipart_failure(error),
+        }
+    }
+}
+
+/// An empty body stream, left behind in the watcher's state once it stopped.
+fn stream_placeholder() -> axum::body::BodyDataStream {
+    axum::body::Body::empty().into_data_stream()
+}
+
 async fn create_share(
     State(state): State<AdminState>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    multipart: Multipart,
+    request: Request,
 ) -> Result<(StatusCode, Json<ShareView>), Failure> {
+    use axum::extract::FromRequest;
     let upload_id = upload_id(&query);
-    let result = receive_upload(&state, &upload_id, &headers, multipart).await;
+    let guard = Arc::new(UploadGuard::default());
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
+    let request = Request::from_parts(parts, guard.watch(body));
+    let result = match Multipart::from_request(request, &state).await {
+        Ok(multipart) => receive_upload(&state, &upload_id, &headers, multipart, &guard).await,
+        Err(rejection) => Err(Failure::bad_request(rejection.body_text())),
+    };
     if let Err(failure) = &result {
+        // What the refused upload stored goes now, not at some later collection.
+        let store = state.node.shares.store().clone();
+        tokio::spawn(async move {
+            store.collect_garbage().await;
+        });
         tracing::info!(upload = %upload_id, reason = failure.message(), "upload refused");
         state.node.shares.events().publish(Event::UploadFailed {
             upload_id: upload_id.clone(),
@@ -538,6 +633,7 @@ async fn receive_upload(
     upload_id: &str,
     headers: &HeaderMap,
     mut multipart: Multipart,
+    guard: &UploadGuard,
 ) -> Result<ShareView, Failure> {
     let store = state.node.shares.store().clone();
     let total = headers
@@ -557,13 +653,14 @@ async fn receive_upload(
         return Err(no_room(total, allowed));
     }
     let permit = store.import_permit().await?;
+    tracing::debug!(upload = %upload_id, "the upload holds the import gate");
     let mut fields = CreateShareFields::default();
     let mut files = NewFiles::default();
     let mut progress = Progress::new(state, upload_id, total);
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_failure)? {
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| guard.failure(e))? {
         let Some(file_name) = field.file_name().map(str::to_owned) else {
             let name = field.name().unwrap_or_default().to_owned();
-            let value = read_text_field(&mut field, &name).await?;
+            let value = read_text_field(&mut field, &name, guard).await?;
             fields.set(&name, &value).map_err(Failure::bad_request)?;
             if fields.restricted && state.node.tor.is_none() {
                 return Err(Failure::bad_request(
@@ -585,9 +682,10 @@ async fn receive_upload(
                     Ok(None) => break,
                     Err(error) => {
                         let _ = tx.send(Err(io::Error::other("upload broke off"))).await;
-                        return Err(multipart_failure(error));
+                        return Err(guard.failure(error));
                     }
                 };
+                guard.delivered(chunk.len());
                 size += chunk.len() as u64;
                 if progress.received + chunk.len() as u64 > allowed {
                     let _ = tx.send(Err(io::Error::other("no room"))).await;
@@ -666,10 +764,12 @@ fn multipart_failure(error: axum::extract::multipart::MultipartError) -> Failure
 async fn read_text_field(
     field: &mut axum::extract::multipart::Field<'_>,
     name: &str,
+    guard: &UploadGuard,
 ) -> Result<String, Failure> {
     const LIMIT: usize = 4096;
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_failure)? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| guard.failure(e))? {
+        guard.delivered(chunk.len());
         if bytes.len() + chunk.len() > LIMIT {
             return Err(Failure::bad_request(format!(
                 "the form field {name:?} is longer than {LIMIT} bytes"

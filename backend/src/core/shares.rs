@@ -660,8 +660,18 @@ impl Shares {
             if !cut {
                 shares.wait_idle(&id).await;
             }
-            if let Err(error) = shares.delete_data(&id).await {
-                tracing::error!(share = %log_id(&id), %error, "could not delete an ended share's data; it is retried at the next start");
+            // Until it is done: the data of an ended share must not stay on disk, and the
+            // record says it is gone only once it is.
+            let mut pause = Duration::from_secs(5);
+            loop {
+                match shares.delete_data(&id).await {
+                    Ok(()) | Err(ShareError::NotFound(_)) => break,
+                    Err(error) => {
+                        tracing::warn!(share = %log_id(&id), %error, "could not delete an ended share's data yet; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(300));
+                    }
+                }
             }
         });
         Ok(())

@@ -434,7 +434,9 @@ impl Store {
         }
         // Collect in the background: nothing visible depends on it, and start-up stays fast.
         let store = self.clone();
-        tokio::spawn(async move { store.collect_garbage().await });
+        tokio::spawn(async move {
+            assert!(store.collect_garbage().await);
+        });
         Ok(())
     }
 
@@ -565,12 +567,18 @@ impl Store {
             .delete(format!("{TAG_PREFIX}{id}"))
             .await
             .map_err(|e| StoreError::blobs("removing a share's tag", e))?;
-        self.collect_garbage().await;
-        Ok(())
+        if self.collect_garbage().await {
+            Ok(())
+        } else {
+            // The tag is gone, so the next run deletes the blobs; until one ran, the data is
+            // still on disk and must not be reported deleted.
+            Err(StoreError::Busy)
+        }
     }
 
-    /// Asks for a collection run and waits until one that started after this call has ended.
-    pub async fn collect_garbage(&self) {
+    /// Asks for a collection run and waits until one that started after this call has ended:
+    /// whether one did within two minutes (an import holds the gate meanwhile).
+    pub async fn collect_garbage(&self) -> bool {
         let generation = self.gc.wanted.fetch_add(1, Ordering::SeqCst) + 1;
         self.gc.requested.store(true, Ordering::SeqCst);
         let mut done = self.gc.done.subscribe();
@@ -582,6 +590,7 @@ impl Store {
         if waited.is_err() {
             tracing::warn!("garbage collection did not finish within two minutes");
         }
+        waited.is_ok_and(|result| result.is_ok())
     }
 
     /// A stream of the bytes `start..end` of a blob of `size` bytes.
@@ -1044,7 +1053,7 @@ mod tests {
                 live.push(kept);
             }
         }
-        store.collect_garbage().await;
+        assert!(store.collect_garbage().await);
         assert_eq!(live.len(), 16);
         for (file, data) in live {
             let read: Vec<u8> = store

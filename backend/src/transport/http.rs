@@ -48,6 +48,12 @@ fn deadlines() -> (Duration, Duration) {
     })
 }
 
+/// How long a body may send nothing before the request is given up ([`IDLE_TIMEOUT`], or
+/// shorter from `VEILSHARE_HTTP_IDLE_SECS`): for handlers that hold something while they read.
+pub fn idle_deadline() -> Duration {
+    deadlines().1
+}
+
 /// The answer to a connection beyond the cap.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 10\r\nConnection: close\r\n\r\n";
 

@@ -596,6 +596,97 @@ async fn share_that_expired_while_down_is_revoked_at_start() {
 }
 
 #[tokio::test]
+async fn a_stalled_or_refused_upload_keeps_no_data_and_does_not_hold_up_deletion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_env(dir.path(), &[("VEILSHARE_HTTP_IDLE_SECS", "2")]).await;
+    let existing = server.create(&[("a.bin", &data(300_000, 12))], &[]).await;
+    assert_eq!(server.stored_blob_files().len(), 1);
+
+    // An upload that sends 1 MiB, then nothing.
+    let addr = server.api.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let boundary = "XyZ";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"stalled.bin\"\r\n\r\n"
+    );
+    let request = format!(
+        "POST /api/shares HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+        server.token,
+        head.len() + (100 << 20)
+    );
+    socket.write_all(request.as_bytes()).await.expect("head");
+    socket.write_all(&data(1 << 20, 13)).await.expect("body");
+    eventually("the upload to hold the import gate", || async {
+        server
+            .log()
+            .contains("the upload holds the import gate")
+            .then_some(())
+    })
+    .await;
+
+    // Revoking a share deletes its data although the upload hangs: the upload is given up.
+    let response = server
+        .api(Method::DELETE, &format!("/api/shares/{}", existing.id))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(response.status().is_success());
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer))
+        .await
+        .expect("the stalled upload was never answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("sent nothing for 2 s"), "{answer}");
+    eventually(
+        "the revoked share's data and the stalled upload's to go",
+        || async { server.stored_blob_files().is_empty().then_some(()) },
+    )
+    .await;
+
+    // A refused upload leaves nothing behind either.
+    let response = server
+        .create_raw(&[("big.bin", &data(2 << 20, 14)), ("CON", b"x")], &[])
+        .await;
+    expect_api_error(response, 400, "device name").await;
+    eventually("the refused upload's data to go", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+
+    // A part whose headers never end is refused once they pass 4 MiB, not buffered for ever.
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let endless = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x\"\r\nX-Pad: "
+    );
+    let padding = vec![b'a'; 6 << 20];
+    let request = format!(
+        "POST /api/shares HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{endless}",
+        server.token,
+        endless.len() + padding.len()
+    );
+    socket.write_all(request.as_bytes()).await.expect("head");
+    // The server may answer and close before it read everything.
+    let _ = socket.write_all(&padding).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer))
+        .await
+        .expect("endless part headers were never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("part headers endless"), "{answer}");
+    server.create(&[("again.bin", b"works")], &[]).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn kill_9_in_the_middle_of_an_upload_leaves_no_share_and_a_consistent_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).await;
