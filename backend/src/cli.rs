@@ -384,8 +384,19 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Raises the soft limit on open files to the hard one: each connection, onion stream and
+/// stored file takes a descriptor, and the usual soft limit (1024) is below what the
+/// listeners' caps allow together, so a flood would otherwise end in accept errors.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files allowed"),
+        Err(error) => tracing::warn!(%error, "cannot raise the limit on open files"),
+    }
+}
+
 /// Runs the app until Ctrl-C or SIGTERM.
 pub async fn serve(settings: ServeSettings) -> Result<()> {
+    raise_open_file_limit();
     let _lock = match DataDirLock::acquire(&settings.node.data_dir) {
         Ok(lock) => lock,
         // A second start while one runs opens the running one's UI instead of failing.

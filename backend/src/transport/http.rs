@@ -117,6 +117,8 @@ pub async fn serve_connection<I>(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(head)
+        // No `Date`: a service's clock skew tells its host apart (and links its shares).
+        .auto_date_header(false)
         .max_buf_size(64 << 10)
         .serve_connection(io, service)
         .with_upgrades();

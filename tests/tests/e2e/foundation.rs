@@ -1415,3 +1415,74 @@ async fn a_data_dir_that_holds_other_files_is_refused_and_left_alone() {
     assert_eq!(mode, 0o700);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_what_the_system_allows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrapper = ["prlimit", "--nofile=1024:8192", "--"];
+    let server = Server::start_wrapped(dir.path(), 0, None, &wrapper).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid)).expect("limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("the open files line");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["8192", "8192"], "{line}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_shares_answer_with_the_same_headers_and_no_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let files: [(&str, &[u8]); 2] = [("a.txt", b"same"), ("b.txt", b"bytes")];
+    let one = server.create(&files, &[("max_downloads", "3")]).await;
+    let two = server.create(&files, &[("max_downloads", "3")]).await;
+    let requests: [(&str, Option<&str>); 7] = [
+        ("", None),
+        ("manifest.json", None),
+        ("files/a.txt", None),
+        ("download", None),
+        ("download", Some("bytes=999999-")),
+        ("files/missing.txt", None),
+        ("nothing/here", None),
+    ];
+    let mut seen = 0;
+    for (path, range) in requests {
+        let mut answers = Vec::new();
+        for view in [&one, &two] {
+            let url = format!("{}{path}", view.links.local.clone().expect("link"));
+            let mut request = server.http.get(&url);
+            if let Some(range) = range {
+                request = request.header(header::RANGE, range);
+            }
+            let response = request.send().await.expect("GET");
+            let headers = response.headers().clone();
+            for name in ["date", "server", "last-modified", "x-powered-by"] {
+                assert!(
+                    !headers.contains_key(name),
+                    "{path}: a {name} header: {headers:?}"
+                );
+            }
+            let mut pairs: Vec<(String, String)> = headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            pairs.sort();
+            answers.push((response.status(), pairs));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "/{path}: the two shares answer differently"
+        );
+        seen += answers[0].1.len();
+    }
+    // Positive control: there were headers to compare (the security headers at least).
+    assert!(seen > 7 * 8, "only {seen} headers");
+    server.stop().await;
+}
