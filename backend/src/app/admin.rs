@@ -725,6 +725,7 @@ async fn receive_upload(
             crc32,
         };
         files.push(file, temp_tag);
+        crate::core::crash::point("upload.part_stored");
     }
     progress.finish();
     if files.is_empty() {
@@ -733,6 +734,7 @@ async fn receive_upload(
         ));
     }
     let collection = store.store_collection(&permit, files.files()).await?;
+    crate::core::crash::point("upload.collection_stored");
     let (files, temp_tags) = files.into_parts();
     let view = state
         .node

@@ -82,6 +82,7 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
     } else {
         from_link(node, source, request.source_key, patience, scratch.path()).await?
     };
+    crate::core::crash::point("mirror.fetched");
     // The temporary tags keep the imported data alive until the share's tag does.
     let (files, _held) = import(shares, written).await?;
     let store = shares.store();

@@ -4,6 +4,7 @@
 //! [`shares::Shares`] through [`shares::Publisher`].
 
 pub mod bao;
+pub mod crash;
 pub mod events;
 pub mod policy;
 pub mod shares;

@@ -35,6 +35,7 @@ use veilshare_shared::{
 };
 
 use crate::core::{
+    crash,
     events::EventBus,
     log_id,
     policy::{self, Flight, Ledger, Refusal},
@@ -383,7 +384,10 @@ impl Shares {
         }
         let persisted = async {
             self.0.store.tag_share(&id, &collection).await?;
-            self.0.store.insert(record.clone()).await
+            crash::point("share.tagged");
+            self.0.store.insert(record.clone()).await?;
+            crash::point("share.recorded");
+            Ok::<(), StoreError>(())
         };
         if let Err(error) = persisted.await {
             release(&publishers);
@@ -581,6 +585,7 @@ impl Shares {
             let _ = self.end(&id, ShareState::Revoked).await;
             return;
         }
+        crash::point("transfer.counted");
         let completed = record.ledger.completed;
         self.with_entry(&id, |e| e.record = record);
         drop(guard);
@@ -639,6 +644,7 @@ impl Shares {
         if !ended {
             return Ok(());
         }
+        crash::point("share.ended");
         tracing::info!(share = %log_id(id), state = state.label(), "share ended");
         if let Some(share) = self.view(id) {
             self.0.events.publish(Event::ShareEnded { share });
@@ -714,6 +720,7 @@ impl Shares {
         if let Some(mut record) = self.with_entry(id, |e| e.record.clone()) {
             record.data_deleted = true;
             self.0.store.update(record.clone(), None).await?;
+            crash::point("data.deleted");
             self.with_entry(id, |e| e.record = record);
         }
         tracing::info!(share = %log_id(id), "stored copy deleted");

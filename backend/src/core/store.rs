@@ -396,8 +396,38 @@ impl Store {
             catalog: Arc::new(catalog),
             gc,
         };
+        store.remove_unknown_blob_files().await;
         store.remove_orphan_tags().await?;
         Ok(store)
+    }
+
+    /// Deletes blob files that the blob store's database does not know. A crash after an
+    /// import moved its data file into place but before the store's database recorded it
+    /// leaves such a file, and no collection ever sees it (collections walk the database).
+    /// Runs at open, before any import.
+    async fn remove_unknown_blob_files(&self) {
+        let dir = Options::new(&self.blob_root).path.data_path;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(hash) = name
+                .to_str()
+                .and_then(|name| name.split_once('.'))
+                .and_then(|(hex, _)| hex.parse::<Hash>().ok())
+            else {
+                continue;
+            };
+            if let Ok(iroh_blobs::api::blobs::BlobStatus::NotFound) =
+                self.blobs.blobs().status(hash).await
+            {
+                tracing::info!("removing a blob file left by a crash");
+                if let Err(error) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(%error, "could not remove a blob file left by a crash");
+                }
+            }
+        }
     }
 
     /// Removes `share/*` tags whose share has no record or whose data was already deleted,
@@ -435,7 +465,7 @@ impl Store {
         // Collect in the background: nothing visible depends on it, and start-up stays fast.
         let store = self.clone();
         tokio::spawn(async move {
-            assert!(store.collect_garbage().await);
+            store.collect_garbage().await;
         });
         Ok(())
     }
@@ -567,6 +597,7 @@ impl Store {
             .delete(format!("{TAG_PREFIX}{id}"))
             .await
             .map_err(|e| StoreError::blobs("removing a share's tag", e))?;
+        super::crash::point("data.untagged");
         if self.collect_garbage().await {
             Ok(())
         } else {

@@ -107,6 +107,7 @@ impl Publisher for DirectPublisher {
             if let Ok(mut leases) = self.leases.lock() {
                 leases.insert(share.id.clone(), lease);
             }
+            crate::core::crash::point("direct.leased");
             Ok(())
         })
     }

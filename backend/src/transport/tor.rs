@@ -350,6 +350,7 @@ impl Tor {
             for dir in self.service_dirs(id) {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => {
+                        crate::core::crash::point("onion.keys_deleted");
                         tracing::debug!(path = %dir.display(), "deleted onion service keys/state")
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
 
+mod crash;
 mod foundation;
 mod get;
 mod p2p;
