@@ -551,31 +551,33 @@ impl UploadGuard {
                     if stopped {
                         return None;
                     }
-                    let stop = |why: String| {
-                        let error = io::Error::other(why.clone());
-                        let _ = guard.stopped.set(why);
-                        Some((Err(error), (stream_placeholder(), 0, true)))
-                    };
-                    match tokio::time::timeout(idle, stream.next()).await {
-                        Err(_) => stop(format!(
+                    let next = match tokio::time::timeout(idle, stream.next()).await {
+                        Err(_) => Err(format!(
                             "the upload sent nothing for {} s; try again",
                             idle.as_secs()
                         )),
-                        Ok(None) => None,
+                        Ok(None) => return None,
                         Ok(Some(Err(error))) => {
-                            Some((Err(io::Error::other(error)), (stream, passed, true)))
+                            return Some((Err(io::Error::other(error)), (stream, passed, true)));
                         }
                         Ok(Some(Ok(bytes))) => {
                             passed += bytes.len() as u64;
                             let taken = guard.delivered.load(std::sync::atomic::Ordering::Relaxed);
                             if passed.saturating_sub(taken) > UPLOAD_BACKLOG {
-                                stop(format!(
+                                Err(format!(
                                     "the upload is not a valid form: more than {} without a part's data (are its part headers endless?)",
                                     veilshare_shared::human_size(UPLOAD_BACKLOG)
                                 ))
                             } else {
-                                Some((Ok(bytes), (stream, passed, false)))
+                                Ok(bytes)
                             }
+                        }
+                    };
+                    match next {
+                        Ok(bytes) => Some((Ok(bytes), (stream, passed, false))),
+                        Err(why) => {
+                            let _ = guard.stopped.set(why.clone());
+                            Some((Err(io::Error::other(why)), (stream, passed, true)))
                         }
                     }
                 }
@@ -591,11 +593,6 @@ impl UploadGuard {
             None => multipart_failure(error),
         }
     }
-}
-
-/// An empty body stream, left behind in the watcher's state once it stopped.
-fn stream_placeholder() -> axum::body::BodyDataStream {
-    axum::body::Body::empty().into_data_stream()
 }
 
 async fn create_share(

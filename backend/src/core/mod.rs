@@ -18,8 +18,5 @@ use veilshare_shared::ShareId;
 /// one-way hash, which leave the id's other 96 random bits unknown).
 pub fn log_id(id: &ShareId) -> String {
     let key = blake3::derive_key("veilshare 2026-11 log id", id.as_str().as_bytes());
-    key[..4].iter().fold(String::from("s-"), |mut out, byte| {
-        out.push_str(&format!("{byte:02x}"));
-        out
-    })
+    format!("s-{}", data_encoding::HEXLOWER.encode(&key[..4]))
 }

@@ -250,8 +250,12 @@ impl Shares {
             let exhausted = policy::is_exhausted(&record.policy, &record.ledger);
             shares.insert_entry(record);
             if ended {
-                if !data_deleted {
-                    shares.delete_data(&id).await?;
+                // A deletion a crash interrupted is finished before anything is served; one
+                // that cannot finish now (a collection that timed out) does not stop the start.
+                if !data_deleted && let Err(error) = shares.delete_data(&id).await {
+                    tracing::warn!(share = %log_id(&id), %error, "could not delete an ended share's data at start; trying again");
+                    let shares = shares.clone();
+                    tokio::spawn(async move { shares.delete_data_until_done(&id).await });
                 }
             } else if exhausted {
                 shares.end(&id, ShareState::Exhausted).await?;
@@ -561,42 +565,34 @@ impl Shares {
         let before = record.ledger;
         record.ledger =
             policy::record_transfer(record.content_size(), record.ledger, sent, finished);
-        if record.ledger == before {
-            drop(guard);
-            self.release_flight(&id, reserved);
-            if !quiet {
-                self.0.events.publish(Event::DownloadEnded {
-                    id: id.clone(),
-                    sent,
-                    finished,
-                    downloads_completed: before.completed,
-                });
-                self.publish_updated(&id);
-            }
-            return;
-        }
-        let exhausted =
-            !record.state.is_ended() && policy::is_exhausted(&record.policy, &record.ledger);
-        if let Err(error) = self.0.store.update(record.clone(), Some(done)).await {
-            // The count could not be persisted: stop serving rather than risk extra copies.
-            tracing::error!(share = %log_id(&id), %error, "could not persist a download; revoking the share");
-            drop(guard);
-            self.release_flight(&id, reserved);
-            let _ = self.end(&id, ShareState::Revoked).await;
-            return;
-        }
-        crash::point("transfer.counted");
+        let changed = record.ledger != before;
+        let exhausted = changed
+            && !record.state.is_ended()
+            && policy::is_exhausted(&record.policy, &record.ledger);
         let completed = record.ledger.completed;
-        self.with_entry(&id, |e| e.record = record);
+        if changed {
+            if let Err(error) = self.0.store.update(record.clone(), Some(done)).await {
+                // The count could not be persisted: stop serving rather than risk extra copies.
+                tracing::error!(share = %log_id(&id), %error, "could not persist a download; revoking the share");
+                drop(guard);
+                self.release_flight(&id, reserved);
+                let _ = self.end(&id, ShareState::Revoked).await;
+                return;
+            }
+            crash::point("transfer.counted");
+            self.with_entry(&id, |e| e.record = record);
+        }
         drop(guard);
         self.release_flight(&id, reserved);
-        self.0.events.publish(Event::DownloadEnded {
-            id: id.clone(),
-            sent,
-            finished,
-            downloads_completed: completed,
-        });
-        self.publish_updated(&id);
+        if !quiet {
+            self.0.events.publish(Event::DownloadEnded {
+                id: id.clone(),
+                sent,
+                finished,
+                downloads_completed: completed,
+            });
+            self.publish_updated(&id);
+        }
         if exhausted {
             tracing::info!(share = %log_id(&id), "download limit reached");
             if let Err(error) = self.end(&id, ShareState::Exhausted).await {
@@ -666,19 +662,7 @@ impl Shares {
             if !cut {
                 shares.wait_idle(&id).await;
             }
-            // Until it is done: the data of an ended share must not stay on disk, and the
-            // record says it is gone only once it is.
-            let mut pause = Duration::from_secs(5);
-            loop {
-                match shares.delete_data(&id).await {
-                    Ok(()) | Err(ShareError::NotFound(_)) => break,
-                    Err(error) => {
-                        tracing::warn!(share = %log_id(&id), %error, "could not delete an ended share's data yet; trying again");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(300));
-                    }
-                }
-            }
+            shares.delete_data_until_done(&id).await;
         });
         Ok(())
     }
@@ -708,6 +692,22 @@ impl Shares {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Deletes the share's data, trying again with backoff until it is done: the data of an
+    /// ended share must not stay on disk, and the record says it is gone only once it is.
+    async fn delete_data_until_done(&self, id: &ShareId) {
+        let mut pause = Duration::from_secs(5);
+        loop {
+            match self.delete_data(id).await {
+                Ok(()) | Err(ShareError::NotFound(_)) => return,
+                Err(error) => {
+                    tracing::warn!(share = %log_id(id), %error, "could not delete an ended share's data yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(300));
+                }
+            }
         }
     }
 

@@ -213,6 +213,18 @@ impl Server {
         files: &[(&str, &[u8])],
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.try_create_raw(files, fields)
+            .await
+            .expect("POST /api/shares")
+    }
+
+    /// [`Server::create_raw`] that tells a failed request (the server is gone) instead of
+    /// panicking.
+    pub async fn try_create_raw(
+        &self,
+        files: &[(&str, &[u8])],
+        fields: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
         let mut form = reqwest::multipart::Form::new();
         for (name, value) in fields {
             form = form.text(name.to_string(), value.to_string());
@@ -225,7 +237,6 @@ impl Server {
             .multipart(form)
             .send()
             .await
-            .expect("POST /api/shares")
     }
 
     /// Creates a share and returns its view.
