@@ -444,32 +444,62 @@ async fn events(State(state): State<AdminState>, upgrade: WebSocketUpgrade) -> R
     upgrade.on_upgrade(move |socket| forward_events(socket, receiver))
 }
 
-async fn forward_events(
-    mut socket: WebSocket,
-    mut receiver: tokio::sync::broadcast::Receiver<Event>,
-) {
+/// Bytes of events a subscriber may have queued and unsent; one that falls further behind is
+/// closed (the UI reconnects and reloads), so a client that stops reading costs at most this.
+const EVENTS_UNSENT: usize = 4 << 20;
+
+/// Forwards the bus to one socket. The bus is always drained at once (an event waiting for a
+/// slow socket in the bus's ring would keep the last thousand events, each a whole share view,
+/// in memory); what the socket has not taken yet waits in a queue bounded by [`EVENTS_UNSENT`].
+/// A subscriber that fell behind is closed rather than left with a silent gap.
+async fn forward_events(socket: WebSocket, mut receiver: tokio::sync::broadcast::Receiver<Event>) {
+    use futures::{SinkExt, StreamExt};
     use tokio::sync::broadcast::error::RecvError;
-    loop {
-        tokio::select! {
-            event = receiver.recv() => {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "an event subscriber fell behind");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                };
-                let Ok(json) = serde_json::to_string(&event) else { continue };
-                if socket.send(Message::Text(json.into())).await.is_err() {
-                    return;
-                }
-            }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+    let (mut sink, mut incoming) = socket.split();
+    let budget = Arc::new(tokio::sync::Semaphore::new(EVENTS_UNSENT));
+    let (queue, mut queued) =
+        tokio::sync::mpsc::unbounded_channel::<(String, tokio::sync::OwnedSemaphorePermit)>();
+    let write = async move {
+        while let Some((json, _budget)) = queued.recv().await {
+            if sink.send(Message::Text(json.into())).await.is_err() {
+                return;
             }
         }
+    };
+    let read = async move {
+        loop {
+            tokio::select! {
+                event = receiver.recv() => {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::debug!(missed, "an event subscriber fell behind; closing it");
+                            return;
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    let Ok(json) = serde_json::to_string(&event) else { continue };
+                    // An event larger than the budget goes alone.
+                    let cost = u32::try_from(json.len().min(EVENTS_UNSENT)).unwrap_or(u32::MAX);
+                    let Ok(permit) = budget.clone().try_acquire_many_owned(cost) else {
+                        tracing::debug!("an event subscriber stopped reading; closing it");
+                        return;
+                    };
+                    if queue.send((json, permit)).is_err() {
+                        return;
+                    }
+                }
+                message = incoming.next() => match message {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    };
+    // Whichever ends first ends both: the socket is dropped, and with it the connection.
+    tokio::select! {
+        () = write => {}
+        () = read => {}
     }
 }
 

@@ -258,7 +258,7 @@ impl Node {
         audience: http::Audience,
     ) {
         let stop = self.stop.clone();
-        let cap = http::ConnectionCap::new(http::MAX_CONNECTIONS);
+        let cap = http::ConnectionCap::new(http::max_connections());
         self.servers
             .spawn(async move { http::serve_listener(listener, app, audience, stop, cap).await });
     }

@@ -48,8 +48,16 @@ pub const TRANSFERS_KEPT: u64 = 64;
 const TAG_PREFIX: &str = "share/";
 /// How often the collector wakes to see whether a run was asked for.
 const GC_TICK: Duration = Duration::from_millis(100);
-/// Chunk size for reading blob data from disk.
+/// Chunk size for reading blob data from disk, while the read-ahead budget lasts.
 const READ_CHUNK: usize = 256 * 1024;
+/// Chunk size when the budget is spent: downloads go on, in small steps.
+const READ_CHUNK_SMALL: usize = 32 * 1024;
+/// Bytes read from blobs and not yet sent, over all downloads, in full-size chunks. Beyond it
+/// each download reads [`READ_CHUNK_SMALL`] at a time: 500 downloads at once hold about
+/// this plus 500 × 3 small chunks, not 500 × 4 full ones (a gigabyte in a first measurement).
+/// Recipients who stop reading hold at most their chunks of it until the idle deadline, and
+/// only slow the others down to small chunks.
+const READ_AHEAD_BUDGET: usize = 24 << 20;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +352,8 @@ pub struct Store {
     blob_root: PathBuf,
     catalog: Arc<redb::Database>,
     gc: Arc<GcControl>,
+    /// The shared [`READ_AHEAD_BUDGET`].
+    read_ahead: Arc<tokio::sync::Semaphore>,
 }
 
 /// Holds the import gate: garbage collection waits while one exists.
@@ -395,6 +405,7 @@ impl Store {
             blob_root,
             catalog: Arc::new(catalog),
             gc,
+            read_ahead: Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BUDGET)),
         };
         store.remove_unknown_blob_files().await;
         store.remove_orphan_tags().await?;
@@ -634,7 +645,9 @@ impl Store {
         let hash: Option<Hash> = hash.as_str().parse().ok();
         let blobs = self.blobs.clone();
         let path = hash.map(|h| Options::new(&self.blob_root).path.data_path(&h));
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(2);
+        let read_ahead = self.read_ahead.clone();
+        // One chunk waits here, one is being read and one is being sent.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
         tokio::spawn(async move {
             let Some(hash) = hash else {
                 let _ = tx.send(Err(io::Error::other("bad hash"))).await;
@@ -642,10 +655,8 @@ impl Store {
             };
             match path.map(std::fs::File::open) {
                 Some(Ok(file)) => {
-                    // Large blobs live in their own data file: read it on a blocking thread.
-                    let _ =
-                        tokio::task::spawn_blocking(move || read_file_range(file, start, end, tx))
-                            .await;
+                    // Large blobs live in their own data file.
+                    send_file_range(Arc::new(file), start, end, &read_ahead, &tx).await;
                 }
                 _ => {
                     // Small blobs are inlined in the store's database.
@@ -805,33 +816,75 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-fn read_file_range(
-    file: std::fs::File,
+/// Sends the bytes `start..end` of `file` to `tx`, a chunk at a time, each read on a blocking
+/// thread: full-size chunks while [`READ_AHEAD_BUDGET`] lasts (the budget comes back when the
+/// chunk's last copy is dropped, i.e. once sent), small ones otherwise.
+async fn send_file_range(
+    file: Arc<std::fs::File>,
     start: u64,
     end: u64,
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    read_ahead: &Arc<tokio::sync::Semaphore>,
+    tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
 ) {
     let mut offset = start;
     while offset < end {
-        let want = usize::try_from((end - offset).min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-        // Read into the vector's spare capacity: no zeroing of memory that is overwritten anyway.
-        let mut buf = Vec::with_capacity(want);
-        let item = match rustix::io::pread(&file, rustix::buffer::spare_capacity(&mut buf), offset)
+        let left = end - offset;
+        let full = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+        let (want, permit) = match u32::try_from(full)
+            .ok()
+            .and_then(|bytes| read_ahead.clone().try_acquire_many_owned(bytes).ok())
         {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "stored blob is shorter than its record",
-            )),
-            Ok(n) => {
-                offset += n as u64;
-                Ok(Bytes::from(buf))
-            }
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => Err(io::Error::from(e)),
+            Some(permit) => (full, Some(permit)),
+            None => (full.min(READ_CHUNK_SMALL), None),
         };
+        let reading = file.clone();
+        let item = tokio::task::spawn_blocking(move || read_chunk(&reading, offset, want))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .map(|buf| {
+                offset += buf.len() as u64;
+                match permit {
+                    Some(permit) => Bytes::from_owner(Budgeted {
+                        buf,
+                        _permit: permit,
+                    }),
+                    None => Bytes::from(buf),
+                }
+            });
         let failed = item.is_err();
-        if tx.blocking_send(item).is_err() || failed {
+        if tx.send(item).await.is_err() || failed {
             return;
+        }
+    }
+}
+
+/// A chunk holding its part of the read-ahead budget.
+struct Budgeted {
+    buf: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Reads up to `want` bytes at `offset` (at least one, or an error).
+fn read_chunk(file: &std::fs::File, offset: u64, want: usize) -> io::Result<Vec<u8>> {
+    // Read into the vector's spare capacity: no zeroing of memory that is overwritten anyway.
+    let mut buf = Vec::with_capacity(want);
+    loop {
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stored blob is shorter than its record",
+                ));
+            }
+            Ok(_) => return Ok(buf),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
         }
     }
 }

@@ -2,21 +2,35 @@
 //! a connection that sends no complete request head within [`HEAD_TIMEOUT`], or moves no byte
 //! either way for [`IDLE_TIMEOUT`] (a recipient who stopped reading holds a download, and so
 //! the share's limit, until then), is closed; a listener serves at most [`MAX_CONNECTIONS`] at
-//! once and answers the rest with a short 503 instead of running out of file descriptors.
+//! once.
+//!
+//! At the cap, a new connection takes the place of the oldest one that has no request in
+//! flight (one still sending its first head a byte at a time, or idle between requests): a
+//! slowloris crowd then only pushes itself out, and a real client, who sends its head at once,
+//! gets in. Only when every connection is in the middle of a request is the newcomer answered
+//! a short 503, instead of running out of file descriptors.
 //!
 //! Invariants:
 //! - Every byte a stranger sends is read under a deadline; no connection lives without
 //!   progress.
+//! - A connection with a request in flight is never pushed out; an upgraded one (the event
+//!   socket) counts as always in flight.
 //! - A refused connection costs one small write and a close, nothing else.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     io,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
+
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +75,19 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nR
 /// (the store, Tor and the other listeners need theirs).
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// The cap in force: [`MAX_CONNECTIONS`], or a smaller one from `VEILSHARE_HTTP_MAX_CONNECTIONS`
+/// (the tests see the cap act with a few connections). Read once.
+pub fn max_connections() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("VEILSHARE_HTTP_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|value| value.parse::<usize>().ok())
+            .filter(|cap| *cap > 0)
+            .map_or(MAX_CONNECTIONS, |cap| cap.min(MAX_CONNECTIONS))
+    })
+}
+
 /// Who a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Audience {
@@ -71,19 +98,92 @@ pub enum Audience {
     Owner,
 }
 
-/// A cap on the connections served at once; a permit is held while one is served.
+/// A cap on the connections one listener (or onion service) serves at once, which makes room
+/// for a newcomer by pushing out the oldest connection without a request in flight.
 #[derive(Clone, Debug)]
-pub struct ConnectionCap(Arc<tokio::sync::Semaphore>);
+pub struct ConnectionCap {
+    table: Arc<Mutex<Table>>,
+    limit: usize,
+}
+
+/// The connections served now, oldest first (ids only grow).
+#[derive(Debug, Default)]
+struct Table {
+    next: u64,
+    open: BTreeMap<u64, Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    in_flight: Arc<AtomicUsize>,
+    evict: CancellationToken,
+}
+
+/// One admitted connection's place under the cap; the place is given back when it drops.
+#[derive(Debug)]
+pub struct Admission {
+    table: Arc<Mutex<Table>>,
+    id: u64,
+    in_flight: Arc<AtomicUsize>,
+    evict: CancellationToken,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.open.remove(&self.id);
+    }
+}
 
 impl ConnectionCap {
     /// At most `connections` at once.
     pub fn new(connections: usize) -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(connections)))
+        Self {
+            table: Arc::default(),
+            limit: connections.max(1),
+        }
     }
 
-    /// A permit for one more connection, or `None` when the cap is reached.
-    pub fn try_admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().ok()
+    /// A place for one more connection: a free one, or the place of the oldest connection
+    /// with no request in flight (told to close at once). `None` when every connection is
+    /// busy with a request.
+    pub fn try_admit(&self) -> Option<Admission> {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if table.open.len() >= self.limit {
+            let idle = table
+                .open
+                .iter()
+                .find(|(_, slot)| slot.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id)?;
+            if let Some(slot) = table.open.remove(&idle) {
+                slot.evict.cancel();
+            }
+        }
+        let id = table.next;
+        table.next += 1;
+        let (in_flight, evict) = (Arc::new(AtomicUsize::new(0)), CancellationToken::new());
+        table.open.insert(
+            id,
+            Slot {
+                in_flight: in_flight.clone(),
+                evict: evict.clone(),
+            },
+        );
+        Some(Admission {
+            table: self.table.clone(),
+            id,
+            in_flight,
+            evict,
+        })
+    }
+
+    /// Connections holding a place now.
+    pub fn held(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open
+            .len()
     }
 }
 
@@ -104,6 +204,7 @@ pub async fn serve_connection<I>(
     router: axum::Router,
     audience: Audience,
     stop: CancellationToken,
+    admission: Admission,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -113,7 +214,10 @@ pub async fn serve_connection<I>(
         Audience::Owner => None,
     };
     let io = hyper_util::rt::TokioIo::new(Idle::new(io, idle));
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    let service = Tracked {
+        router,
+        in_flight: admission.in_flight.clone(),
+    };
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(head)
@@ -125,6 +229,10 @@ pub async fn serve_connection<I>(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = admission.evict.cancelled() => {
+            tracing::debug!("an idle connection made room for a new one");
+            return;
+        }
         () = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -161,19 +269,91 @@ pub async fn serve_listener(
                 continue;
             }
         };
-        let Some(permit) = cap.try_admit() else {
+        let Some(admission) = cap.try_admit() else {
             connections.spawn(refuse_busy(stream));
             continue;
         };
         let (router, stop) = (router.clone(), stop.clone());
-        connections.spawn(async move {
-            let _permit = permit;
-            serve_connection(stream, router, audience, stop).await;
-        });
+        connections.spawn(serve_connection(stream, router, audience, stop, admission));
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The router, counting the connection's requests in flight: from the moment a head is read
+/// until the response's last byte is handed over.
+#[derive(Clone)]
+struct Tracked {
+    router: axum::Router,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Tracked {
+    type Response = http::Response<axum::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let busy = InFlight::new(&self.in_flight);
+        let router = self.router.clone();
+        Box::pin(async move {
+            let response = tower::ServiceExt::oneshot(router, request).await?;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // The connection now carries the event socket: in flight for good.
+                busy.for_good();
+                return Ok(response);
+            }
+            Ok(response.map(|body| axum::body::Body::new(Sending { body, _busy: busy })))
+        })
+    }
+}
+
+/// One request in flight, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+
+    /// Leaves the count raised for as long as the connection lives.
+    fn for_good(self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is sent (or dropped).
+struct Sending {
+    body: axum::body::Body,
+    _busy: InFlight,
+}
+
+impl HttpBody for Sending {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// An I/O object that fails once no byte moved either way for its timeout (if it has one),
@@ -255,6 +435,30 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Idle<I> {
         }
     }
 
+    /// Vectored writes pass through, so hyper queues a body's chunks instead of copying each
+    /// into a buffer of its own (a chunk-sized buffer per connection, a copy per byte).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, data) {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    this.moved();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => this.check(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
@@ -302,12 +506,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_cap_refuses_beyond_its_count() {
-        let cap = ConnectionCap::new(2);
-        let (a, b) = (cap.try_admit(), cap.try_admit());
-        assert!(a.is_some() && b.is_some());
+    async fn the_cap_pushes_out_the_oldest_idle_connection_and_refuses_when_all_are_busy() {
+        let cap = ConnectionCap::new(3);
+        let a = cap.try_admit().expect("a");
+        let b = cap.try_admit().expect("b");
+        let c = cap.try_admit().expect("c");
+        // a and c serve a request; b waits for its head.
+        let (_a_busy, _c_busy) = (InFlight::new(&a.in_flight), InFlight::new(&c.in_flight));
+        let d = cap.try_admit().expect("room made");
+        assert!(b.evict.is_cancelled() && !a.evict.is_cancelled() && !c.evict.is_cancelled());
+        assert_eq!(cap.held(), 3);
+        // d waits for its head too: the next newcomer takes its place.
+        let e = cap.try_admit().expect("room made");
+        assert!(d.evict.is_cancelled());
+        // Everyone busy: refused.
+        InFlight::new(&e.in_flight).for_good();
         assert!(cap.try_admit().is_none());
         drop(a);
         assert!(cap.try_admit().is_some());
+        drop((b, d));
+        assert_eq!(cap.held(), 2);
     }
 }

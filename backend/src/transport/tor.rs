@@ -287,18 +287,19 @@ impl Tor {
                 }
                 let router = router.clone();
                 let guard = StreamGuard::new(&open_streams);
-                let permit = cap.try_admit();
+                let admission = cap.try_admit();
                 tokio::spawn(async move {
                     let _guard = guard;
                     match request.accept(Connected::new_empty()).await {
-                        Ok(stream) => match permit {
-                            Some(_permit) => {
+                        Ok(stream) => match admission {
+                            Some(admission) => {
                                 let stop = tokio_util::sync::CancellationToken::new();
                                 http::serve_connection(
                                     stream,
                                     router,
                                     http::Audience::Strangers,
                                     stop,
+                                    admission,
                                 )
                                 .await;
                             }
