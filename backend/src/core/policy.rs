@@ -66,6 +66,21 @@ pub fn slack(content_size: u64) -> u64 {
     (content_size / 4).min(32 << 20)
 }
 
+/// When a share made at `now` (unix seconds) to last `ttl_secs` expires: on a whole minute,
+/// at or before the asked moment (a share never lives longer than asked).
+///
+/// The expiry is public (the manifest, the page). To the second it would be the owner's clock
+/// at creation plus a round number: the sender's clock for anyone who knows the lifetime
+/// chosen, and a link between shares made in the same second. A lifetime under two minutes
+/// (tests, mostly) keeps its exact second rather than losing most of itself to the rounding.
+pub fn expiry(now: u64, ttl_secs: u64) -> u64 {
+    let exact = now.saturating_add(ttl_secs);
+    if ttl_secs < 120 {
+        return exact;
+    }
+    exact - exact % 60
+}
+
 /// Whether the expiry has passed at `now` (unix seconds).
 pub fn is_expired(policy: &Policy, now: u64) -> bool {
     policy.expires_at.is_some_and(|at| now >= at)
@@ -285,6 +300,20 @@ mod tests {
                 ledger = record_transfer(size, ledger, size, true);
             }
             prop_assert_eq!(ledger, Ledger { completed: n, partial_bytes: 0 });
+        }
+
+        /// An expiry is on a whole minute, never after the asked moment and at most a minute
+        /// before it; short lifetimes keep their second.
+        #[test]
+        fn expiries_fall_on_the_minute_and_never_late(now in 0u64..4_000_000_000, ttl in 0u64..40_000_000) {
+            let at = expiry(now, ttl);
+            prop_assert!(at <= now + ttl);
+            if ttl >= 120 {
+                prop_assert_eq!(at % 60, 0);
+                prop_assert!(at + 60 > now + ttl);
+            } else {
+                prop_assert_eq!(at, now + ttl);
+            }
         }
 
         /// A share without limits admits anything until it expires.

@@ -359,7 +359,7 @@ impl Shares {
             collection: crate::core::store::content_hash(collection.hash()),
             policy: Policy {
                 max_downloads: fields.max_downloads,
-                expires_at: fields.expires_in_secs.map(|s| now.saturating_add(s)),
+                expires_at: fields.expires_in_secs.map(|ttl| policy::expiry(now, ttl)),
             },
             created_at: now,
             state: if publishers.iter().any(|p| p.confirms_reachability()) {

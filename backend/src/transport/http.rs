@@ -199,12 +199,17 @@ pub async fn refuse_busy<I: AsyncWrite + Unpin>(mut io: I) {
 /// Serves `router` on one connection until the client is done, the connection idles or
 /// stalls (strangers only), or `stop` asks for a graceful end (the request under way
 /// finishes). Upgrades (the events WebSocket) are served too.
+///
+/// Once `gone` (if given) is cancelled, a request that arrives is not answered: the connection
+/// closes instead (an onion service that ended; a request on a kept-alive stream shows its
+/// client has every byte of the previous answer, so nothing sent is cut short).
 pub async fn serve_connection<I>(
     io: I,
     router: axum::Router,
     audience: Audience,
     stop: CancellationToken,
     admission: Admission,
+    gone: Option<CancellationToken>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,9 +219,12 @@ pub async fn serve_connection<I>(
         Audience::Owner => None,
     };
     let io = hyper_util::rt::TokioIo::new(Idle::new(io, idle));
+    let close = CancellationToken::new();
     let service = Tracked {
         router,
         in_flight: admission.in_flight.clone(),
+        gone,
+        close: close.clone(),
     };
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -231,6 +239,10 @@ pub async fn serve_connection<I>(
         result = connection.as_mut() => result,
         () = admission.evict.cancelled() => {
             tracing::debug!("an idle connection made room for a new one");
+            return;
+        }
+        () = close.cancelled() => {
+            tracing::debug!("a request after the service ended; closing its connection");
             return;
         }
         () = stop.cancelled() => {
@@ -274,7 +286,9 @@ pub async fn serve_listener(
             continue;
         };
         let (router, stop) = (router.clone(), stop.clone());
-        connections.spawn(serve_connection(stream, router, audience, stop, admission));
+        connections.spawn(serve_connection(
+            stream, router, audience, stop, admission, None,
+        ));
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
@@ -287,6 +301,10 @@ pub async fn serve_listener(
 struct Tracked {
     router: axum::Router,
     in_flight: Arc<AtomicUsize>,
+    /// Cancelled when the service ended: requests from then on close the connection.
+    gone: Option<CancellationToken>,
+    /// Closes this connection.
+    close: CancellationToken,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Tracked {
@@ -295,6 +313,14 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Tracked {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        if self
+            .gone
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+        {
+            self.close.cancel();
+            return Box::pin(std::future::pending());
+        }
         let busy = InFlight::new(&self.in_flight);
         let router = self.router.clone();
         Box::pin(async move {

@@ -36,8 +36,26 @@ use veilshare_shared::{ShareId, TorStatus};
 
 use crate::transport::http;
 
-/// Streams one onion service serves at once; more are told to come back later.
+/// Streams one onion service serves at once; beyond it, a newcomer takes the place of an
+/// idle stream, or is told to come back later (see [`http::ConnectionCap`]).
 const STREAMS_PER_SERVICE: usize = 256;
+
+/// Streams one circuit may hold open on a service: twice what `veilshare get --parallel`
+/// opens at most (16), five times a browser's usual six. A client that opens more has its
+/// circuit torn down (C tor's `HiddenServiceMaxStreamsCloseCircuit`), so one circuit cannot
+/// take a service's places from the other recipients.
+const STREAMS_PER_CIRCUIT: u32 = 32;
+
+/// The rate (per second) and burst of introductions a service asks its introduction points
+/// to let through (C tor's defaults for `HiddenServiceEnableIntroDoS`): a flood of
+/// introductions is cut at the introduction point, before it costs this machine anything.
+const INTRODUCTIONS: (u32, u32) = (25, 200);
+
+/// Arti's defaults that veilshare changes, read before the user's configuration file (which
+/// may override them). The memory quota bounds what Arti's queues may hold before it starts
+/// killing the circuits with the oldest data; its "auto" default is 40% of the machine's
+/// memory, up to 8 GiB, which is sized for relays, not for an app.
+const ARTI_DEFAULTS: &str = "[system]\nmemory.max = \"256 MiB\"\n";
 
 /// Errors of the Tor side.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +94,10 @@ pub fn client_config(dir: &Path, config_file: Option<&Path>) -> Result<TorClient
         }
     }
     let mut sources = tor_config::ConfigurationSources::new_empty();
+    sources.push_source(
+        tor_config::ConfigurationSource::from_verbatim(ARTI_DEFAULTS.to_owned()),
+        tor_config::sources::MustRead::MustRead,
+    );
     if let Some(file) = config_file {
         let text = std::fs::read_to_string(file).map_err(|e| {
             TorError::Config(format!(
@@ -119,6 +141,8 @@ pub async fn create_client(
 struct Service {
     _handle: Arc<RunningOnionService>,
     task: tokio::task::JoinHandle<()>,
+    /// Tells the service's open streams that it ended: the next request on one closes it.
+    gone: tokio_util::sync::CancellationToken,
 }
 
 /// The app's Tor side.
@@ -250,6 +274,13 @@ impl Tor {
             .map_err(|e| TorError::Launch(format!("bad nickname: {e}")))?;
         let mut builder = OnionServiceConfigBuilder::default();
         builder.nickname(nick);
+        builder.max_concurrent_streams_per_circuit(STREAMS_PER_CIRCUIT);
+        builder.rate_limit_at_intro(Some(tor_hsservice::config::TokenBucketConfig::new(
+            INTRODUCTIONS.0,
+            INTRODUCTIONS.1,
+        )));
+        #[cfg(feature = "hs-pow")]
+        builder.enable_pow(true);
         if let Some(key) = client_key {
             let secret = parse_client_key(key)?;
             let public = HsClientDescEncKey::from(curve25519::PublicKey::from(&secret));
@@ -277,6 +308,8 @@ impl Tor {
         let open_streams = self.streams.clone();
         // Each service has its own cap: one share's crowd cannot starve another's.
         let cap = http::ConnectionCap::new(STREAMS_PER_SERVICE);
+        let gone = tokio_util::sync::CancellationToken::new();
+        let service_gone = gone.clone();
         let task = tokio::spawn(async move {
             let mut streams = tor_hsservice::handle_rend_requests(requests);
             while let Some(request) = streams.next().await {
@@ -285,7 +318,7 @@ impl Tor {
                     let _ = request.shutdown_circuit();
                     continue;
                 }
-                let router = router.clone();
+                let (router, gone) = (router.clone(), gone.clone());
                 let guard = StreamGuard::new(&open_streams);
                 let admission = cap.try_admit();
                 tokio::spawn(async move {
@@ -293,13 +326,16 @@ impl Tor {
                     match request.accept(Connected::new_empty()).await {
                         Ok(stream) => match admission {
                             Some(admission) => {
-                                let stop = tokio_util::sync::CancellationToken::new();
+                                // Streams are never cut from this side: the client closes
+                                // them once it has every byte (closing first can lose the
+                                // tail still queued on the circuit).
                                 http::serve_connection(
                                     stream,
                                     router,
                                     http::Audience::Strangers,
-                                    stop,
+                                    tokio_util::sync::CancellationToken::new(),
                                     admission,
+                                    Some(gone),
                                 )
                                 .await;
                             }
@@ -318,6 +354,7 @@ impl Tor {
                 Service {
                     _handle: handle,
                     task,
+                    gone: service_gone,
                 },
             );
         }
@@ -345,7 +382,10 @@ impl Tor {
     pub fn unpublish(&self, id: &ShareId, forget: bool) {
         let service = self.services.lock().ok().and_then(|mut s| s.remove(id));
         if let Some(service) = service {
+            // No new stream; on the open ones (a keep-alive stream of a recipient who fetched
+            // a moment ago), the next request closes the stream instead of being answered.
             service.task.abort();
+            service.gone.cancel();
         }
         if forget {
             for dir in self.service_dirs(id) {
@@ -500,5 +540,26 @@ mod tests {
         assert_eq!(data_encoding::BASE32_NOPAD.encode(&secret.to_bytes()), key);
         assert!(super::parse_client_key("not a key").is_err());
         assert!(super::parse_client_key(&key[..50]).is_err());
+    }
+
+    #[test]
+    fn arti_memory_is_capped_unless_the_configuration_file_says_otherwise() {
+        // The configuration does not show its quota but through `Debug`.
+        let quota = |config: &arti_client::TorClientConfig| {
+            let text = format!("{config:?}");
+            let at = text.find("memory:").expect("a memory section");
+            text[at..]
+                .split_once("low_water")
+                .expect("a quota")
+                .0
+                .to_owned()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = super::client_config(dir.path(), None).expect("config");
+        assert!(quota(&config).contains("268435456"), "{}", quota(&config));
+        let file = dir.path().join("arti.toml");
+        std::fs::write(&file, "[system]\nmemory.max = \"1 GiB\"\n").expect("file");
+        let config = super::client_config(dir.path(), Some(&file)).expect("config");
+        assert!(quota(&config).contains("1073741824"), "{}", quota(&config));
     }
 }

@@ -1450,5 +1450,23 @@ async fn two_shares_answer_with_the_same_headers_and_no_clock() {
     }
     // Positive control: there were headers to compare (the security headers at least).
     assert!(seen > 7 * 8, "only {seen} headers");
+
+    // An expiry is published on the minute, not at the owner's clock's second.
+    let dated = server.create(&files, &[("expires_in_secs", "3600")]).await;
+    let manifest: serde_json::Value = server
+        .http
+        .get(format!(
+            "{}manifest.json",
+            dated.links.local.clone().expect("link")
+        ))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("manifest");
+    let expires_at = manifest["expires_at"].as_u64().expect("expires_at");
+    assert_eq!(expires_at % 60, 0, "expires_at {expires_at}");
+    assert!(expires_at > dated.created_at + 3540 && expires_at <= dated.created_at + 3600);
     server.stop().await;
 }

@@ -342,3 +342,188 @@ async fn a_mirror_of_an_onion_link_keeps_the_hash_and_serves_alongside_it() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_streams_on_one_circuit_do_not_keep_out_another_recipient() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let content = data(8 << 20, 41);
+    let view = server.create(&[("evidence.bin", &content)], &[]).await;
+    let view = wait_live(&server, &view).await;
+    let link = view.links.onion.clone().expect("onion link");
+    let host = link
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned();
+
+    // The attacker: one Arti client, whose streams to one service share a circuit. Each stream
+    // asks for the file and never reads the answer.
+    let attacker = veilshare::transport::tor::create_client(
+        &dir.path().join("attacker"),
+        Some(&crate::util::testnet_config()),
+    )
+    .await
+    .expect("client");
+    attacker.bootstrap().await.expect("bootstrap");
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100 {
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            attacker.connect((host.as_str(), 80)),
+        )
+        .await
+        {
+            Ok(Ok(mut stream)) => {
+                let request = format!("GET /download HTTP/1.1\r\nHost: {host}\r\n\r\n");
+                if stream.write_all(request.as_bytes()).await.is_ok()
+                    && stream.flush().await.is_ok()
+                {
+                    streams.push(stream);
+                }
+            }
+            _ => refused += 1,
+        }
+    }
+    // Which of them are still served: half a megabyte is more than a circuit's window (1,000
+    // cells), so a stream whose circuit was torn down cannot deliver it from what arrived
+    // before.
+    let mut answered = 0;
+    let mut buf = vec![0u8; 512 << 10];
+    for stream in &mut streams {
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut buf)).await
+        {
+            answered += usize::from(buf.starts_with(b"HTTP/1.1 200"));
+        }
+    }
+
+    // Meanwhile a real recipient fetches the share, verified.
+    let out = dir.path().join("out");
+    let (ok, output) = get(&link, &out, &dir.path().join("recipient")).await;
+    assert!(ok, "{output}\n{}", server.log());
+    assert_eq!(
+        std::fs::read(out.join("evidence.bin")).expect("fetched"),
+        content
+    );
+    eprintln!(
+        "100 streams on one client: {} opened, {refused} refused, {answered} answered",
+        streams.len()
+    );
+    // A circuit holds at most 32 streams: the one that asks for more is torn down, with its
+    // streams.
+    assert!(
+        answered <= 32,
+        "{answered} streams of one client were served at once"
+    );
+    drop(streams);
+    server.stop().await;
+}
+
+/// Sends a GET on an open stream and reads the answer (head and a `Content-Length` body);
+/// `None` when the stream ends or fails first.
+async fn get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    stream.flush().await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < head_end + length {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Some(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let view = server.create(&[("memo.txt", b"leaked memo")], &[]).await;
+    let view = wait_live(&server, &view).await;
+    let link = view.links.onion.clone().expect("onion link");
+    let host = link
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned();
+    let recipient = veilshare::transport::tor::create_client(
+        &dir.path().join("recipient"),
+        Some(&crate::util::testnet_config()),
+    )
+    .await
+    .expect("client");
+    recipient.bootstrap().await.expect("bootstrap");
+    // A moment before: the descriptor is cached, the circuit and a keep-alive stream open.
+    let mut open = recipient
+        .connect((host.as_str(), 80))
+        .await
+        .expect("stream");
+    assert_eq!(get_on(&mut open, &host, "/manifest.json").await, Some(200));
+
+    let revoked = server
+        .api(Method::DELETE, &format!("/api/shares/{}", view.id))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(revoked.status().is_success());
+    let started = Instant::now();
+    // The open stream is closed, not answered.
+    let on_open = tokio::time::timeout(
+        Duration::from_secs(10),
+        get_on(&mut open, &host, "/files/memo.txt"),
+    )
+    .await
+    .expect("the open stream hung");
+    let closed_after = started.elapsed();
+    assert_eq!(
+        on_open, None,
+        "the open stream was answered after revocation"
+    );
+    // A new stream on the same circuit gets nothing either.
+    let fresh = tokio::time::timeout(Duration::from_secs(10), async {
+        match recipient.connect((host.as_str(), 80)).await {
+            Ok(mut stream) => get_on(&mut stream, &host, "/files/memo.txt").await,
+            Err(_) => None,
+        }
+    })
+    .await
+    .expect("a new stream hung");
+    let refused_after = started.elapsed();
+    assert_eq!(fresh, None, "a new stream was answered after revocation");
+    eprintln!(
+        "after revocation: the open stream closed after {closed_after:?}, a new one failed \
+         after {refused_after:?}"
+    );
+    assert!(refused_after < Duration::from_secs(10));
+    server.stop().await;
+}
