@@ -4,6 +4,7 @@ mod crash;
 mod flood;
 mod foundation;
 mod get;
+mod hostile;
 mod p2p;
 mod tor;
 mod util;

@@ -494,6 +494,15 @@ fn wanted_range(headers: &HeaderMap, len: u64, etag: &str) -> Result<Wanted, Res
     if len == 0 || range.as_bytes().contains(&b',') {
         return Ok(Wanted::Whole);
     }
+    // A unit other than bytes must be ignored (RFC 9110, section 14.2), not refused.
+    let unit = range
+        .as_bytes()
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default();
+    if !unit.trim_ascii().eq_ignore_ascii_case(b"bytes") {
+        return Ok(Wanted::Whole);
+    }
     if let Some(if_range) = headers.get(header::IF_RANGE) {
         // Only a strong ETag match keeps the range; dates never match (we send no Last-Modified).
         if if_range.as_bytes() != etag.as_bytes() {
