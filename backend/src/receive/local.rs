@@ -425,3 +425,82 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod names_harness {
+    //! Harness "names from a sender" (manifests, tickets, multi-source): whatever names a
+    //! manifest lists, either the share is refused, or every name is a plain file name that
+    //! stays in the output folder, is not hidden (unless allowed), and no two would be one file
+    //! on Windows or macOS.
+
+    use std::path::{Component, Path};
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn names_that_pass_stay_in_the_folder_and_are_distinct(
+            names in proptest::collection::vec(
+                prop_oneof![
+                    any::<String>(),
+                    "[./\\\\a-zA-Z0-9 :*?<>|\u{202e}\u{feff}\u{0301}é]{0,12}",
+                    Just("..".to_owned()),
+                    Just("CON".to_owned()),
+                ],
+                0..6,
+            ),
+            allow_hidden in any::<bool>(),
+        ) {
+            // The names travel in a manifest, as from a sender.
+            let hash = veilshare_shared::ContentHash::parse(&"0".repeat(64)).expect("hash");
+            let manifest = veilshare_shared::Manifest {
+                label: None,
+                content_hash: hash.clone(),
+                total_size: 0,
+                files: names
+                    .iter()
+                    .map(|name| veilshare_shared::ManifestFile {
+                        name: name.clone(),
+                        size: 0,
+                        blake3: hash.clone(),
+                        path: String::new(),
+                    })
+                    .collect(),
+                download: String::new(),
+                downloads_remaining: None,
+                expires_at: None,
+                accepting_downloads: true,
+            };
+            let text = serde_json::to_string(&manifest).expect("json");
+            let parsed: veilshare_shared::Manifest = serde_json::from_str(&text).expect("parsed");
+            let names: Vec<String> = parsed.files.into_iter().map(|file| file.name).collect();
+            if super::check_names(names.iter().map(String::as_str), allow_hidden).is_ok() {
+                let out = Path::new("/out");
+                let mut keys = std::collections::HashSet::new();
+                for name in &names {
+                    let joined = out.join(name);
+                    prop_assert_eq!(joined.parent(), Some(out), "{:?}", name);
+                    prop_assert!(
+                        joined.components().skip(2).all(|c| matches!(c, Component::Normal(_))),
+                        "{:?}", name
+                    );
+                    prop_assert!(allow_hidden || !name.starts_with('.'));
+                    prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+                    prop_assert!(keys.insert(veilshare_shared::file_name_key(name)));
+                }
+            }
+        }
+
+        #[test]
+        fn any_manifest_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = serde_json::from_slice::<veilshare_shared::Manifest>(&bytes);
+        }
+
+        #[test]
+        fn any_ticket_text_parses_or_fails_cleanly(text in prop_oneof![any::<String>(), "blob[a-z2-7]{0,120}"]) {
+            let _ = text.parse::<iroh_blobs::ticket::BlobTicket>();
+        }
+    }
+}

@@ -753,3 +753,93 @@ fn metered_body(
     });
     Body::from_stream(body)
 }
+
+#[cfg(test)]
+mod range_harness {
+    //! Harness "Range": whatever a client puts in `Range` (and `If-Range`), the answer is the
+    //! whole, one part inside the content, or a 416 that says the length; never a panic. For
+    //! well-formed single ranges, the part is exactly what RFC 9110 says.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn headers(range: &str, if_range: Option<&str>) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(range).ok()?);
+        if let Some(if_range) = if_range {
+            headers.insert(header::IF_RANGE, HeaderValue::from_str(if_range).ok()?);
+        }
+        Some(headers)
+    }
+
+    fn check(
+        range: &str,
+        len: u64,
+        if_range: Option<&str>,
+    ) -> Result<Option<Wanted>, TestCaseError> {
+        let Some(headers) = headers(range, if_range) else {
+            return Ok(None);
+        };
+        match wanted_range(&headers, len, "\"tag\"") {
+            Ok(Wanted::Whole) => Ok(Some(Wanted::Whole)),
+            Ok(Wanted::Part(start, end)) => {
+                prop_assert!(
+                    start < end && end <= len,
+                    "{range}: {start}..{end} of {len}"
+                );
+                prop_assert!(!(start == 0 && end == len), "a whole sent as a part");
+                Ok(Some(Wanted::Part(start, end)))
+            }
+            Err(response) => {
+                prop_assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+                let expected = format!("bytes */{len}");
+                prop_assert_eq!(
+                    response
+                        .headers()
+                        .get(header::CONTENT_RANGE)
+                        .map(|v| v.as_bytes()),
+                    Some(expected.as_bytes())
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_range_header_gets_a_sound_answer(
+            range in prop_oneof![
+                any::<String>(),
+                "[ ]?[bB][yY][tT][eE][sS][ ]?=[ ]?[0-9]{0,22}[ ]?-[ ]?[0-9]{0,22}",
+                "bytes=-[0-9]{0,22}",
+                "[a-z]{0,8}=[0-9, -]{0,40}",
+            ],
+            len in prop_oneof![0u64..4, 0u64..100_000, Just(u64::MAX), any::<u64>()],
+            if_range in proptest::option::of(prop_oneof![Just("\"tag\"".to_owned()), "[ -~]{0,20}"]),
+        ) {
+            check(&range, len, if_range.as_deref())?;
+        }
+
+        #[test]
+        fn a_single_range_is_the_slice_rfc_9110_says(
+            first in 0u64..200_000,
+            last in 0u64..200_000,
+            len in 1u64..100_000,
+        ) {
+            let got = check(&format!("bytes={first}-{last}"), len, None)?;
+            if first > last || first >= len {
+                prop_assert!(got.is_none(), "bytes={first}-{last} of {len} accepted");
+            } else {
+                let end = (last + 1).min(len);
+                match got {
+                    Some(Wanted::Whole) => prop_assert!(first == 0 && end == len),
+                    Some(Wanted::Part(start, stop)) => prop_assert_eq!((start, stop), (first, end)),
+                    None => prop_assert!(false, "bytes={first}-{last} of {len} refused"),
+                }
+            }
+        }
+    }
+}

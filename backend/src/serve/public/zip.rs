@@ -355,4 +355,39 @@ mod tests {
             prop_assert_eq!(layout.payload_in(0, layout.len()), sizes.iter().sum::<usize>() as u64);
         }
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Harness "zip layout against a reader": any set of valid names (any script, any
+        /// length up to the limit) and sizes makes an archive the `zip` crate reads back, entry
+        /// by entry, with the same names and bytes (its CRC checks included).
+        #[test]
+        fn any_valid_files_make_an_archive_a_reader_reads_back(
+            files in proptest::collection::vec(("[^/\\\\\\x00-\\x1f]{1,40}", 0usize..5000), 1..8),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let files: Vec<(String, Vec<u8>)> = files
+                .into_iter()
+                .filter(|(name, _)| veilshare_shared::validate_file_name(name).is_ok())
+                .filter(|(name, _)| seen.insert(veilshare_shared::file_name_key(name)))
+                .enumerate()
+                .map(|(i, (name, size))| (name, vec![i as u8 ^ 0x5a; size]))
+                .collect();
+            prop_assume!(!files.is_empty());
+            let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+            let layout = ZipLayout::new(&inputs(&refs));
+            let contents: Vec<Vec<u8>> = files.iter().map(|(_, d)| d.clone()).collect();
+            let bytes = materialize(&layout, &contents, 0, layout.len());
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+            prop_assert_eq!(archive.len(), files.len());
+            for (i, (name, data)) in files.iter().enumerate() {
+                let mut entry = archive.by_index(i).expect("entry");
+                prop_assert_eq!(entry.name(), name.as_str());
+                let mut read = Vec::new();
+                entry.read_to_end(&mut read).expect("bytes and CRC");
+                prop_assert_eq!(&read, data);
+            }
+        }
+    }
 }
