@@ -269,6 +269,10 @@ pub struct ShareView {
     pub state: ShareState,
     /// Unix time in seconds when the share ended.
     pub ended_at: Option<u64>,
+    /// Whether the stored copy of an ended share is deleted (it is once no transfer is in
+    /// flight and a collection ran).
+    #[serde(default)]
+    pub data_deleted: bool,
     /// Whether the share was also shared directly over iroh.
     pub direct: bool,
     /// A problem worth showing (publication failed, storage trouble), in plain words.

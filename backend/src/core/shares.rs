@@ -463,6 +463,7 @@ impl Shares {
             downloads_remaining: policy::remaining(&record.policy, &record.ledger),
             state: record.state,
             ended_at: record.ended_at,
+            data_deleted: record.data_deleted,
             direct: record.direct,
             problem: record.problem.clone(),
             links,

@@ -114,6 +114,7 @@ mod browser_tests {
             downloads_remaining: Some(2),
             state,
             ended_at: None,
+            data_deleted: false,
             direct: false,
             problem: None,
             links: ShareLinks {

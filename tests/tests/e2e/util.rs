@@ -107,6 +107,15 @@ impl Server {
         Self::launch(data_dir, 0, None, &[], env).await
     }
 
+    /// [`Server::start_with_env`] for a process that may die while it starts (a crash point
+    /// passed at start): `None` then, with the log of the run.
+    pub async fn try_start_with_env(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> std::result::Result<Self, String> {
+        Self::launch_or_died(data_dir, 0, None, &[], env).await
+    }
+
     /// [`Server::start_with`], run under `wrapper` (a program and its arguments, e.g. strace).
     pub async fn start_wrapped(
         data_dir: &Path,
@@ -124,6 +133,19 @@ impl Server {
         wrapper: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        match Self::launch_or_died(data_dir, public_port, tor_config, wrapper, env).await {
+            Ok(server) => server,
+            Err(log) => panic!("veilshare exited while starting:\n{log}"),
+        }
+    }
+
+    async fn launch_or_died(
+        data_dir: &Path,
+        public_port: u16,
+        tor_config: Option<PathBuf>,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::result::Result<Self, String> {
         let instance = data_dir.join("instance.json");
         let _ = std::fs::remove_file(&instance);
         std::fs::create_dir_all(data_dir).expect("data dir");
@@ -150,7 +172,7 @@ impl Server {
         }
         // Direct sharing stays on loopback, without relays or discovery.
         command.args(IROH_LOOPBACK);
-        let child = command
+        let mut child = command
             .arg("--public-listen")
             .arg(format!("127.0.0.1:{public_port}"))
             .arg("--data-dir")
@@ -162,11 +184,23 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("start veilshare");
-        let info: Value = eventually("the server to write instance.json", || async {
-            let text = std::fs::read_to_string(&instance).ok()?;
-            serde_json::from_str(&text).ok()
-        })
-        .await;
+        let started = std::time::Instant::now();
+        let info: Value = loop {
+            if let Some(info) = std::fs::read_to_string(&instance)
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+            {
+                break info;
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                return Err(std::fs::read_to_string(&stderr_log).unwrap_or_default());
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "timed out waiting for the server to write instance.json"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let api = info["api"].as_str().expect("api").to_owned();
         let public = info["public"].as_str().expect("public").to_owned();
         let public_port = public
@@ -186,7 +220,7 @@ impl Server {
             .no_proxy()
             .build()
             .expect("client");
-        Self {
+        Ok(Self {
             child,
             pid,
             data_dir: data_dir.to_owned(),
@@ -197,7 +231,7 @@ impl Server {
             http,
             stderr_log,
             stdout_log,
-        }
+        })
     }
 
     /// An authenticated API request.
