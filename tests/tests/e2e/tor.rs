@@ -509,7 +509,8 @@ async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_s
         on_open, None,
         "the open stream was answered after revocation"
     );
-    // A new stream on the same circuit gets nothing either.
+    // A new stream gets nothing either: it fails, or (on a loaded machine, while Arti tries
+    // the introduction points again) gets no answer at all within the window.
     let fresh = tokio::time::timeout(Duration::from_secs(10), async {
         match recipient.connect((host.as_str(), 80)).await {
             Ok(mut stream) => get_on(&mut stream, &host, "/files/memo.txt").await,
@@ -517,13 +518,12 @@ async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_s
         }
     })
     .await
-    .expect("a new stream hung");
+    .unwrap_or(None);
     let refused_after = started.elapsed();
     assert_eq!(fresh, None, "a new stream was answered after revocation");
     eprintln!(
-        "after revocation: the open stream closed after {closed_after:?}, a new one failed \
-         after {refused_after:?}"
+        "after revocation: the open stream closed after {closed_after:?}; a new one got \
+         nothing (ended after {refused_after:?})"
     );
-    assert!(refused_after < Duration::from_secs(10));
     server.stop().await;
 }
