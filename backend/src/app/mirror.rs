@@ -75,7 +75,7 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
     let source = request.source.trim();
     let scratch = tempfile::Builder::new()
         .prefix("mirror-")
-        .tempdir_in(shares.store().root())
+        .tempdir_in(shares.store().scratch())
         .map_err(|error| ReceiveError::io("cannot make a scratch folder").because(error))?;
     let written = if p2p::is_ticket(source) {
         from_ticket(node, source, patience, scratch.path()).await?

@@ -367,6 +367,20 @@ impl Store {
         let blob_root = data_dir.join("blobs");
         let temp = blob_root.join("temp");
         clear_dir(&temp)?;
+        let scratch = scratch_dir(&blob_root);
+        match std::fs::remove_dir_all(&scratch) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(StoreError::Io {
+                    context: format!("removing {}", scratch.display()),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&scratch).map_err(|source| StoreError::Io {
+            context: format!("creating {}", scratch.display()),
+            source,
+        })?;
         let gc = Arc::new(GcControl {
             gate: Arc::new(RwLock::new(())),
             wanted: AtomicU64::new(0),
@@ -689,9 +703,11 @@ impl Store {
         Ok(hasher.finalize())
     }
 
-    /// The folder the store lives in (scratch space on the same file system).
-    pub fn root(&self) -> &Path {
-        self.blob_root.parent().unwrap_or(&self.blob_root)
+    /// Scratch space on the store's file system, for what is received before it is imported
+    /// (a mirror's files). Emptied when the store opens, so that what a crash left there does
+    /// not stay on disk.
+    pub fn scratch(&self) -> PathBuf {
+        scratch_dir(&self.blob_root)
     }
 
     /// Free bytes on the file system that holds the blobs.
@@ -900,6 +916,11 @@ pub fn receiver_stream<T: Send + 'static>(
 pub fn free_space(path: &Path) -> io::Result<u64> {
     let stat = rustix::fs::statvfs(path).map_err(io::Error::from)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// The scratch folder of the store whose blobs live in `blob_root`.
+fn scratch_dir(blob_root: &Path) -> PathBuf {
+    blob_root.parent().unwrap_or(blob_root).join("scratch")
 }
 
 fn clear_dir(dir: &Path) -> Result<(), StoreError> {

@@ -405,6 +405,24 @@ impl<I> Idle<I> {
         }
     }
 
+    /// After a write: bytes written reset the deadline; a pending write fails once it passed.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    self.moved();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.check(cx),
+        }
+    }
+
     /// On a pending read or write: an error once the deadline passed (the deadline's waker is
     /// registered, so the connection is woken to see it).
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -449,16 +467,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Idle<I> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.moved();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => this.check(cx),
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.wrote(cx, written)
     }
 
     /// Vectored writes pass through, so hyper queues a body's chunks instead of copying each
@@ -469,16 +479,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Idle<I> {
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, data) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.moved();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => this.check(cx),
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, data);
+        this.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

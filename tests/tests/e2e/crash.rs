@@ -9,9 +9,10 @@ use veilshare_shared::{ShareState, ShareView};
 
 use crate::util::{Server, data, fetch};
 
-/// The points a test cannot reach on one instance without Tor: onion keys need the private
-/// network and mirrors a second instance (see RELIABILITY.md).
-const NOT_REACHED_HERE: &[&str] = &["onion.keys_deleted", "mirror.fetched"];
+/// The points the scenario below does not reach: onion keys need the private network (see
+/// `tor::a_crash_while_an_ended_share_loses_its_onion_keys…`), mirrors a second instance (see
+/// the last test here).
+const NOT_IN_SCENARIO: &[&str] = &["onion.keys_deleted", "mirror.fetched"];
 
 /// Creates a share without panicking (the process may be gone).
 async fn try_create(
@@ -257,7 +258,7 @@ fn points() -> Vec<&'static str> {
     veilshare::core::crash::POINTS
         .iter()
         .copied()
-        .filter(|point| !NOT_REACHED_HERE.contains(point))
+        .filter(|point| !NOT_IN_SCENARIO.contains(point))
         .collect()
 }
 
@@ -313,4 +314,70 @@ async fn a_random_mix_of_crashes_on_one_data_directory_keeps_it_consistent() {
     }
     eprintln!("crash mix: {RUNS} runs, {crashed} crashed (seed {seed})");
     assert!(crashed > 0, "no run of the mix crashed (seed {seed})");
+}
+
+/// A mirror killed between fetching its source's files and importing them: after a restart
+/// the half-made mirror is nowhere (no share, no data, no scratch files), and the same mirror
+/// then succeeds.
+#[tokio::test]
+async fn a_crash_after_a_mirror_fetched_its_files_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let content = data(300_000, 35);
+    let source = a
+        .create(&[("m.bin", &content)], &[("direct", "true")])
+        .await;
+    let ticket = source.links.ticket.clone().expect("ticket");
+    let b_dir = dir.path().join("b");
+    let mut b = Server::start_with_env(&b_dir, &[("VEILSHARE_CRASH_AT", "mirror.fetched:1")]).await;
+    let mirror = |b: &Server| {
+        b.api(Method::POST, "/api/mirrors")
+            .json(&serde_json::json!({ "source": ticket }))
+            .send()
+    };
+    // The process dies under the request.
+    assert!(mirror(&b).await.is_err(), "the mirror did not crash");
+    let status = tokio::time::timeout(Duration::from_secs(30), b.child.wait())
+        .await
+        .expect("the process to die")
+        .expect("wait");
+    assert!(!status.success());
+    assert!(b.log().contains("crash point reached"), "{}", b.log());
+    drop(b);
+    // What the crash left (so that the check after the restart can fail): the fetched files.
+    let store = b_dir.join("store");
+    assert!(
+        !mirror_scratch(&store).is_empty(),
+        "no scratch folder after the crash"
+    );
+
+    let b = Server::start(&b_dir).await;
+    assert!(b.list().await.is_empty(), "a half-made mirror is listed");
+    assert_eq!(mirror_scratch(&store), Vec::<std::path::PathBuf>::new());
+    assert_eq!(b.stored_blob_files(), Vec::<String>::new());
+    let response = mirror(&b).await.expect("mirror");
+    assert_eq!(response.status(), 201);
+    let view: ShareView = response.json().await.expect("view");
+    let link = view.links.local.clone().expect("link");
+    let (status, body) = fetch(&b.http, &format!("{link}download"))
+        .await
+        .expect("download");
+    assert_eq!(status, 200);
+    assert!(body == content, "the mirror's copy differs");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A mirror's scratch folders anywhere under `dir`.
+fn mirror_scratch(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("mirror-") {
+            found.push(path);
+        } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(mirror_scratch(&path));
+        }
+    }
+    found
 }

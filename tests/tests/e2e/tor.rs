@@ -352,12 +352,7 @@ async fn a_hundred_streams_on_one_circuit_do_not_keep_out_another_recipient() {
     let view = server.create(&[("evidence.bin", &content)], &[]).await;
     let view = wait_live(&server, &view).await;
     let link = view.links.onion.clone().expect("onion link");
-    let host = link
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .expect("host")
-        .to_owned();
+    let host = onion_host(&link);
 
     // The attacker: one Arti client, whose streams to one service share a circuit. Each stream
     // asks for the file and never reads the answer.
@@ -423,6 +418,15 @@ async fn a_hundred_streams_on_one_circuit_do_not_keep_out_another_recipient() {
     server.stop().await;
 }
 
+/// The `host` of an onion link.
+fn onion_host(link: &str) -> String {
+    link.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host")
+        .to_owned()
+}
+
 /// Sends a GET on an open stream and reads the answer (head and a `Content-Length` body);
 /// `None` when the stream ends or fails first.
 async fn get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
@@ -470,12 +474,7 @@ async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_s
     let view = server.create(&[("memo.txt", b"leaked memo")], &[]).await;
     let view = wait_live(&server, &view).await;
     let link = view.links.onion.clone().expect("onion link");
-    let host = link
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .expect("host")
-        .to_owned();
+    let host = onion_host(&link);
     let recipient = veilshare::transport::tor::create_client(
         &dir.path().join("recipient"),
         Some(&crate::util::testnet_config()),
