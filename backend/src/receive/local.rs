@@ -66,6 +66,12 @@ pub(crate) fn check_names<'a>(
 ) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for name in names {
+        if seen.len() == veilshare_shared::MAX_FILES_PER_SHARE {
+            return Err(ReceiveError::integrity(format!(
+                "refusing the share: it lists more than {} files, the most a share can have",
+                veilshare_shared::MAX_FILES_PER_SHARE
+            )));
+        }
         check_file_name(name)?;
         if is_scratch_name(name) {
             return Err(ReceiveError::integrity(format!(
@@ -361,6 +367,17 @@ mod tests {
         assert!(check_names([".bashrc"], true).is_ok());
         let scratch = format!(".{}.veilshare-part", "ab".repeat(32));
         assert!(check_names([scratch.as_str()], true).is_err());
+        // No more files than a share can hold (a manifest of 100,000 entries fits in 16 MiB).
+        let most: Vec<String> = (0..veilshare_shared::MAX_FILES_PER_SHARE)
+            .map(|i| format!("f{i}"))
+            .collect();
+        assert!(check_names(most.iter().map(String::as_str), false).is_ok());
+        let one_more = most.iter().map(String::as_str).chain(["last"]);
+        let error = check_names(one_more, false).expect_err("too many");
+        assert!(
+            error.to_string().contains("more than 10000 files"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -221,14 +221,35 @@ async fn attempt_download(
     ))
 }
 
+/// The most bytes a share's hash sequence may have: the hash of its names, and one per file.
+const MAX_HASH_SEQ_BYTES: u64 = 32 * (veilshare_shared::MAX_FILES_PER_SHARE as u64 + 1);
+/// The most bytes a share's names may take: every name at its longest, each with its length
+/// (postcard: 2 bytes up to 16383), and the header.
+const MAX_NAMES_BYTES: u64 = (veilshare_shared::MAX_FILES_PER_SHARE as u64)
+    * (veilshare_shared::MAX_FILE_NAME_BYTES as u64 + 2)
+    + 64;
+
 /// Fetches the hash sequence and the names only (no content before the names are checked),
-/// unless they are stored already; returns the checked collection.
+/// unless they are stored already; returns the checked collection. The two lists' sizes are
+/// learnt first (the last chunk group of each, with its proof): a sender cannot make us store
+/// or load lists larger than a share can have.
 pub(crate) async fn fetch_names(
     blobs: &BlobStore,
     connection: &iroh::endpoint::Connection,
     root: Hash,
     allow_hidden: bool,
 ) -> Result<Collection> {
+    let sizes = GetRequest::builder()
+        .root(ChunkRanges::last_chunk())
+        .build(root);
+    fetch_missing(blobs, connection, sizes).await?;
+    check_list_size(blobs, root, List::Hashes).await?;
+    let names_size = GetRequest::builder()
+        .root(ChunkRanges::all())
+        .next(ChunkRanges::last_chunk())
+        .build(root);
+    fetch_missing(blobs, connection, names_size).await?;
+    check_list_size(blobs, names_hash(blobs, root).await?, List::Names).await?;
     let request = GetRequest::new(
         root,
         ChunkRangesSeq::from_ranges([ChunkRanges::all(), ChunkRanges::all()]),
@@ -237,6 +258,51 @@ pub(crate) async fn fetch_names(
     let collection = load_collection(blobs, root).await?;
     check_names(&collection, allow_hidden)?;
     Ok(collection)
+}
+
+/// The two lists a share's collection is made of.
+#[derive(Debug, Clone, Copy)]
+enum List {
+    /// The hash sequence: the names' hash, then one hash per file.
+    Hashes,
+    /// The names.
+    Names,
+}
+
+/// Refuses a list larger than a share can have (its size as proven by its last chunk group,
+/// or as stored).
+async fn check_list_size(blobs: &BlobStore, hash: Hash, list: List) -> Result<()> {
+    let size = match blobs.blobs().status(hash).await.map_err(store_failed)? {
+        BlobStatus::Complete { size } | BlobStatus::Partial { size: Some(size) } => size,
+        _ => {
+            return Err(ReceiveError::integrity(
+                "the sender did not prove the size of the share's list of files",
+            ));
+        }
+    };
+    let max_files = veilshare_shared::MAX_FILES_PER_SHARE;
+    match list {
+        List::Hashes if size > MAX_HASH_SEQ_BYTES => Err(ReceiveError::integrity(format!(
+            "refusing the share: its list of files takes {size} bytes, so it holds more than {max_files} files, the most a share can have"
+        ))),
+        List::Names if size > MAX_NAMES_BYTES => Err(ReceiveError::integrity(format!(
+            "refusing the share: its file names take {size} bytes, more than {max_files} names of at most {} bytes can",
+            veilshare_shared::MAX_FILE_NAME_BYTES
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The hash of the names: the first of the (stored, size-checked) hash sequence.
+async fn names_hash(blobs: &BlobStore, root: Hash) -> Result<Hash> {
+    let bytes = blobs.blobs().get_bytes(root).await.map_err(store_failed)?;
+    let hashes = iroh_blobs::hashseq::HashSeq::try_from(bytes).map_err(|error| {
+        ReceiveError::integrity(format!("the share's list of files is not valid: {error}"))
+    })?;
+    hashes
+        .iter()
+        .next()
+        .ok_or_else(|| ReceiveError::integrity("the share's list of files is empty"))
 }
 
 /// Asks `connection` for what of `request` is not stored yet.
@@ -289,7 +355,11 @@ pub(crate) async fn learn_sizes(
     Ok(sizes)
 }
 
+/// Loads a stored collection, refusing lists larger than a share can have (a partial store
+/// left by an earlier run is as hostile as the sender that filled it).
 pub(crate) async fn load_collection(blobs: &BlobStore, hash: Hash) -> Result<Collection> {
+    check_list_size(blobs, hash, List::Hashes).await?;
+    check_list_size(blobs, names_hash(blobs, hash).await?, List::Names).await?;
     Collection::load(hash, blobs).await.map_err(|error| {
         ReceiveError::integrity(format!("the share's list of files is not valid: {error}"))
     })

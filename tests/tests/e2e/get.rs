@@ -478,3 +478,37 @@ async fn headless_share_prints_a_link_and_exits_when_the_limit_is_reached() {
         .expect("status");
     assert!(status.success());
 }
+
+/// A manifest of 100,000 files (it fits in the 16 MiB a manifest may take) is refused before
+/// any file is fetched: no share holds more than 10,000.
+#[tokio::test]
+async fn a_manifest_of_a_hundred_thousand_files_is_refused_before_any_is_fetched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one: veilshare_shared::Manifest =
+        serde_json::from_slice(&manifest_of("f", 1, b"x")).expect("manifest");
+    let mut many = one.clone();
+    many.files = (0..100_000)
+        .map(|i| veilshare_shared::ManifestFile {
+            name: format!("f{i}"),
+            path: format!("files/f{i}"),
+            ..one.files[0].clone()
+        })
+        .collect();
+    many.total_size = 100_000;
+    let manifest = serde_json::to_vec(&many).expect("json");
+    assert!(manifest.len() < 16 << 20);
+    let (link, requests) = hostile_server(move |request| {
+        Answer::Bytes(if request.starts_with("GET /manifest.json") {
+            answer_200(&manifest, true)
+        } else {
+            answer_200(b"x", true)
+        })
+    })
+    .await;
+    let out = dir.path().join("out");
+    let (ok, output) = get(&link, &out, &dir.path().join("state")).await;
+    assert!(!ok, "{output}");
+    assert!(output.contains("more than 10000 files"), "{output}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(names(&out).is_empty(), "{:?}", names(&out));
+}

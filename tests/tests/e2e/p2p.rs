@@ -650,3 +650,96 @@ async fn a_mirror_receives_every_byte_from_its_source_even_content_it_holds() {
     })
     .await;
 }
+
+/// A sender outside veilshare: an iroh-blobs provider on loopback serving, from memory,
+/// whatever collection the test made.
+struct HostileSender {
+    ticket: String,
+    _router: iroh::protocol::Router,
+    _tags: Vec<iroh_blobs::api::TempTag>,
+    _store: iroh_blobs::store::mem::MemStore,
+}
+
+/// Serves a collection of `names`, each file holding the byte `x`.
+async fn hostile_sender(names: impl IntoIterator<Item = String>) -> HostileSender {
+    use veilshare::transport::iroh::{P2pConfig, Relays};
+    let store = iroh_blobs::store::mem::MemStore::new();
+    let file = store
+        .add_bytes(b"x".to_vec())
+        .temp_tag()
+        .await
+        .expect("add");
+    let collection: iroh_blobs::format::collection::Collection =
+        names.into_iter().map(|name| (name, file.hash())).collect();
+    let root = collection.store(&store).await.expect("store");
+    let config = P2pConfig {
+        relays: Relays::Disabled,
+        discovery: false,
+        bind: Some(([127, 0, 0, 1], 0).into()),
+    };
+    let endpoint = config
+        .bind(iroh::SecretKey::generate(), vec![iroh_blobs::ALPN.to_vec()])
+        .await
+        .expect("endpoint");
+    let ticket = iroh_blobs::ticket::BlobTicket::new(
+        endpoint.addr(),
+        root.hash(),
+        iroh_blobs::BlobFormat::HashSeq,
+    )
+    .to_string();
+    let router = iroh::protocol::Router::builder(endpoint)
+        .accept(
+            iroh_blobs::ALPN,
+            iroh_blobs::BlobsProtocol::new(&store, None),
+        )
+        .spawn();
+    HostileSender {
+        ticket,
+        _router: router,
+        _tags: vec![file, root],
+        _store: store,
+    }
+}
+
+/// A sender's lists are bounded before they are fetched or loaded: a collection of more files
+/// than a share can hold, or names larger than any share's, is refused from the proven sizes
+/// of its two lists (the last chunk group of each), by `get` and by a mirror alike.
+#[tokio::test]
+async fn a_ticket_sender_cannot_make_a_receiver_fetch_or_load_lists_of_any_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let too_many =
+        hostile_sender((0..=veilshare_shared::MAX_FILES_PER_SHARE).map(|i| format!("f{i}"))).await;
+    let long_name = hostile_sender(["n".repeat(5 << 20)]).await;
+    let cases = [
+        (&too_many, "holds more than 10000 files"),
+        (&long_name, "file names take 5242"),
+    ];
+    for (index, (sender, expected)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out{index}"));
+        let (ok, output) = get_ticket(&sender.ticket, &out).await;
+        assert!(!ok, "{expected}: the fetch succeeded");
+        assert!(output.contains(expected), "{expected}: {output}");
+        let files: Vec<_> = names(&out)
+            .into_iter()
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        assert!(files.is_empty(), "{expected}: {files:?}");
+    }
+
+    let b = Server::start(&dir.path().join("b")).await;
+    let response = b
+        .api(reqwest::Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": too_many.ticket }))
+        .send()
+        .await
+        .expect("mirror");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
+    assert!(text.contains("holds more than 10000 files"), "{text}");
+    assert!(b.list().await.is_empty(), "a refused mirror left a share");
+    b.stop().await;
+}
