@@ -526,3 +526,222 @@ async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_s
     );
     server.stop().await;
 }
+
+/// Where the server keeps a share's onion service state (next to its keys).
+fn service_state(server: &Server, view: &ShareView) -> std::path::PathBuf {
+    server
+        .data_dir
+        .join(format!("tor/state/hss/vs-{}", view.id))
+}
+
+/// A crash in the middle of deleting an ended share's onion service (its keys deleted, its
+/// state not yet): after a restart the share is still ended, what was left of its service is
+/// deleted, and the other share keeps its keys, its address and its bytes.
+#[tokio::test]
+async fn a_crash_while_an_ended_share_loses_its_onion_keys_leaves_them_gone_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("server");
+    let mut server =
+        Server::start_tor_with_env(&data_dir, &[("VEILSHARE_CRASH_AT", "onion.keys_deleted:1")])
+            .await;
+    let keep_content = data(100_000, 27);
+    let keep = server.create(&[("keep.bin", &keep_content)], &[]).await;
+    let gone = server
+        .create(&[("gone.bin", &data(100_000, 28))], &[])
+        .await;
+    // Both services launched: addresses known, keys and state on disk.
+    let mut launched = Vec::new();
+    for view in [&keep, &gone] {
+        let view = eventually("the onion service to launch", || async {
+            let now = server.view(&view.id).await;
+            (now.links.onion.is_some()
+                && service_keys(&server, &now).exists()
+                && service_state(&server, &now).exists())
+            .then_some(now)
+        })
+        .await;
+        launched.push(view);
+    }
+    let keep = launched.remove(0);
+    let _ = server
+        .api(Method::DELETE, &format!("/api/shares/{}", gone.id))
+        .send()
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("the process to die at its crash point")
+        .expect("wait");
+    assert!(!status.success());
+    assert!(
+        server.log().contains("crash point reached"),
+        "{}",
+        server.log()
+    );
+    // What the crash left, so that the check after the restart can fail.
+    assert!(!service_keys(&server, &gone).exists());
+    assert!(service_state(&server, &gone).exists());
+    drop(server);
+
+    let server = Server::start_tor(&data_dir).await;
+    assert_eq!(server.view(&gone.id).await.state, ShareState::Revoked);
+    eventually(
+        "what was left of the ended share's service to be deleted",
+        || async {
+            (!service_state(&server, &gone).exists() && !service_keys(&server, &gone).exists())
+                .then_some(())
+        },
+    )
+    .await;
+    let after = server.view(&keep.id).await;
+    assert!(!after.state.is_ended());
+    assert_eq!(after.links.onion, keep.links.onion);
+    assert!(service_keys(&server, &keep).exists());
+    let link = after.links.local.clone().expect("local link");
+    let (status, body) = crate::util::fetch(&server.http, &format!("{link}download"))
+        .await
+        .expect("download");
+    assert_eq!(status, 200);
+    assert!(body == keep_content, "the other share's bytes changed");
+    server.stop().await;
+}
+
+/// The ORPorts of the private network's relays and authorities (all on 127.0.0.1), from the
+/// Arti configuration `cargo xtask testnet up` wrote.
+fn testnet_orports() -> std::collections::HashSet<u16> {
+    let config = std::fs::read_to_string(crate::util::testnet_config()).expect("arti.toml");
+    config
+        .split("orports = [\"127.0.0.1:")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// A destination in one line of strace's output (`connect`, `sendto`, `sendmsg`): the family,
+/// the address and the port; `None` for a line with no Internet address.
+fn destination(line: &str) -> Option<(String, u16)> {
+    let port = line
+        .split_once("sin_port=htons(")
+        .or_else(|| line.split_once("sin6_port=htons("))?
+        .1
+        .split(')')
+        .next()?
+        .parse()
+        .ok()?;
+    let address = if let Some((_, rest)) = line.split_once("inet_addr(\"") {
+        rest.split('"').next()?.to_owned()
+    } else {
+        let (_, rest) = line.split_once("inet_pton(AF_INET6, \"")?;
+        rest.split('"').next()?.to_owned()
+    };
+    Some((address, port))
+}
+
+/// With direct sharing off, the whole app (its HTTP side, its onion services, its probe client
+/// and Arti's directory and guard traffic) contacts nothing but the relays and authorities of
+/// the Tor network it was given: watched with strace over a share's whole life (publish,
+/// probe, a download through the network, revocation): every Internet address it connects or
+/// sends to is one of those relays' ORPorts, it opens no UDP socket and reads none of the files
+/// a name lookup reads. The positive control: strace saw connections to several of the relays.
+#[tokio::test]
+async fn with_direct_sharing_off_the_app_contacts_only_the_tor_network_it_was_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("strace.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let wrapper = [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=socket,connect,sendto,sendmsg,openat",
+        "-o",
+        &log_arg,
+    ];
+    let config = crate::util::testnet_config();
+    let server = Server::start_wrapped(&dir.path().join("server"), 0, Some(config), &wrapper).await;
+    let content = data(300_000, 29);
+    let view = server.create(&[("watched.bin", &content)], &[]).await;
+    let view = wait_live(&server, &view).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let out = dir.path().join("out");
+    let (ok, output) = get(&onion, &out, &dir.path().join("client")).await;
+    assert!(ok, "{output}");
+    assert!(std::fs::read(out.join("watched.bin")).expect("file") == content);
+    let response = server
+        .api(Method::DELETE, &format!("/api/shares/{}", view.id))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let allowed = testnet_orports();
+    assert!(allowed.len() >= 9, "the network's relays: {allowed:?}");
+    let (contacted, outside) = contacts(&text, &allowed);
+    let udp: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("SOCK_DGRAM") && l.contains("socket(AF_INET"))
+        .collect();
+    assert!(
+        udp.is_empty(),
+        "UDP sockets (DNS?) with direct sharing off: {udp:#?}"
+    );
+    assert!(
+        outside.is_empty(),
+        "contacted something other than the Tor network it was given: {outside:#?}"
+    );
+    assert!(
+        contacted.len() >= 3,
+        "strace saw connections to only {contacted:?} of the network's relays"
+    );
+    // The positive control of the check itself: with one contacted relay taken off the list,
+    // its connections count as outside.
+    let mut fewer = allowed.clone();
+    fewer.remove(contacted.first().expect("a relay"));
+    assert!(!contacts(&text, &fewer).1.is_empty());
+}
+
+/// From an strace log: the allowed ports contacted on 127.0.0.1, and every line that reached
+/// something else (or read the files a name lookup reads).
+fn contacts(
+    text: &str,
+    allowed: &std::collections::HashSet<u16>,
+) -> (std::collections::BTreeSet<u16>, Vec<String>) {
+    let mut contacted = std::collections::BTreeSet::new();
+    let mut outside = Vec::new();
+    for line in text.lines() {
+        // A name lookup reads these (there is no name service cache here, so glibc's would
+        // read them even for a lookup it first asked nscd for).
+        if line.contains("openat(")
+            && ["/etc/hosts\"", "/etc/resolv.conf\"", "/etc/gai.conf\""]
+                .iter()
+                .any(|file| line.contains(file))
+        {
+            outside.push(line.to_owned());
+            continue;
+        }
+        let call = ["connect(", "sendto(", "sendmsg("]
+            .iter()
+            .any(|call| line.contains(call));
+        if !call {
+            continue;
+        }
+        if line.contains("sa_family=AF_UNIX") {
+            // Arti's permission checks look up users and groups (getpwuid, getgrgid), which
+            // asks the name service cache first: a local socket, and not a name lookup.
+            if !line.contains("sun_path=\"/var/run/nscd/socket\"") {
+                outside.push(line.to_owned());
+            }
+            continue;
+        }
+        let Some((address, port)) = destination(line) else {
+            continue;
+        };
+        if address == "127.0.0.1" && allowed.contains(&port) {
+            contacted.insert(port);
+        } else {
+            outside.push(line.to_owned());
+        }
+    }
+    (contacted, outside)
+}

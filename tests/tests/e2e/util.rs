@@ -102,6 +102,11 @@ impl Server {
         Self::start_wrapped(data_dir, public_port, tor_config, &[]).await
     }
 
+    /// [`Server::start_tor`] with more environment variables.
+    pub async fn start_tor_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(data_dir, 0, Some(testnet_config()), &[], env).await
+    }
+
     /// [`Server::start`] with more environment variables.
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         Self::launch(data_dir, 0, None, &[], env).await
