@@ -9,9 +9,12 @@
 //! - `bench [foundation|tor|direct]`: the side-by-side benchmarks (installs nginx, b3sum,
 //!   onionshare-cli and sendme when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
+//! - `fuzz [--seconds N] [TARGET…]`: the `cargo fuzz` targets of `fuzz/`, N seconds each
+//!   (installs nightly and cargo-fuzz when missing).
 
 mod bench;
 mod dist;
+mod fuzz;
 mod setup;
 mod test;
 mod testnet;
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         "test" => test::test(&rest),
         "bench" => bench::bench(&rest),
         "testnet" => testnet::main(&rest),
+        "fuzz" => fuzz::fuzz(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -41,7 +45,8 @@ fn main() -> Result<()> {
                  dist          build the one-file app into <target>/dist/veilshare\n  \
                  test          install test prerequisites, then lint and run every test\n  \
                  bench         run the side-by-side benchmarks\n  \
-                 testnet up|down|env   a private Tor network on 127.0.0.1"
+                 testnet up|down|env   a private Tor network on 127.0.0.1\n  \
+                 fuzz [--seconds N] [TARGET…]   run the cargo-fuzz targets (nightly)"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())

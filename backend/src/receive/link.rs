@@ -377,8 +377,17 @@ pub(crate) async fn fetch_manifest(
     if let Some(refusal) = Refusal::from_status(reply.status) {
         return Err(ReceiveError::refused(refusal));
     }
-    let body = collect(reply.body, 16 << 20).await?;
-    serde_json::from_slice(&body).map_err(|error| {
+    let body = collect(reply.body, MAX_MANIFEST_BYTES).await?;
+    parse_manifest(&body)
+}
+
+/// The most bytes a manifest may take.
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// A manifest from the network, parsed (its names are checked by the caller, with
+/// [`local::check_names`]).
+pub fn parse_manifest(body: &[u8]) -> Result<Manifest> {
+    serde_json::from_slice(body).map_err(|error| {
         ReceiveError::integrity("the share's manifest is not valid").because(error)
     })
 }

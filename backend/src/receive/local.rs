@@ -60,10 +60,7 @@ fn is_scratch_name(name: &str) -> bool {
 /// Refuses a list of names from the network: any bad name, a duplicate, none at all, one of
 /// our scratch names, and a hidden name (`.bashrc`, `.ssh`…: fetched into a home folder, it
 /// could change how programs behave) unless `allow_hidden`.
-pub(crate) fn check_names<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-    allow_hidden: bool,
-) -> Result<()> {
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>, allow_hidden: bool) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for name in names {
         if seen.len() == veilshare_shared::MAX_FILES_PER_SHARE {
