@@ -31,7 +31,10 @@ pub(crate) fn build_ui() -> Result<PathBuf> {
     let wasm = target_dir()
         .join(WASM_TARGET)
         .join("wasm-release/veilshare-frontend.wasm");
-    let out = target_dir().join("ui");
+    // Built afresh in a staging folder, then copied into `ui` only where bytes changed: the
+    // backend's build script watches `ui` (its files' and the folder's times), so rewriting
+    // identical files would rebuild and relink the release binary on every `run`.
+    let out = target_dir().join("ui.staging");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
@@ -74,13 +77,48 @@ pub(crate) fn build_ui() -> Result<PathBuf> {
         report.push((name, data.len(), br.len(), gz.len()));
     }
     report.sort();
-    eprintln!("UI assets in {}:", out.display());
+    eprintln!("UI assets built in {}:", out.display());
     for (name, plain, br, gz) in &report {
         eprintln!("  {name:32} {plain:>9} bytes, brotli {br:>8}, gzip {gz:>8}");
     }
     let wasm_size = std::fs::metadata(&bound)?.len();
     eprintln!("  (WASM from wasm-bindgen: {raw_size} bytes; after wasm-opt: {wasm_size} bytes)");
-    Ok(out)
+    let ui = target_dir().join("ui");
+    let changed = sync_dir(&out, &ui)?;
+    eprintln!("UI assets in {}: {changed} changed", ui.display());
+    Ok(ui)
+}
+
+/// Makes `to` hold exactly the files of `from`, writing only those whose bytes differ (and
+/// removing those `from` lacks), so that unchanged files keep their times. Returns how many
+/// files were written or removed.
+fn sync_dir(from: &Path, to: &Path) -> Result<usize> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut changed = 0;
+    let mut wanted = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().map(ToOwned::to_owned) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path)?;
+        let target = to.join(&name);
+        if std::fs::read(&target).ok().as_deref() != Some(&bytes[..]) {
+            std::fs::write(&target, &bytes)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            changed += 1;
+        }
+        wanted.insert(name);
+    }
+    for entry in std::fs::read_dir(to)? {
+        let entry = entry?;
+        if !wanted.contains(&entry.file_name()) {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// Runs `wasm-opt -Oz` on `wasm` when one is installed (npm's `binaryen`, which the test
