@@ -34,7 +34,7 @@ enum Action {
     Loaded(Status, Vec<ShareView>),
     LoadFailed(String),
     Tor(TorStatus),
-    Upsert(ShareView),
+    Upsert(Box<ShareView>),
     Live(Option<String>),
     Tick(u64),
 }
@@ -58,8 +58,8 @@ impl Reducible for Model {
                 }
             }
             Action::Upsert(share) => match next.shares.iter_mut().find(|s| s.id == share.id) {
-                Some(existing) => *existing = share,
-                None => next.shares.insert(0, share),
+                Some(existing) => *existing = *share,
+                None => next.shares.insert(0, *share),
             },
             Action::Live(problem) => next.live_problem = problem,
             Action::Tick(now) => next.now = now,
@@ -112,7 +112,7 @@ fn App() -> Html {
 
     let upsert = {
         let model = model.clone();
-        Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(share)))
+        Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(Box::new(share))))
     };
     let tor = model.status.as_ref().map(|s| s.tor.clone());
     let active = model.shares.iter().filter(|s| !s.state.is_ended()).count();
@@ -154,7 +154,7 @@ fn apply(model: &UseReducerHandle<Model>, event: Event) {
     match event {
         Event::ShareCreated { share, .. }
         | Event::ShareUpdated { share }
-        | Event::ShareEnded { share } => model.dispatch(Action::Upsert(share)),
+        | Event::ShareEnded { share } => model.dispatch(Action::Upsert(Box::new(share))),
         Event::Tor { status } => model.dispatch(Action::Tor(status)),
         Event::DownloadStarted { .. }
         | Event::DownloadEnded { .. }

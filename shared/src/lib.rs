@@ -8,6 +8,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod dropbox;
+
+pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
+
 /// Largest number of downloads a policy may allow.
 pub const MAX_DOWNLOADS_LIMIT: u32 = 1_000_000;
 /// Longest expiry a policy may ask for, in seconds (one year).
@@ -283,6 +287,10 @@ pub struct ShareView {
     /// x25519 secret key: what Tor Browser asks for, and `veilshare get --key` takes).
     #[serde(default)]
     pub client_key: Option<String>,
+    /// For a drop box (a share that receives), its limits and what it received; `files` is
+    /// then empty.
+    #[serde(default)]
+    pub dropbox: Option<DropBoxView>,
 }
 
 /// The validated non-file fields of a create request.

@@ -26,7 +26,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use bytes::Bytes;
 use veilshare_shared::{
@@ -40,14 +40,13 @@ use crate::{
         store::{NewFiles, StoreError, StoredFile},
     },
     receive::error::ReceiveErrorKind,
+    serve::public::upload::UploadGuard,
 };
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "veilshare_session";
 /// Size of the pieces an upload is handed to the store in.
 const IMPORT_PIECE: usize = 1 << 20;
-/// Free space kept in reserve beyond an upload (the store's outboards and database need some).
-const DISK_RESERVE: u64 = 64 << 20;
 
 /// Settings and shared state of the local API.
 #[derive(Debug, Clone)]
@@ -213,6 +212,10 @@ impl From<ShareError> for Failure {
                 ErrorKind::NotFound,
                 format!("there is no share with id {id}"),
             ),
+            ShareError::ItemNotFound(item) => Self::new(
+                ErrorKind::NotFound,
+                format!("there is no item {item} in this drop box"),
+            ),
             ShareError::Store(error) => error.into(),
             ShareError::Publish(error) => Self::new(ErrorKind::Unavailable, error.0),
         }
@@ -231,6 +234,9 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
         )
         .route("/api/shares/{id}", get(get_share).delete(revoke_share))
         .route("/api/mirrors", post(create_mirror))
+        .route("/api/dropboxes", post(create_dropbox))
+        .route("/api/shares/{id}/items/{item}", delete(delete_item))
+        .route("/api/shares/{id}/items/{item}/files/{name}", get(item_file))
         .route("/api/events", get(events))
         .route("/api/launch", post(new_launch))
         .fallback(api_not_found)
@@ -545,84 +551,73 @@ async fn create_mirror(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-/// What multer may hold of an upload without handing it out: a part's headers (buffered until
-/// their end) and the pieces read ahead. Beyond it the upload is refused.
-const UPLOAD_BACKLOG: u64 = 4 << 20;
-
-/// Watches an upload's body on its way to the multipart parser: a body that sends nothing for
-/// the idle deadline fails (an upload holds the import gate, which garbage collection waits
-/// for: a stalled one would keep an ended share's data on disk), and so does one whose
-/// backlog ([`UPLOAD_BACKLOG`]) grows: part headers without end.
-#[derive(Debug, Default)]
-struct UploadGuard {
-    /// Bytes the handler took out of the parser.
-    delivered: std::sync::atomic::AtomicU64,
-    /// Why the guard stopped the body.
-    stopped: std::sync::OnceLock<String>,
+/// `POST /api/dropboxes`: a new drop box (a share that receives).
+async fn create_dropbox(
+    State(state): State<AdminState>,
+    Json(request): Json<veilshare_shared::CreateDropBox>,
+) -> Result<(StatusCode, Json<ShareView>), Failure> {
+    let request = request.checked().map_err(Failure::bad_request)?;
+    if request.restricted && state.node.tor.is_none() {
+        return Err(Failure::bad_request(
+            "a restricted drop box needs Tor, and veilshare runs with --no-tor".to_owned(),
+        ));
+    }
+    let shares = &state.node.shares;
+    let permit = shares.store().import_permit().await?;
+    let view = shares.create_dropbox(request, permit).await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-impl UploadGuard {
-    fn delivered(&self, bytes: usize) {
-        self.delivered
-            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-    }
+/// `DELETE /api/shares/{id}/items/{item}`: deletes what a drop box received in one upload.
+async fn delete_item(
+    State(state): State<AdminState>,
+    axum::extract::Path((id, item)): axum::extract::Path<(String, String)>,
+) -> Result<Json<ShareView>, Failure> {
+    let id = parse_id(id)?;
+    let shares = &state.node.shares;
+    shares.delete_item(&id, &item).await?;
+    shares
+        .view(&id)
+        .map(Json)
+        .ok_or_else(|| ShareError::NotFound(id).into())
+}
 
-    /// The body, watched.
-    fn watch(self: &Arc<Self>, body: axum::body::Body) -> axum::body::Body {
-        use futures::StreamExt;
-        let idle = crate::transport::http::idle_deadline();
-        let guard = self.clone();
-        let stream = body.into_data_stream();
-        let watched = futures::stream::unfold(
-            (stream, 0u64, false),
-            move |(mut stream, mut passed, stopped)| {
-                let guard = guard.clone();
-                async move {
-                    if stopped {
-                        return None;
-                    }
-                    let next = match tokio::time::timeout(idle, stream.next()).await {
-                        Err(_) => Err(format!(
-                            "the upload sent nothing for {} s; try again",
-                            idle.as_secs()
-                        )),
-                        Ok(None) => return None,
-                        Ok(Some(Err(error))) => {
-                            return Some((Err(io::Error::other(error)), (stream, passed, true)));
-                        }
-                        Ok(Some(Ok(bytes))) => {
-                            passed += bytes.len() as u64;
-                            let taken = guard.delivered.load(std::sync::atomic::Ordering::Relaxed);
-                            if passed.saturating_sub(taken) > UPLOAD_BACKLOG {
-                                Err(format!(
-                                    "the upload is not a valid form: more than {} without a part's data (are its part headers endless?)",
-                                    veilshare_shared::human_size(UPLOAD_BACKLOG)
-                                ))
-                            } else {
-                                Ok(bytes)
-                            }
-                        }
-                    };
-                    match next {
-                        Ok(bytes) => Some((Ok(bytes), (stream, passed, false))),
-                        Err(why) => {
-                            let _ = guard.stopped.set(why.clone());
-                            Some((Err(io::Error::other(why)), (stream, passed, true)))
-                        }
-                    }
-                }
-            },
-        );
-        axum::body::Body::from_stream(watched)
-    }
-
-    /// The failure to answer for a parser error: the guard's reason when it stopped the body.
-    fn failure(&self, error: axum::extract::multipart::MultipartError) -> Failure {
-        match self.stopped.get() {
-            Some(why) => Failure::bad_request(why.clone()),
-            None => multipart_failure(error),
-        }
-    }
+/// `GET /api/shares/{id}/items/{item}/files/{name}`: a file a drop box received, to its owner.
+async fn item_file(
+    State(state): State<AdminState>,
+    axum::extract::Path((id, item, name)): axum::extract::Path<(String, String, String)>,
+) -> Result<Response, Failure> {
+    let id = parse_id(id)?;
+    let shares = &state.node.shares;
+    let view = shares
+        .view(&id)
+        .ok_or_else(|| Failure::from(ShareError::NotFound(id.clone())))?;
+    let file = view
+        .dropbox
+        .as_ref()
+        .and_then(|dropbox| dropbox.items.iter().find(|i| i.id == item))
+        .ok_or_else(|| Failure::from(ShareError::ItemNotFound(item.clone())))?
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .cloned()
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorKind::NotFound,
+                format!("item {item} has no file named {name:?}"),
+            )
+        })?;
+    let body = axum::body::Body::from_stream(shares.store().read_range(&file.hash, 0, file.size));
+    let disposition = crate::serve::public::content_disposition(&file.name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, file.size.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn create_share(
@@ -635,7 +630,10 @@ async fn create_share(
     let guard = Arc::new(UploadGuard::default());
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
-    let request = Request::from_parts(parts, guard.watch(body));
+    let request = Request::from_parts(
+        parts,
+        guard.watch(body, crate::transport::http::idle_deadline()),
+    );
     let result = match Multipart::from_request(request, &state).await {
         Ok(multipart) => receive_upload(&state, &upload_id, &headers, multipart, &guard).await,
         Err(rejection) => Err(Failure::bad_request(rejection.body_text())),
@@ -667,13 +665,12 @@ async fn receive_upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let free = store.free_space().map_err(|e| {
+    let allowed = store.room_for_uploads().map_err(|e| {
         Failure::new(
             ErrorKind::Internal,
             format!("cannot read the free disk space: {e}"),
         )
     })?;
-    let allowed = free.saturating_sub(DISK_RESERVE + free / 100);
     if let Some(total) = total
         && total > allowed
     {
@@ -684,7 +681,11 @@ async fn receive_upload(
     let mut fields = CreateShareFields::default();
     let mut files = NewFiles::default();
     let mut progress = Progress::new(state, upload_id, total);
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| guard.failure(e))? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Failure::bad_request(guard.explain(e)))?
+    {
         let Some(file_name) = field.file_name().map(str::to_owned) else {
             let name = field.name().unwrap_or_default().to_owned();
             let value = read_text_field(&mut field, &name, guard).await?;
@@ -709,7 +710,7 @@ async fn receive_upload(
                     Ok(None) => break,
                     Err(error) => {
                         let _ = tx.send(Err(io::Error::other("upload broke off"))).await;
-                        return Err(guard.failure(error));
+                        return Err(Failure::bad_request(guard.explain(error)));
                     }
                 };
                 guard.delivered(chunk.len());
@@ -783,31 +784,14 @@ fn no_room(wanted: u64, allowed: u64) -> Failure {
     )
 }
 
-fn multipart_failure(error: axum::extract::multipart::MultipartError) -> Failure {
-    Failure::bad_request(format!(
-        "the upload could not be read: {}",
-        error.body_text()
-    ))
-}
-
 async fn read_text_field(
     field: &mut axum::extract::multipart::Field<'_>,
     name: &str,
     guard: &UploadGuard,
 ) -> Result<String, Failure> {
-    const LIMIT: usize = 4096;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| guard.failure(e))? {
-        guard.delivered(chunk.len());
-        if bytes.len() + chunk.len() > LIMIT {
-            return Err(Failure::bad_request(format!(
-                "the form field {name:?} is longer than {LIMIT} bytes"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| Failure::bad_request(format!("the form field {name:?} is not UTF-8 text")))
+    crate::serve::public::upload::read_text(field, name, 4096, guard)
+        .await
+        .map_err(Failure::bad_request)
 }
 
 /// Throttled upload progress events.

@@ -19,6 +19,9 @@ pub const POINTS: &[&str] = &[
     "onion.keys_deleted",
     "mirror.fetched",
     "direct.leased",
+    "dropbox.part_written",
+    "dropbox.tagged",
+    "dropbox.item_recorded",
 ];
 
 /// Aborts here if `VEILSHARE_CRASH_AT` names this point and this is its turn (debug builds).

@@ -31,7 +31,8 @@ use rand::RngCore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use veilshare_shared::{
-    CreateShareFields, Event, FileEntry, Policy, ShareId, ShareLinks, ShareState, ShareView,
+    CreateShareFields, DropBoxView, Event, FileEntry, Policy, ShareId, ShareLinks, ShareState,
+    ShareView,
 };
 
 use crate::core::{
@@ -39,7 +40,9 @@ use crate::core::{
     events::EventBus,
     log_id,
     policy::{self, Flight, Ledger, Refusal},
-    store::{ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord},
+    store::{
+        DropBoxRecord, ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord,
+    },
 };
 
 /// Errors of share operations.
@@ -49,6 +52,9 @@ pub enum ShareError {
     /// No share with that id.
     #[error("no share with id {0}")]
     NotFound(ShareId),
+    /// No item with that id in the drop box.
+    #[error("no item {0} in this drop box")]
+    ItemNotFound(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -248,8 +254,15 @@ impl Shares {
             let data_deleted = record.data_deleted;
             let expired = policy::is_expired(&record.policy, now);
             let exhausted = policy::is_exhausted(&record.policy, &record.ledger);
+            let dropbox = record.dropbox.is_some();
             shares.insert_entry(record);
-            if ended {
+            if dropbox && !data_deleted {
+                // What a crash left tagged but unlisted goes; what the box lists stays.
+                shares.retag_dropbox(&id).await?;
+            }
+            if ended && dropbox {
+                // An ended drop box keeps what it received until its owner deletes it.
+            } else if ended {
                 // A deletion a crash interrupted is finished before anything is served; one
                 // that cannot finish now (a collection that timed out) does not stop the start.
                 if !data_deleted && let Err(error) = shares.delete_data(&id).await {
@@ -349,6 +362,20 @@ impl Shares {
         fields: CreateShareFields,
         permit: ImportPermit,
     ) -> Result<ShareView, ShareError> {
+        self.create_record(upload_id, files, collection, fields, None, permit)
+            .await
+    }
+
+    /// [`Shares::create`] for a share that gives `files` away, or for a drop box.
+    async fn create_record(
+        &self,
+        upload_id: &str,
+        files: Vec<StoredFile>,
+        collection: TempTag,
+        fields: CreateShareFields,
+        dropbox: Option<DropBoxRecord>,
+        permit: ImportPermit,
+    ) -> Result<ShareView, ShareError> {
         let id = new_share_id();
         let now = now_secs();
         let publishers = self.publishers();
@@ -374,6 +401,7 @@ impl Shares {
             problem: None,
             onion: None,
             client_key: fields.restricted.then(new_recipient_key),
+            dropbox,
         };
         let release = |publishers: &[Arc<dyn Publisher>]| {
             for publisher in publishers {
@@ -468,6 +496,12 @@ impl Shares {
             problem: record.problem.clone(),
             links,
             client_key: record.client_key.clone().filter(|_| !ended),
+            dropbox: record.dropbox.as_ref().map(|dropbox| DropBoxView {
+                limits: dropbox.limits.clone(),
+                uploads: dropbox.uploads,
+                bytes: dropbox.bytes(),
+                items: dropbox.items.iter().map(dropbox::item_view).collect(),
+            }),
         }
     }
 
@@ -487,7 +521,11 @@ impl Shares {
         };
         let mut found: Vec<PublicShare> = entries
             .values()
-            .filter(|e| !e.record.state.is_ended() && e.record.collection.as_str() == collection)
+            .filter(|e| {
+                !e.record.state.is_ended()
+                    && e.record.dropbox.is_none()
+                    && e.record.collection.as_str() == collection
+            })
             .map(|e| PublicShare {
                 record: e.record.clone(),
                 flight: e.flight,
@@ -653,6 +691,13 @@ impl Shares {
         // The addresses go for good; streams already open may finish (unless cut above).
         for publisher in self.publishers() {
             publisher.stop(id, state);
+        }
+        if self
+            .with_entry(id, |e| e.record.dropbox.is_some())
+            .unwrap_or(false)
+        {
+            // A drop box keeps what it received: its owner deletes items one by one.
+            return Ok(());
         }
         // Deleting waits for running transfers (which may take long after an expiry) in the
         // background; a revoked share's transfers are cut, and whatever still holds an open
@@ -831,6 +876,10 @@ impl Shares {
         });
     }
 }
+
+mod dropbox;
+
+pub use dropbox::{AddItemError, Upload, UploadRefusal};
 
 #[cfg(test)]
 mod tests;

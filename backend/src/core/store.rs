@@ -279,6 +279,58 @@ pub struct ShareRecord {
     /// restart relaunches the service with the same authorization.
     #[serde(default)]
     pub client_key: Option<String>,
+    /// For a drop box (a share that receives): its limits and what it received. `files` is
+    /// then empty, and `collection` holds every received file (named `<item>/<name>`).
+    #[serde(default)]
+    pub dropbox: Option<DropBoxRecord>,
+}
+
+/// What a drop box keeps: its limits and the uploads it received.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct DropBoxRecord {
+    /// Its limits.
+    pub limits: veilshare_shared::DropBoxLimits,
+    /// Uploads received (deleting an item does not give its place back).
+    pub uploads: u32,
+    /// What arrived and is kept, oldest first.
+    pub items: Vec<StoredItem>,
+}
+
+impl DropBoxRecord {
+    /// Bytes of the items kept.
+    pub fn bytes(&self) -> u64 {
+        self.items
+            .iter()
+            .flat_map(|item| &item.files)
+            .map(|file| file.size)
+            .sum()
+    }
+
+    /// Every file of every item, named `<item>/<name>` (the box's collection).
+    pub fn collection_files(&self) -> Vec<StoredFile> {
+        self.items
+            .iter()
+            .flat_map(|item| {
+                item.files.iter().map(|file| StoredFile {
+                    name: format!("{}/{}", item.id, file.name),
+                    ..file.clone()
+                })
+            })
+            .collect()
+    }
+}
+
+/// One upload a drop box received.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoredItem {
+    /// Identifier within the box.
+    pub id: String,
+    /// Unix seconds, on a whole minute.
+    pub received_at: u64,
+    /// The files.
+    pub files: Vec<StoredFile>,
+    /// The uploader's message.
+    pub message: Option<String>,
 }
 
 impl ShareRecord {
@@ -715,6 +767,13 @@ impl Store {
         free_space(&self.blob_root)
     }
 
+    /// Bytes an upload may bring in: the free space, less a reserve for the store's outboards
+    /// and database (64 MiB and 1 % of the free space).
+    pub fn room_for_uploads(&self) -> io::Result<u64> {
+        let free = self.free_space()?;
+        Ok(free.saturating_sub((64 << 20) + free / 100))
+    }
+
     /// All share records.
     pub async fn list(&self) -> Result<Vec<ShareRecord>, StoreError> {
         let db = self.catalog.clone();
@@ -992,6 +1051,7 @@ mod tests {
             problem: None,
             onion: None,
             client_key: None,
+            dropbox: None,
         }
     }
 

@@ -123,6 +123,7 @@ mod browser_tests {
                 ticket: None,
             },
             client_key: Some("K".repeat(52)),
+            dropbox: None,
         }
     }
 

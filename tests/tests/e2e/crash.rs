@@ -10,9 +10,15 @@ use veilshare_shared::{ShareState, ShareView};
 use crate::util::{Server, data, fetch};
 
 /// The points the scenario below does not reach: onion keys need the private network (see
-/// `tor::a_crash_while_an_ended_share_loses_its_onion_keys…`), mirrors a second instance (see
-/// the last test here).
-const NOT_IN_SCENARIO: &[&str] = &["onion.keys_deleted", "mirror.fetched"];
+/// `tor::a_crash_while_an_ended_share_loses_its_onion_keys…`), mirrors a second instance and
+/// drop boxes an upload (see the tests at the end).
+const NOT_IN_SCENARIO: &[&str] = &[
+    "onion.keys_deleted",
+    "mirror.fetched",
+    "dropbox.part_written",
+    "dropbox.tagged",
+    "dropbox.item_recorded",
+];
 
 /// Creates a share without panicking (the process may be gone).
 async fn try_create(
@@ -380,4 +386,124 @@ fn mirror_scratch(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+/// A drop box killed at each durable step of an upload (a file written to scratch, the box's
+/// tag moved, the item recorded): after a restart no partial item is listed, the data on disk
+/// is exactly that of the items listed, no scratch file is left, and the box takes the next
+/// upload.
+#[tokio::test]
+async fn a_crash_in_the_middle_of_an_upload_to_a_drop_box_lists_no_partial_item() {
+    use crate::dropbox::{create_dropbox, upload};
+    let kept = data(50_000, 36);
+    let sent = data(60_000, 37);
+    for point in [
+        "dropbox.part_written",
+        "dropbox.tagged",
+        "dropbox.item_recorded",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(dir.path()).await;
+        let view = create_dropbox(&server, serde_json::json!({})).await;
+        let link = view.links.local.clone().expect("link");
+        assert_eq!(
+            upload(&server, &link, &[("kept.bin", &kept)], None).await.0,
+            200
+        );
+        server.stop().await;
+
+        let mut server =
+            Server::start_with_env(dir.path(), &[("VEILSHARE_CRASH_AT", &format!("{point}:1"))])
+                .await;
+        let link = server.view(&view.id).await.links.local.expect("link");
+        let mut form = reqwest::multipart::Form::new();
+        for name in ["x.bin", "y.bin"] {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(sent.clone()).file_name(name),
+            );
+        }
+        let _ = server.http.post(&link).multipart(form).send().await;
+        let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+            .await
+            .expect("the process to die at its point")
+            .expect("wait");
+        assert!(!status.success(), "{point}");
+        assert!(server.log().contains("crash point reached"), "{point}");
+        drop(server);
+
+        let server = Server::start(dir.path()).await;
+        let after = server.view(&view.id).await;
+        let dropbox = after.dropbox.clone().expect("box");
+        let names: Vec<Vec<String>> = dropbox
+            .items
+            .iter()
+            .map(|item| item.files.iter().map(|f| f.name.clone()).collect())
+            .collect();
+        let recorded = point == "dropbox.item_recorded";
+        let expected = if recorded {
+            vec![
+                vec!["kept.bin".to_owned()],
+                vec!["x.bin".to_owned(), "y.bin".to_owned()],
+            ]
+        } else {
+            vec![vec!["kept.bin".to_owned()]]
+        };
+        assert_eq!(names, expected, "{point}");
+        assert!(
+            crate::util::names(&dir.path().join("store/scratch")).is_empty(),
+            "{point}: scratch files left"
+        );
+        let mut listed: Vec<String> = dropbox
+            .items
+            .iter()
+            .flat_map(|item| &item.files)
+            .map(|f| format!("{}.data", f.hash))
+            .collect();
+        listed.sort();
+        listed.dedup();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut stored = server.stored_blob_files();
+            stored.sort();
+            if stored == listed {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{point}: data on disk {stored:?}, listed {listed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for item in &dropbox.items {
+            for file in &item.files {
+                let response = server
+                    .api(
+                        Method::GET,
+                        &format!(
+                            "/api/shares/{}/items/{}/files/{}",
+                            view.id, item.id, file.name
+                        ),
+                    )
+                    .send()
+                    .await
+                    .expect("item file");
+                let bytes = response.bytes().await.expect("bytes");
+                let expected = if file.name == "kept.bin" {
+                    &kept
+                } else {
+                    &sent
+                };
+                assert!(bytes[..] == expected[..], "{point}: {} differs", file.name);
+            }
+        }
+        let link = after.links.local.clone().expect("link");
+        assert_eq!(
+            upload(&server, &link, &[("next.bin", b"next")], None)
+                .await
+                .0,
+            200
+        );
+        server.stop().await;
+    }
 }

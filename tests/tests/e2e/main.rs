@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
 
 mod crash;
+mod dropbox;
 mod flood;
 mod foundation;
 mod get;

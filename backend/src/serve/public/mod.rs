@@ -10,7 +10,9 @@
 //! - Every response carries the security headers of `DESIGN.md`; pages load nothing external.
 //! - Never leaks a file path, an internal error or another share's existence.
 
+mod dropbox;
 mod page;
+pub mod upload;
 pub mod zip;
 
 use std::{collections::HashMap, io, sync::LazyLock};
@@ -41,14 +43,19 @@ use zip::{Segment, ZipInput, ZipLayout};
 /// The stylesheet of the public pages, inlined and allowed by its hash in the CSP.
 const STYLE: &str = include_str!("public.css");
 
-static CSP: LazyLock<String> = LazyLock::new(|| {
+static CSP: LazyLock<String> = LazyLock::new(|| csp("'none'"));
+
+/// The policy of a drop box's form: the same, but the form may post to its own address.
+static CSP_FORM: LazyLock<String> = LazyLock::new(|| csp("'self'"));
+
+fn csp(form_action: &str) -> String {
     let digest = sha2::Sha256::digest(STYLE.as_bytes());
     let hash = base64::engine::general_purpose::STANDARD.encode(digest);
     format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; form-action 'none'; \
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     )
-});
+}
 
 /// The share a listener is bound to (onion services serve one share at their root).
 #[derive(Debug, Clone)]
@@ -102,7 +109,12 @@ pub fn single_share_router(shares: Shares, id: ShareId) -> Router {
 
 fn share_routes() -> Router<Shares> {
     Router::new()
-        .route("/", get(share_page))
+        .route(
+            "/",
+            get(root_page)
+                .post(dropbox::receive)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/manifest.json", get(manifest))
         .route("/download", get(download).head(download))
         .route("/files/{name}", get(file).head(file))
@@ -116,7 +128,10 @@ async fn security_headers(mut response: Response) -> Response {
             headers.insert(name, value);
         }
     };
-    set(headers, "content-security-policy", &CSP);
+    // A drop box's form sets its own (the same, but it may post to itself).
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(headers, "content-security-policy", &CSP);
+    }
     set(headers, "referrer-policy", "no-referrer");
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "x-frame-options", "DENY");
@@ -154,8 +169,30 @@ impl FromRequestParts<Shares> for ShareKey {
     }
 }
 
-/// The share a request is about, looked up and not ended: a rejection is the page to answer
-/// with (not found, or ended).
+/// The share or drop box a request is about, looked up and not ended: a rejection is the page
+/// to answer with (not found, or ended).
+struct Reached {
+    id: ShareId,
+    share: PublicShare,
+}
+
+impl FromRequestParts<Shares> for Reached {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, shares: &Shares) -> Result<Self, Response> {
+        let ShareKey(id, own_listener) = ShareKey::from_request_parts(parts, shares).await?;
+        let share = lookup(shares, &id)?;
+        // Restricted: only its onion service, where Tor checked the key. Elsewhere it does
+        // not exist.
+        if share.record.client_key.is_some() && !own_listener {
+            return Err(not_found_page());
+        }
+        Ok(Self { id, share })
+    }
+}
+
+/// A share that gives files away (a drop box has only its form: nothing received is ever
+/// served back).
 struct Found {
     id: ShareId,
     share: PublicShare,
@@ -165,11 +202,8 @@ impl FromRequestParts<Shares> for Found {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, shares: &Shares) -> Result<Self, Response> {
-        let ShareKey(id, own_listener) = ShareKey::from_request_parts(parts, shares).await?;
-        let share = lookup(shares, &id)?;
-        // Restricted: only its onion service, where Tor checked the key. Elsewhere it does
-        // not exist.
-        if share.record.client_key.is_some() && !own_listener {
+        let Reached { id, share } = Reached::from_request_parts(parts, shares).await?;
+        if share.record.dropbox.is_some() {
             return Err(not_found_page());
         }
         Ok(Self { id, share })
@@ -214,8 +248,12 @@ fn lookup(shares: &Shares, id: &ShareId) -> Result<PublicShare, Response> {
     Ok(share)
 }
 
-async fn share_page(Found { share, .. }: Found) -> Response {
-    page::share(&share, now_secs())
+async fn root_page(Reached { share, .. }: Reached) -> Response {
+    if share.record.dropbox.is_some() {
+        dropbox::form(&share, now_secs())
+    } else {
+        page::share(&share, now_secs())
+    }
 }
 
 async fn manifest(Found { share, .. }: Found) -> Response {

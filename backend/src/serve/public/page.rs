@@ -54,7 +54,8 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-fn document(status: StatusCode, title: &str, body: &str) -> Response {
+/// A whole page: `body` (HTML, escaped by the caller) under `title`.
+pub fn document(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -1,0 +1,290 @@
+//! Drop boxes (issue 12) on the plain public listener: the form, uploads under the box's
+//! limits, what the owner gets through the API, and the rule that nothing received is served
+//! back on the public side.
+
+use reqwest::{Method, multipart::Form, multipart::Part};
+use veilshare_shared::{ShareState, ShareView};
+
+use crate::util::{Server, data, eventually};
+
+/// Creates a drop box from a `POST /api/dropboxes` body.
+pub async fn create_dropbox(server: &Server, request: serde_json::Value) -> ShareView {
+    let response = server
+        .api(Method::POST, "/api/dropboxes")
+        .json(&request)
+        .send()
+        .await
+        .expect("POST /api/dropboxes");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).expect("view")
+}
+
+/// Posts files (and a message) to a drop box's form, as a browser does; returns the status and
+/// the page.
+pub async fn upload(
+    server: &Server,
+    link: &str,
+    files: &[(&str, &[u8])],
+    message: Option<&str>,
+) -> (u16, String) {
+    let mut form = Form::new();
+    for (name, bytes) in files {
+        form = form.part(
+            "file",
+            Part::bytes(bytes.to_vec()).file_name(name.to_string()),
+        );
+    }
+    if let Some(message) = message {
+        form = form.text("message", message.to_owned());
+    }
+    let response = server
+        .http
+        .post(link)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("page"))
+}
+
+fn link(view: &ShareView) -> String {
+    view.links.local.clone().expect("a local link")
+}
+
+#[tokio::test]
+async fn a_drop_box_takes_uploads_through_its_form_and_gives_its_owner_exactly_those_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = create_dropbox(
+        &server,
+        serde_json::json!({ "label": "Tips <b>", "text": true }),
+    )
+    .await;
+    assert!(view.files.is_empty());
+    assert_eq!(view.state, ShareState::Live);
+    let dropbox = view.dropbox.clone().expect("a drop box");
+    assert!(dropbox.items.is_empty() && dropbox.limits.text);
+    let link = link(&view);
+
+    // The form: no script, escaped label, the strict policy with posting to itself allowed.
+    let response = server.http.get(&link).send().await.expect("form");
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let page = response.text().await.expect("page");
+    assert!(page.contains("<form method=\"post\" enctype=\"multipart/form-data\">"));
+    assert!(page.contains("name=\"message\""));
+    assert!(page.contains("Tips &lt;b&gt;"), "{page}");
+    assert!(!page.to_lowercase().contains("<script"));
+    let csp = headers["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self'"));
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(headers.get("date").is_none() && headers.get("server").is_none());
+
+    let first = data(100_000, 61);
+    let second = data(1 << 20, 62);
+    let (status, page) = upload(
+        &server,
+        &link,
+        &[("a.txt", &first), ("b 文件.bin", &second)],
+        Some("hello\r\nthere"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    for bytes in [&first, &second] {
+        assert!(
+            page.contains(blake3::hash(bytes).to_hex().as_str()),
+            "{page}"
+        );
+    }
+    assert!(page.contains("b 文件.bin") && page.contains("with your message"));
+
+    let view = server.view(&view.id).await;
+    let dropbox = view.dropbox.expect("a drop box");
+    assert_eq!(
+        (dropbox.uploads, dropbox.bytes),
+        (1, (100_000 + (1 << 20)) as u64)
+    );
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    assert_eq!(item.message.as_deref(), Some("hello\nthere"));
+    assert_eq!(item.received_at % 60, 0, "arrival kept to the minute only");
+    for (name, bytes) in [("a.txt", &first), ("b 文件.bin", &second)] {
+        let response = server
+            .api(
+                Method::GET,
+                &format!("/api/shares/{}/items/{}/files/{name}", view.id, item.id),
+            )
+            .send()
+            .await
+            .expect("item file");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.bytes().await.expect("bytes")[..] == bytes[..],
+            "{name}"
+        );
+    }
+
+    // Nothing received is served back on the public side.
+    for path in [
+        "manifest.json",
+        "download",
+        "files/a.txt",
+        &format!("bao/{}", blake3::hash(&first).to_hex()),
+    ] {
+        let response = server
+            .http
+            .get(format!("{link}{path}"))
+            .send()
+            .await
+            .expect("public");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+
+    // The owner deletes the item: the box lists nothing and its data goes.
+    let response = server
+        .api(
+            Method::DELETE,
+            &format!("/api/shares/{}/items/{}", view.id, item.id),
+        )
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), 200);
+    assert!(
+        server
+            .view(&view.id)
+            .await
+            .dropbox
+            .expect("box")
+            .items
+            .is_empty()
+    );
+    eventually("the deleted item's data to go", || async {
+        server.stored_blob_files().is_empty().then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_drop_box_enforces_its_limits_where_bytes_are_written_and_ends_at_its_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = create_dropbox(
+        &server,
+        serde_json::json!({ "max_file": 40_000, "max_bytes": 100_000, "max_uploads": 3 }),
+    )
+    .await;
+    let link = link(&view);
+    let items = |view: ShareView| view.dropbox.expect("box").items.len();
+    let nothing_left = |server: &Server| {
+        assert!(server.stored_blob_files().is_empty(), "data left");
+        assert!(
+            crate::util::names(&server.data_dir.join("store/scratch")).is_empty(),
+            "scratch files left"
+        );
+    };
+
+    // One byte over the file limit: 413, nothing kept.
+    let (status, page) = upload(&server, &link, &[("big.bin", &data(40_001, 1))], None).await;
+    assert_eq!(status, 413, "{page}");
+    assert!(page.contains("Nothing of it was kept"));
+    assert_eq!(items(server.view(&view.id).await), 0);
+    nothing_left(&server);
+
+    // Bad names and fields: 400, nothing kept.
+    for (name, field) in [("../x", "file"), ("ok.txt", "other")] {
+        let form = Form::new().part(
+            field.to_owned(),
+            Part::bytes(b"x".to_vec()).file_name(name.to_owned()),
+        );
+        let response = server
+            .http
+            .post(&link)
+            .multipart(form)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 400, "{name} in {field}");
+    }
+    // A message where the box takes none.
+    assert_eq!(
+        upload(&server, &link, &[("m.txt", b"m")], Some("hi"))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(items(server.view(&view.id).await), 0);
+
+    // 40,000 bytes, then an upload whose second file passes what is left (60,000): that
+    // upload stops, the first stays.
+    let kept = data(40_000, 2);
+    assert_eq!(
+        upload(&server, &link, &[("one.bin", &kept)], None).await.0,
+        200
+    );
+    let (status, _) = upload(
+        &server,
+        &link,
+        &[
+            ("two.bin", &data(35_000, 3)),
+            ("three.bin", &data(35_000, 4)),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(items(server.view(&view.id).await), 1);
+
+    // Two more uploads use up the quota of three: the box ends, and keeps what it received.
+    assert_eq!(
+        upload(&server, &link, &[("two.bin", &data(30_000, 5))], None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        upload(&server, &link, &[("three.bin", &data(20_000, 6))], None)
+            .await
+            .0,
+        200
+    );
+    let ended = server
+        .wait_view(&view.id, "the box to end at its quota", |v| {
+            v.state.is_ended()
+        })
+        .await;
+    assert_eq!(ended.state, ShareState::Exhausted);
+    assert!(!ended.data_deleted);
+    assert_eq!(ended.dropbox.as_ref().expect("box").uploads, 3);
+    assert_eq!(items(ended.clone()), 3);
+    assert_eq!(
+        server.http.get(&link).send().await.expect("form").status(),
+        410
+    );
+    assert_eq!(
+        upload(&server, &link, &[("late.bin", b"late")], None)
+            .await
+            .0,
+        410
+    );
+    // What it received is still there for its owner, after a restart too.
+    let item = ended.dropbox.expect("box").items[0].clone();
+    server.stop().await;
+    let server = Server::start(dir.path()).await;
+    let response = server
+        .api(
+            Method::GET,
+            &format!("/api/shares/{}/items/{}/files/one.bin", view.id, item.id),
+        )
+        .send()
+        .await
+        .expect("item file");
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.expect("bytes")[..] == kept[..]);
+    server.stop().await;
+}
