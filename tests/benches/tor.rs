@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Veilshare, binary, free_port, median, mib_per_s};
+use common::{Veilshare, binary, ctor::CTor, median, mib_per_s};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -107,68 +107,6 @@ fn share(
             "not live: {view}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A C `tor` joined to the private network, killed on drop.
-struct CTor {
-    child: Child,
-    socks: u16,
-    control: u16,
-}
-
-impl CTor {
-    /// Starts one under `dir` and waits until it has bootstrapped.
-    fn start(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).expect("tor dir");
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        }
-        let (socks, control) = (free_port(), free_port());
-        let base = std::fs::read_to_string(env_path("VEILSHARE_TESTNET_CLIENT_TORRC"))
-            .expect("client torrc");
-        let torrc = dir.join("torrc");
-        std::fs::write(
-            &torrc,
-            format!(
-                "{base}DataDirectory {}\nSocksPort 127.0.0.1:{socks}\nControlPort 127.0.0.1:{control}\nLog notice stdout\n",
-                dir.display()
-            ),
-        )
-        .expect("torrc");
-        let mut child = Command::new("tor")
-            .arg("--defaults-torrc")
-            .arg("/dev/null")
-            .arg("-f")
-            .arg(&torrc)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tor");
-        let stdout = child.stdout.take().expect("stdout");
-        let (ready, wait) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Bootstrapped 100%") {
-                    let _ = ready.send(());
-                }
-            }
-        });
-        wait.recv_timeout(Duration::from_secs(120))
-            .expect("C tor did not bootstrap on the private network");
-        Self {
-            child,
-            socks,
-            control,
-        }
-    }
-}
-
-impl Drop for CTor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -282,8 +220,14 @@ fn main() {
     let first_fetch_done = created.elapsed();
     let (plain_onion, _) = share(&runtime, &plain, &content);
 
-    let service_tor = CTor::start(&work.path().join("ctor-service"));
-    let client_tor = CTor::start(&work.path().join("ctor-client"));
+    let service_tor = CTor::start(
+        &work.path().join("ctor-service"),
+        &env_path("VEILSHARE_TESTNET_CLIENT_TORRC"),
+    );
+    let client_tor = CTor::start(
+        &work.path().join("ctor-client"),
+        &env_path("VEILSHARE_TESTNET_CLIENT_TORRC"),
+    );
     let onionshare = OnionShare::start(work.path(), &service_tor, &file);
     let download = format!("{}/download", onionshare.url.trim_end_matches('/'));
     let os_out = work.path().join("onionshare-out.bin");

@@ -86,14 +86,28 @@ pub(crate) fn fuzz(args: &[String]) -> Result<()> {
 }
 
 /// `cargo +nightly fuzz SUBCOMMAND`: through rustup's `cargo`, which understands `+nightly`
-/// (the `CARGO` that runs the xtask is the stable toolchain's own binary).
+/// (the `CARGO` that runs the xtask is the stable toolchain's own binary), in a plain
+/// environment: `cargo run` gave this process `CARGO_PKG_NAME`, `RUSTUP_TOOLCHAIN` and more,
+/// which build scripts watch (ring's does), so passed on they would rebuild every
+/// dependency of the instrumented build (17 minutes here) whenever it was last built from a
+/// shell.
 fn fuzz_command(subcommand: &str) -> Command {
     let mut command = Command::new("cargo");
-    command
-        .current_dir(root())
-        .env_remove("CARGO_MANIFEST_DIR")
-        .env_remove("CARGO_MANIFEST_PATH")
-        .env_remove("RUSTUP_TOOLCHAIN");
+    command.current_dir(root()).env_clear();
+    for key in [
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "TERM",
+        "TMPDIR",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+    ] {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
     command.args([
         "+nightly",
         "fuzz",

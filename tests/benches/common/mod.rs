@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod ctor;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},

@@ -745,3 +745,120 @@ fn contacts(
     }
     (contacted, outside)
 }
+
+/// `curl` through a C `tor` client (Tor Browser's path): `args` then `url`; returns the HTTP
+/// status (0 when the request failed) and what curl wrote to `out`.
+async fn curl_through(
+    tor: &crate::ctor::CTor,
+    args: &[&str],
+    url: &str,
+    out: &Path,
+) -> (u16, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--socks5-hostname"])
+        .arg(format!("127.0.0.1:{}", tor.socks))
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .args(["-w", "%{http_code}"])
+        .arg(url)
+        .output()
+        .await
+        .expect("curl");
+    let status = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (status, std::fs::read_to_string(out).unwrap_or_default())
+}
+
+/// Issue 12 over the network: a C `tor` client with curl posts the form of a drop box (two
+/// files and a message, as Tor Browser would with JavaScript off), and the owner's API lists
+/// exactly those bytes; a restricted drop box is not reached without its key.
+#[tokio::test]
+async fn a_c_tor_client_posts_to_a_drop_box_and_its_owner_gets_exactly_those_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let open = crate::dropbox::create_dropbox(&server, serde_json::json!({ "text": true })).await;
+    let closed =
+        crate::dropbox::create_dropbox(&server, serde_json::json!({ "restricted": true })).await;
+    let open = wait_live(&server, &open).await;
+    let closed = wait_live(&server, &closed).await;
+    let client_torrc = crate::util::testnet_config().with_file_name("client-torrc");
+    let tor_dir = dir.path().join("ctor");
+    let tor =
+        tokio::task::spawn_blocking(move || crate::ctor::CTor::start(&tor_dir, &client_torrc))
+            .await
+            .expect("C tor");
+
+    let first = data(200_000, 71);
+    let second = data(30_000, 72);
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).expect("files");
+    std::fs::write(files.join("a.bin"), &first).expect("a");
+    std::fs::write(files.join("b c.txt"), &second).expect("b");
+    let form = [
+        "-F".to_owned(),
+        format!("file=@{}", files.join("a.bin").display()),
+        "-F".to_owned(),
+        format!("file=@{}", files.join("b c.txt").display()),
+        "-F".to_owned(),
+        "message=from a source".to_owned(),
+    ];
+    let form: Vec<&str> = form.iter().map(String::as_str).collect();
+    let onion = open.links.onion.clone().expect("onion");
+    let page = dir.path().join("page.html");
+    // The first attempt may come before the client has the descriptor.
+    let started = Instant::now();
+    let (status, text) = loop {
+        let (status, text) = curl_through(&tor, &form, &onion, &page).await;
+        if status == 200 || started.elapsed() > PUBLISH_DEADLINE {
+            break (status, text);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    assert_eq!(status, 200, "{text}");
+    for bytes in [&first, &second] {
+        assert!(
+            text.contains(blake3::hash(bytes).to_hex().as_str()),
+            "{text}"
+        );
+    }
+    let view = server.view(&open.id).await;
+    let dropbox = view.dropbox.expect("box");
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    assert_eq!(item.message.as_deref(), Some("from a source"));
+    for (name, bytes) in [("a.bin", &first), ("b c.txt", &second)] {
+        let response = server
+            .api(
+                Method::GET,
+                &format!("/api/shares/{}/items/{}/files/{name}", open.id, item.id),
+            )
+            .send()
+            .await
+            .expect("item file");
+        assert!(
+            response.bytes().await.expect("bytes")[..] == bytes[..],
+            "{name}"
+        );
+    }
+
+    // Without the key, the restricted box is not reached at all.
+    let (status, text) = curl_through(
+        &tor,
+        &form,
+        &closed.links.onion.clone().expect("onion"),
+        &dir.path().join("closed.html"),
+    )
+    .await;
+    assert_eq!(
+        status, 0,
+        "a restricted drop box answered without its key: {text}"
+    );
+    let closed = server.view(&closed.id).await;
+    assert!(closed.dropbox.expect("box").items.is_empty());
+    drop(tor);
+    server.stop().await;
+}
