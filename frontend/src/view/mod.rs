@@ -146,6 +146,66 @@ mod browser_tests {
     }
 
     #[wasm_bindgen_test]
+    async fn a_drop_box_card_lists_what_arrived_with_links_to_save_each_file() {
+        let root = root();
+        let mut dropbox = share(ShareState::Live);
+        dropbox.label = None;
+        dropbox.files = Vec::new();
+        dropbox.dropbox = Some(veilshare_shared::DropBoxView {
+            limits: veilshare_shared::DropBoxLimits {
+                max_bytes: None,
+                max_file: Some(1 << 20),
+                max_uploads: Some(5),
+                text: true,
+            },
+            uploads: 1,
+            bytes: 1536,
+            items: vec![veilshare_shared::ReceivedItem {
+                id: "0123456789abcdef".into(),
+                received_at: 1_764_547_200,
+                files: vec![FileEntry {
+                    name: "tip 1.pdf".into(),
+                    size: 1536,
+                    hash: ContentHash::parse(&"a".repeat(64)).expect("hash"),
+                }],
+                message: Some("from a source".into()),
+            }],
+        });
+        let props = ShareCardProps {
+            share: dropbox,
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("Drop box"), "{text}");
+        assert!(
+            text.contains("1 of 5 uploads, 1.5 KiB received, files up to 1.0 MiB"),
+            "{text}"
+        );
+        assert!(text.contains("Received 2025-12-01 00:00 UTC"), "{text}");
+        assert!(text.contains("from a source"), "{text}");
+        assert!(!text.contains("downloads"), "{text}");
+        let link = root
+            .query_selector(".items a[download]")
+            .ok()
+            .flatten()
+            .and_then(|a| a.get_attribute("href"))
+            .expect("a link to save the file");
+        assert_eq!(
+            link,
+            "/api/shares/abcdefghijklmnopqrstuvwxyz/items/0123456789abcdef/files/tip%201.pdf"
+        );
+        let close = root
+            .query_selector("button.danger")
+            .ok()
+            .flatten()
+            .and_then(|b| b.text_content());
+        assert_eq!(close.as_deref(), Some("Close…"));
+    }
+
+    #[wasm_bindgen_test]
     async fn revoking_asks_for_confirmation_first() {
         let root = card(ShareState::Live, 0).await;
         let ask = root

@@ -1,6 +1,6 @@
 //! One share's card: state, counters, countdown, links with copy buttons, QR code, revoke.
 
-use veilshare_shared::{ShareState, ShareView};
+use veilshare_shared::{DropBoxView, ShareId, ShareState, ShareView};
 use yew::prelude::*;
 
 use crate::{
@@ -37,6 +37,68 @@ fn copy_button(text: &str, what: &str, copied: &UseStateHandle<Option<String>>) 
         }
     });
     html! { <button type="button" class="copy" onclick={onclick} aria-label={format!("Copy the {what}")}>{ "Copy" }</button> }
+}
+
+/// What a drop box received, in one line: uploads, bytes, and the limits.
+fn received(dropbox: &DropBoxView) -> String {
+    let limits = &dropbox.limits;
+    let uploads = match limits.max_uploads {
+        Some(max) => format!("{} of {max} uploads", dropbox.uploads),
+        None => format!("{} uploads", dropbox.uploads),
+    };
+    let bytes = match limits.max_bytes {
+        Some(max) => format!(
+            "{} of {} received",
+            human_size(dropbox.bytes),
+            human_size(max)
+        ),
+        None => format!("{} received", human_size(dropbox.bytes)),
+    };
+    match limits.max_file {
+        Some(max) => format!("{uploads}, {bytes}, files up to {}", human_size(max)),
+        None => format!("{uploads}, {bytes}"),
+    }
+}
+
+/// The uploads a drop box received, each file a link to save it (through the local API).
+fn items(id: &ShareId, dropbox: &DropBoxView) -> Html {
+    if dropbox.items.is_empty() {
+        return html! { <p class="quiet">{ "Nothing received yet." }</p> };
+    }
+    html! {
+        <ul class="items">
+            { for dropbox.items.iter().map(|item| html! {
+                <li class="item">
+                    <span class="quiet">{ format!("Received {}", minute_utc(item.received_at)) }</span>
+                    <ul>
+                        { for item.files.iter().map(|file| {
+                            let href = format!(
+                                "/api/shares/{id}/items/{}/files/{}",
+                                item.id,
+                                js_sys::encode_uri_component(&file.name)
+                            );
+                            html! {
+                                <li>
+                                    <a href={href} download={file.name.clone()}>{ file.name.clone() }</a>
+                                    { format!(" ({})", human_size(file.size)) }
+                                </li>
+                            }
+                        }) }
+                    </ul>
+                    if let Some(message) = &item.message {
+                        <blockquote class="message">{ message.clone() }</blockquote>
+                    }
+                </li>
+            }) }
+        </ul>
+    }
+}
+
+/// A moment as `YYYY-MM-DD HH:MM UTC` (drop boxes keep arrivals to the minute).
+fn minute_utc(secs: u64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs as f64 * 1000.0));
+    let iso = String::from(date.to_iso_string());
+    format!("{} UTC", iso.get(..16).unwrap_or(&iso).replace('T', " "))
 }
 
 /// One share: state, counters, countdown, links, QR code, revoke.
@@ -79,10 +141,12 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
     };
 
     let ended = share.state.is_ended();
+    let dropbox = share.dropbox.as_ref();
     let title = share
         .label
         .clone()
         .unwrap_or_else(|| match share.files.as_slice() {
+            _ if dropbox.is_some() => "Drop box".to_owned(),
             [one] => one.name.clone(),
             files => format!("{} files", files.len()),
         });
@@ -91,10 +155,25 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
         ShareState::Live => "state ok",
         _ => "state off",
     };
-    let ended_note = match share.state {
-        ShareState::Exhausted => Some("ended: its download limit was reached"),
-        ShareState::Expired => Some("ended: it expired"),
-        ShareState::Revoked => Some("ended: revoked"),
+    let ended_note = match (share.state, dropbox.is_some()) {
+        (ShareState::Exhausted, false) => Some(
+            "This share ended: its download limit was reached. Its links no longer work and its data was deleted.",
+        ),
+        (ShareState::Expired, false) => {
+            Some("This share ended: it expired. Its links no longer work and its data was deleted.")
+        }
+        (ShareState::Revoked, false) => {
+            Some("This share ended: revoked. Its links no longer work and its data was deleted.")
+        }
+        (ShareState::Exhausted, true) => Some(
+            "This drop box is closed: it took all the uploads it was set to. Its address no longer works; what it received is kept below.",
+        ),
+        (ShareState::Expired, true) => Some(
+            "This drop box is closed: it expired. Its address no longer works; what it received is kept below.",
+        ),
+        (ShareState::Revoked, true) => Some(
+            "This drop box is closed. Its address no longer works; what it received is kept below.",
+        ),
         _ => None,
     };
     let downloads = match share.policy.max_downloads {
@@ -135,13 +214,23 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                 <h3>{ title }</h3>
                 <span class={state_class}>{ share.state.label() }</span>
             </div>
-            <p class="quiet">
-                { format!("{} file(s), {}", share.files.len(), human_size(share.total_size)) }
-                { " · " }<span class="downloads">{ downloads }</span>
-                if !expiry.is_empty() { { " · " }<span class="expiry">{ expiry }</span> }
-            </p>
+            if let Some(dropbox) = dropbox {
+                <p class="quiet">
+                    <span class="uploads">{ received(dropbox) }</span>
+                    if !expiry.is_empty() { { " · " }<span class="expiry">{ expiry.replace("expires", "closes") }</span> }
+                </p>
+            } else {
+                <p class="quiet">
+                    { format!("{} file(s), {}", share.files.len(), human_size(share.total_size)) }
+                    { " · " }<span class="downloads">{ downloads }</span>
+                    if !expiry.is_empty() { { " · " }<span class="expiry">{ expiry }</span> }
+                </p>
+            }
             if let Some(note) = ended_note {
-                <p class="quiet">{ format!("This share {note}. Its links no longer work and its data was deleted.") }</p>
+                <p class="quiet">{ note }</p>
+            }
+            if let Some(dropbox) = dropbox {
+                { items(&share.id, dropbox) }
             }
             if let Some(problem) = &share.problem {
                 <p class="problem">{ problem.clone() }</p>
@@ -178,10 +267,16 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                     </figure>
                 }
                 <div class="actions">
-                    if *confirming {
+                    if *confirming && dropbox.is_some() {
+                        <span role="alert">{ "Close? The address stops working for good; what arrived is kept." }</span>
+                        <button type="button" class="danger" onclick={revoke}>{ "Yes, close" }</button>
+                        <button type="button" onclick={cancel}>{ "Keep it open" }</button>
+                    } else if *confirming {
                         <span role="alert">{ "Revoke? The link stops working for good and the data is deleted." }</span>
                         <button type="button" class="danger" onclick={revoke}>{ "Yes, revoke" }</button>
                         <button type="button" onclick={cancel}>{ "Keep it" }</button>
+                    } else if dropbox.is_some() {
+                        <button type="button" class="danger" onclick={ask}>{ "Close…" }</button>
                     } else {
                         <button type="button" class="danger" onclick={ask}>{ "Revoke…" }</button>
                     }
