@@ -537,6 +537,40 @@ async fn list(data_dir: &Path, json: bool) -> Result<()> {
     } else {
         use std::fmt::Write;
         for share in &shares {
+            if let Some(dropbox) = &share.dropbox {
+                let link = share.links.preferred().unwrap_or("-");
+                let uploads = match dropbox.limits.max_uploads {
+                    Some(max) => format!("{}/{max}", dropbox.uploads),
+                    None => dropbox.uploads.to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{}  {:<22}  drop box   {:>10}  uploads {:<9}  {}",
+                    share.id,
+                    share.state.label(),
+                    veilshare_shared::human_size(dropbox.bytes),
+                    uploads,
+                    link
+                );
+                // Names were checked on arrival: no control or invisible characters.
+                for item in &dropbox.items {
+                    let names: Vec<&str> = item.files.iter().map(|f| f.name.as_str()).collect();
+                    let size: u64 = item.files.iter().map(|f| f.size).sum();
+                    let _ = writeln!(
+                        out,
+                        "    item {}  {:>10}  {}{}",
+                        item.id,
+                        veilshare_shared::human_size(size),
+                        names.join(", "),
+                        if item.message.is_some() {
+                            "  (+ message)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                continue;
+            }
             let downloads = match share.policy.max_downloads {
                 Some(max) => format!("{}/{max}", share.downloads_completed),
                 None => share.downloads_completed.to_string(),

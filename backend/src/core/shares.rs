@@ -255,12 +255,13 @@ impl Shares {
             let expired = policy::is_expired(&record.policy, now);
             let exhausted = policy::is_exhausted(&record.policy, &record.ledger);
             let dropbox = record.dropbox.is_some();
+            let keeps = keeps_data(&record);
             shares.insert_entry(record);
             if dropbox && !data_deleted {
                 // What a crash left tagged but unlisted goes; what the box lists stays.
                 shares.retag_dropbox(&id).await?;
             }
-            if ended && dropbox {
+            if ended && keeps {
                 // An ended drop box keeps what it received until its owner deletes it.
             } else if ended {
                 // A deletion a crash interrupted is finished before anything is served; one
@@ -693,7 +694,7 @@ impl Shares {
             publisher.stop(id, state);
         }
         if self
-            .with_entry(id, |e| e.record.dropbox.is_some())
+            .with_entry(id, |e| keeps_data(&e.record))
             .unwrap_or(false)
         {
             // A drop box keeps what it received: its owner deletes items one by one.
@@ -875,6 +876,15 @@ impl Shares {
             }
         });
     }
+}
+
+/// Whether an ended share keeps its data: a drop box that holds what it received (its owner
+/// deletes items one by one; the last deletion marks the data deleted).
+fn keeps_data(record: &ShareRecord) -> bool {
+    record
+        .dropbox
+        .as_ref()
+        .is_some_and(|dropbox| !dropbox.items.is_empty())
 }
 
 mod dropbox;

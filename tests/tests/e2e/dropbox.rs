@@ -144,6 +144,22 @@ async fn a_drop_box_takes_uploads_through_its_form_and_gives_its_owner_exactly_t
         assert_eq!(response.status(), 404, "{path}");
     }
 
+    // `veilshare list` shows the box and what it received.
+    let data_dir = server.data_dir.to_str().expect("utf8").to_owned();
+    let (ok, stdout, stderr) = crate::util::run_cli(&["list", "--data-dir", &data_dir])
+        .await
+        .expect("cli");
+    assert!(ok, "{stderr}");
+    for expected in [
+        "drop box",
+        "uploads 1",
+        item.id.as_str(),
+        "a.txt, b 文件.bin",
+        "(+ message)",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+
     // The owner deletes the item: the box lists nothing and its data goes.
     let response = server
         .api(
@@ -167,6 +183,23 @@ async fn a_drop_box_takes_uploads_through_its_form_and_gives_its_owner_exactly_t
         server.stored_blob_files().is_empty().then_some(())
     })
     .await;
+    // Closing the empty box ends its address, and its (empty) data is deleted like a share's.
+    let response = server
+        .api(Method::DELETE, &format!("/api/shares/{}", view.id))
+        .send()
+        .await
+        .expect("close");
+    assert_eq!(response.status(), 200);
+    let closed = server
+        .wait_view(&view.id, "the closed box's data to be deleted", |v| {
+            v.data_deleted
+        })
+        .await;
+    assert_eq!(closed.state, ShareState::Revoked);
+    assert_eq!(
+        server.http.get(&link).send().await.expect("form").status(),
+        410
+    );
     server.stop().await;
 }
 

@@ -10,7 +10,8 @@
 //!   collection again).
 //! - The box's limits are checked again under its lock when an item is added, so uploads that
 //!   ran at once never take more than the box allows together.
-//! - Ending a box stops taking uploads and removes its address for good, and keeps its items.
+//! - Ending a box stops taking uploads and removes its address for good, and keeps its items
+//!   (an ended box with none has its data deleted like a share's).
 
 use iroh_blobs::api::TempTag;
 use rand::RngCore;
