@@ -34,6 +34,9 @@ pub struct CreateDropBox {
     pub text: bool,
     /// Only uploaders with the box's key reach it (Tor client authorization).
     pub restricted: bool,
+    /// An age recipient (`age1…`): every upload is encrypted to it as it arrives, so that no
+    /// plaintext byte of it touches the disk; the owner decrypts wherever the identity lives.
+    pub encrypt_to: Option<String>,
 }
 
 impl CreateDropBox {
@@ -75,6 +78,16 @@ impl CreateDropBox {
                 "expires_in_secs must be between 1 and {MAX_EXPIRES_IN_SECS} (one year; leave it out for no expiry)"
             ));
         }
+        if let Some(recipient) = &self.encrypt_to
+            && !(recipient.starts_with("age1")
+                && recipient.len() <= 128
+                && recipient.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(
+                "encrypt_to must be an age recipient (a public key that starts with age1, from `age-keygen`)"
+                    .into(),
+            );
+        }
         let label = self
             .label
             .map(|label| label.trim().to_owned())
@@ -94,6 +107,9 @@ pub struct DropBoxLimits {
     pub max_uploads: Option<u32>,
     /// Whether uploaders may leave a message.
     pub text: bool,
+    /// The age recipient uploads are encrypted to, when they are.
+    #[serde(default)]
+    pub encrypt_to: Option<String>,
 }
 
 /// What a drop box is and holds, in its share's view.
@@ -116,10 +132,18 @@ pub struct ReceivedItem {
     pub id: String,
     /// Unix seconds, on a whole minute (nothing finer about uploaders is kept).
     pub received_at: u64,
-    /// The files.
+    /// The files as stored: for an encrypted upload, each is its age file (`<name>.age`).
     pub files: Vec<FileEntry>,
-    /// The uploader's message, when the box takes one and one was left.
+    /// The uploader's message, when the box takes one and one was left (stored in the clear,
+    /// like the names; only file contents are encrypted).
     pub message: Option<String>,
+    /// Whether the files are encrypted to the box's age recipient.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// For an encrypted upload, what the uploader sent: names, sizes and BLAKE3 hashes of the
+    /// plaintext (what the uploader was shown, to check against after decrypting).
+    #[serde(default)]
+    pub sent: Vec<FileEntry>,
 }
 
 #[cfg(test)]
@@ -157,5 +181,10 @@ mod tests {
         };
         assert_eq!(blank.checked().map(|c| c.label), Ok(None));
         assert!(serde_json::from_str::<CreateDropBox>(r#"{"max_byte": 3}"#).is_err());
+        let not_age = CreateDropBox {
+            encrypt_to: Some("ssh-ed25519 AAAA".into()),
+            ..CreateDropBox::default()
+        };
+        assert!(not_age.checked().is_err());
     }
 }

@@ -64,6 +64,9 @@ pub(crate) fn fuzz(args: &[String]) -> Result<()> {
         let log = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             eprintln!("{log}");
+            if log.contains("failed to build fuzz script") {
+                bail!("fuzz target {target} did not build (the sources changed during the run?)");
+            }
             bail!("fuzz target {target} found a failure (see fuzz/artifacts/{target}/)");
         }
         let stat = |name: &str| {

@@ -3,7 +3,7 @@
 //! - `run [ARGS…]`: build the app as `dist` does, then start it (`veilshare serve ARGS…`).
 //! - `dist`: the one-file app, `<target>/dist/veilshare`, with the Yew UI embedded.
 //! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
-//!   `strace`, `curl`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
+//!   `strace`, `curl`, `age`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
 //!   the WASM build check, a private Tor network, every test, the front end's component tests
 //!   in headless Chromium, and the UI in a real browser against the `dist` build.
 //! - `bench [foundation|tor|direct]`: the side-by-side benchmarks (installs nginx, b3sum,

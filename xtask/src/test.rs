@@ -37,9 +37,9 @@ pub(crate) fn test(args: &[String]) -> Result<()> {
     // backend's own integration tests (a separate `cargo build` would unify features
     // differently and build Arti twice); the onion tests need a private Tor network.
     testnet::up()?;
-    // One end-to-end test watches the app's sockets with strace; a drop box test posts its form
-    // through C tor with curl (Tor Browser's path).
-    ensure_debian_packages(&[("strace", "strace"), ("curl", "curl")])?;
+    // One end-to-end test watches the app's sockets with strace; drop box tests post a form
+    // through C tor with curl (Tor Browser's path) and decrypt with age.
+    ensure_debian_packages(&[("strace", "strace"), ("curl", "curl"), ("age", "age")])?;
     exec(
         cargo()
             .args(["test", "--workspace"])

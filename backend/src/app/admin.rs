@@ -557,6 +557,13 @@ async fn create_dropbox(
     Json(request): Json<veilshare_shared::CreateDropBox>,
 ) -> Result<(StatusCode, Json<ShareView>), Failure> {
     let request = request.checked().map_err(Failure::bad_request)?;
+    if let Some(recipient) = &request.encrypt_to
+        && let Err(error) = recipient.parse::<age::x25519::Recipient>()
+    {
+        return Err(Failure::bad_request(format!(
+            "encrypt_to is not a valid age recipient ({error}); give the public key `age-keygen` prints"
+        )));
+    }
     if request.restricted && state.node.tor.is_none() {
         return Err(Failure::bad_request(
             "a restricted drop box needs Tor, and veilshare runs with --no-tor".to_owned(),

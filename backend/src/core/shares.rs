@@ -889,7 +889,7 @@ fn keeps_data(record: &ShareRecord) -> bool {
 
 mod dropbox;
 
-pub use dropbox::{AddItemError, Upload, UploadRefusal};
+pub use dropbox::{AddItemError, NewItem, Upload, UploadRefusal};
 
 #[cfg(test)]
 mod tests;

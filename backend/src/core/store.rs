@@ -297,13 +297,9 @@ pub struct DropBoxRecord {
 }
 
 impl DropBoxRecord {
-    /// Bytes of the items kept.
+    /// Bytes of the items kept, as their uploaders sent them (what the limits count).
     pub fn bytes(&self) -> u64 {
-        self.items
-            .iter()
-            .flat_map(|item| &item.files)
-            .map(|file| file.size)
-            .sum()
+        self.items.iter().map(StoredItem::sent_bytes).sum()
     }
 
     /// Every file of every item, named `<item>/<name>` (the box's collection).
@@ -320,6 +316,17 @@ impl DropBoxRecord {
     }
 }
 
+impl StoredItem {
+    /// Bytes the uploader sent (for an encrypted upload, the plaintext's).
+    pub fn sent_bytes(&self) -> u64 {
+        if self.encrypted {
+            self.sent.iter().map(|file| file.size).sum()
+        } else {
+            self.files.iter().map(|file| file.size).sum()
+        }
+    }
+}
+
 /// One upload a drop box received.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StoredItem {
@@ -331,6 +338,12 @@ pub struct StoredItem {
     pub files: Vec<StoredFile>,
     /// The uploader's message.
     pub message: Option<String>,
+    /// Whether the files are age files, encrypted to the box's recipient.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// For an encrypted upload: the plaintext's names, sizes and hashes.
+    #[serde(default)]
+    pub sent: Vec<veilshare_shared::FileEntry>,
 }
 
 impl ShareRecord {

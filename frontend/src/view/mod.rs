@@ -157,6 +157,7 @@ mod browser_tests {
                 max_file: Some(1 << 20),
                 max_uploads: Some(5),
                 text: true,
+                encrypt_to: None,
             },
             uploads: 1,
             bytes: 1536,
@@ -169,6 +170,8 @@ mod browser_tests {
                     hash: ContentHash::parse(&"a".repeat(64)).expect("hash"),
                 }],
                 message: Some("from a source".into()),
+                encrypted: false,
+                sent: Vec::new(),
             }],
         });
         let props = ShareCardProps {

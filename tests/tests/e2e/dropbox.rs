@@ -321,3 +321,131 @@ async fn a_drop_box_enforces_its_limits_where_bytes_are_written_and_ends_at_its_
     assert!(response.bytes().await.expect("bytes")[..] == kept[..]);
     server.stop().await;
 }
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// With `encrypt_to`, an upload is encrypted as it streams: no plaintext byte sequence of it is
+/// anywhere in the data directory, and Debian's `age` decrypts what the owner gets to the
+/// original bytes. The uploader is shown the plaintext's BLAKE3.
+#[tokio::test]
+async fn an_encrypting_drop_box_never_writes_plaintext_and_age_decrypts_what_its_owner_gets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("key.txt");
+    let keygen = tokio::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .await
+        .expect("age-keygen (Debian's age)");
+    let said = String::from_utf8_lossy(&keygen.stderr).into_owned();
+    let recipient = said
+        .split("Public key: ")
+        .nth(1)
+        .map(str::trim)
+        .expect("a public key")
+        .to_owned();
+    let server = Server::start(&dir.path().join("data")).await;
+    let response = server
+        .api(Method::POST, "/api/dropboxes")
+        .json(&serde_json::json!({ "encrypt_to": "age1notakey" }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 400);
+    let view = create_dropbox(&server, serde_json::json!({ "encrypt_to": recipient })).await;
+    let plaintext = data(300_000, 81);
+    let (status, page) = upload(&server, &link(&view), &[("secret.pdf", &plaintext)], None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(blake3::hash(&plaintext).to_hex().as_str()),
+        "{page}"
+    );
+    assert!(page.contains("encrypted for the owner"), "{page}");
+
+    let dropbox = server.view(&view.id).await.dropbox.expect("box");
+    assert_eq!(
+        dropbox.limits.encrypt_to.as_deref(),
+        Some(recipient.as_str())
+    );
+    assert_eq!(dropbox.bytes, 300_000, "the limits count what was sent");
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    assert!(item.encrypted);
+    assert_eq!(item.files[0].name, "secret.pdf.age");
+    assert_eq!(
+        (item.sent[0].name.as_str(), item.sent[0].size),
+        ("secret.pdf", 300_000)
+    );
+    assert_eq!(
+        item.sent[0].hash.as_str(),
+        blake3::hash(&plaintext).to_hex().as_str()
+    );
+
+    // No plaintext anywhere in the data directory (three windows of it).
+    let windows = [
+        &plaintext[..64],
+        &plaintext[150_000..150_064],
+        &plaintext[299_936..],
+    ];
+    for window in windows {
+        let found = files_holding(&server.data_dir, window);
+        assert!(found.is_empty(), "plaintext in {found:?}");
+    }
+
+    // What the owner gets, `age -d` turns back into the original.
+    let response = server
+        .api(
+            Method::GET,
+            &format!(
+                "/api/shares/{}/items/{}/files/secret.pdf.age",
+                view.id, item.id
+            ),
+        )
+        .send()
+        .await
+        .expect("item file");
+    assert_eq!(response.status(), 200);
+    let sealed = dir.path().join("secret.pdf.age");
+    std::fs::write(&sealed, response.bytes().await.expect("bytes")).expect("write");
+    let opened = tokio::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg(&sealed)
+        .output()
+        .await
+        .expect("age -d");
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(opened.stdout == plaintext, "age decrypted other bytes");
+
+    // The positive control of the search: a box that does not encrypt has the plaintext on
+    // disk, and the search finds it.
+    let plain = create_dropbox(&server, serde_json::json!({})).await;
+    assert_eq!(
+        upload(&server, &link(&plain), &[("open.pdf", &plaintext)], None)
+            .await
+            .0,
+        200
+    );
+    assert!(!files_holding(&server.data_dir, windows[1]).is_empty());
+    server.stop().await;
+}

@@ -52,7 +52,22 @@ pub struct Upload {
     pub bytes_left: Option<u64>,
     /// Whether the box takes a message.
     pub text: bool,
+    /// The age recipient to encrypt files to, when the box encrypts.
+    pub encrypt_to: Option<String>,
     cancel: CancellationToken,
+}
+
+/// An upload, received and stored, to be added to its box.
+#[derive(Debug)]
+pub struct NewItem {
+    /// The files as stored (age files when encrypted).
+    pub files: Vec<StoredFile>,
+    /// Their temporary tags, which hold them until the box's tag does.
+    pub held: Vec<TempTag>,
+    /// The uploader's message.
+    pub message: Option<String>,
+    /// For an encrypted upload: what the uploader sent (plaintext names, sizes, hashes).
+    pub sent: Option<Vec<veilshare_shared::FileEntry>>,
 }
 
 impl Upload {
@@ -114,6 +129,7 @@ impl Shares {
                 max_file: request.max_file,
                 max_uploads: request.max_uploads,
                 text: request.text,
+                encrypt_to: request.encrypt_to,
             },
             uploads: 0,
             items: Vec::new(),
@@ -151,21 +167,21 @@ impl Shares {
                     .max_bytes
                     .map(|max| max.saturating_sub(dropbox.bytes()));
                 Some(Ok((
-                    dropbox.limits.max_file,
+                    dropbox.limits.clone(),
                     bytes_left,
-                    dropbox.limits.text,
                     entry.cancel.child_token(),
                 )))
             })
             .flatten()
             .ok_or(UploadRefusal::NotFound)??;
-        let (max_file, bytes_left, text, cancel) = admitted;
+        let (limits, bytes_left, cancel) = admitted;
         Ok(Upload {
             shares: self.clone(),
             id: id.clone(),
-            max_file,
+            max_file: limits.max_file,
             bytes_left,
-            text,
+            text: limits.text,
+            encrypt_to: limits.encrypt_to,
             cancel,
         })
     }
@@ -176,11 +192,15 @@ impl Shares {
     pub async fn add_item(
         &self,
         upload: &Upload,
-        files: Vec<StoredFile>,
-        held: Vec<TempTag>,
-        message: Option<String>,
+        new: NewItem,
         permit: ImportPermit,
     ) -> Result<veilshare_shared::ReceivedItem, AddItemError> {
+        let NewItem {
+            files,
+            held,
+            message,
+            sent,
+        } = new;
         let id = &upload.id;
         let persist = self
             .with_entry(id, |e| e.persist.clone())
@@ -202,7 +222,11 @@ impl Shares {
         {
             return Err(UploadRefusal::Closed.into());
         }
-        let size: u64 = files.iter().map(|f| f.size).sum();
+        // The limits count what the uploader sent (an age file is a little larger).
+        let size: u64 = match &sent {
+            Some(sent) => sent.iter().map(|f| f.size).sum(),
+            None => files.iter().map(|f| f.size).sum(),
+        };
         if let Some(max) = dropbox.limits.max_bytes {
             let left = max.saturating_sub(dropbox.bytes());
             if size > left {
@@ -214,6 +238,8 @@ impl Shares {
             received_at: now - now % 60,
             files,
             message,
+            encrypted: sent.is_some(),
+            sent: sent.unwrap_or_default(),
         };
         dropbox.items.push(item.clone());
         dropbox.uploads += 1;
@@ -330,5 +356,7 @@ pub(super) fn item_view(item: &StoredItem) -> veilshare_shared::ReceivedItem {
             })
             .collect(),
         message: item.message.clone(),
+        encrypted: item.encrypted,
+        sent: item.sent.clone(),
     }
 }

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::core::{
     crash,
-    shares::{AddItemError, PublicShare, Shares, Upload, UploadRefusal},
+    shares::{AddItemError, NewItem, PublicShare, Shares, Upload, UploadRefusal},
     store::StoredFile,
 };
 
@@ -42,6 +42,8 @@ const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 const FILE_FIELD: &str = "file";
 /// The form field of the message.
 const MESSAGE_FIELD: &str = "message";
+/// Pieces an upload is written in.
+const WRITE_PIECE: usize = 256 << 10;
 
 /// The form of a drop box.
 pub(super) fn form(share: &PublicShare, now: u64) -> Response {
@@ -182,8 +184,71 @@ pub(super) async fn receive(
 
 /// A file of the upload, received into the scratch folder.
 struct Part {
+    /// Its name as stored (`<name>.age` when encrypted).
     name: String,
     file: tempfile::TempPath,
+    /// When encrypted: the plaintext's name, size and hash.
+    sent: Option<veilshare_shared::FileEntry>,
+}
+
+/// Where a file's bytes go: the scratch file as sent, or sealed to the box's age recipient
+/// (age's writer is blocking: each piece is written on the blocking pool).
+enum Sink {
+    Plain(tokio::fs::File),
+    Sealed(Option<age::stream::StreamWriter<std::fs::File>>),
+}
+
+impl Sink {
+    fn open(
+        file: std::fs::File,
+        recipient: Option<&age::x25519::Recipient>,
+    ) -> std::io::Result<Self> {
+        let Some(recipient) = recipient else {
+            return Ok(Self::Plain(tokio::fs::File::from_std(file)));
+        };
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+                .map_err(std::io::Error::other)?;
+        Ok(Self::Sealed(Some(encryptor.wrap_output(file)?)))
+    }
+
+    async fn write(&mut self, bytes: bytes::Bytes) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Plain(file) => file.write_all(&bytes).await,
+            Self::Sealed(slot) => {
+                let mut writer = slot
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("an earlier write failed"))?;
+                let writer = tokio::task::spawn_blocking(move || {
+                    std::io::Write::write_all(&mut writer, &bytes).map(|()| writer)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                *slot = Some(writer);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(mut file) => file.flush().await,
+            Self::Sealed(slot) => {
+                let writer =
+                    slot.ok_or_else(|| std::io::Error::other("an earlier write failed"))?;
+                tokio::task::spawn_blocking(move || {
+                    writer
+                        .finish()
+                        .and_then(|mut file| std::io::Write::flush(&mut file))
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        }
+    }
 }
 
 /// Reads the form: each file into its scratch file, checked against the limits as it streams;
@@ -200,6 +265,18 @@ async fn read_upload(
     let mut message = None;
     let mut total = 0u64;
     let scratch = shares.store().scratch();
+    let recipient = match upload
+        .encrypt_to
+        .as_deref()
+        .map(str::parse::<age::x25519::Recipient>)
+    {
+        None => None,
+        Some(Ok(recipient)) => Some(recipient),
+        Some(Err(error)) => {
+            tracing::error!(%error, "the drop box's age recipient does not parse");
+            return Err(failed());
+        }
+    };
     while let Some(mut field) = multipart
         .next_field()
         .await
@@ -231,6 +308,12 @@ async fn read_upload(
                         "two files are named {file_name:?} (or differ only in case or Unicode form); names in one upload must differ"
                     )));
                 }
+                let stored_name = match &recipient {
+                    Some(_) => format!("{file_name}.age"),
+                    None => file_name.clone(),
+                };
+                veilshare_shared::validate_file_name(&stored_name)
+                    .map_err(|why| bad_request(&why))?;
                 let temp = tempfile::Builder::new()
                     .prefix("upload-")
                     .tempfile_in(&scratch)
@@ -239,8 +322,21 @@ async fn read_upload(
                         failed()
                     })?;
                 let (file, path) = temp.into_parts();
-                let mut file = tokio::fs::File::from_std(file);
+                let mut sink = Sink::open(file, recipient.as_ref()).map_err(|error| {
+                    tracing::error!(%error, "cannot start writing an upload");
+                    failed()
+                })?;
+                let write_failed = |error: std::io::Error| {
+                    if crate::core::store::is_no_space(&error) {
+                        no_room()
+                    } else {
+                        tracing::error!(%error, "cannot write an upload");
+                        failed()
+                    }
+                };
                 let mut size = 0u64;
+                let mut hasher = blake3::Hasher::new();
+                let mut pending = bytes::BytesMut::new();
                 while let Some(chunk) = field
                     .chunk()
                     .await
@@ -253,20 +349,30 @@ async fn read_upload(
                     if total > room {
                         return Err(no_room());
                     }
-                    file.write_all(&chunk).await.map_err(|error| {
-                        if crate::core::store::is_no_space(&error) {
-                            no_room()
-                        } else {
-                            tracing::error!(%error, "cannot write an upload");
-                            failed()
-                        }
-                    })?;
+                    hasher.update(&chunk);
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= WRITE_PIECE {
+                        sink.write(pending.split().freeze())
+                            .await
+                            .map_err(write_failed)?;
+                    }
                 }
-                file.flush().await.map_err(|_| failed())?;
+                sink.write(pending.split().freeze())
+                    .await
+                    .map_err(write_failed)?;
+                sink.finish().await.map_err(write_failed)?;
                 crash::point("dropbox.part_written");
+                let sent = recipient.as_ref().map(|_| veilshare_shared::FileEntry {
+                    name: file_name.clone(),
+                    size,
+                    hash: crate::core::store::content_hash(iroh_blobs::Hash::from(
+                        *hasher.finalize().as_bytes(),
+                    )),
+                });
                 parts.push(Part {
-                    name: file_name,
+                    name: stored_name,
                     file: path,
+                    sent,
                 });
             }
             (MESSAGE_FIELD, None) if upload.text => {
@@ -308,7 +414,9 @@ async fn store_item(
     })?;
     let mut files: Vec<StoredFile> = Vec::new();
     let mut held = Vec::new();
+    let mut sent = Vec::new();
     for part in parts {
+        sent.extend(part.sent);
         let (tag, file) = store
             .import_path(&permit, &part.file, part.name)
             .await
@@ -323,8 +431,14 @@ async fn store_item(
         files.push(file);
         held.push(tag);
     }
+    let new = NewItem {
+        files,
+        held,
+        message,
+        sent: upload.encrypt_to.is_some().then_some(sent),
+    };
     shares
-        .add_item(upload, files, held, message, permit)
+        .add_item(upload, new, permit)
         .await
         .map_err(|error| match error {
             AddItemError::Refused(refusal) => refused(&refusal),
@@ -351,7 +465,12 @@ fn confirmation(item: &veilshare_shared::ReceivedItem) -> Response {
                 ""
             }
         ));
-        for file in &item.files {
+        let shown = if item.encrypted {
+            &item.sent
+        } else {
+            &item.files
+        };
+        for file in shown {
             body.push_str(&format!(
                 "<li><strong>{}</strong>, {}<br><code>{}</code></li>",
                 escape(&file.name),
@@ -360,6 +479,11 @@ fn confirmation(item: &veilshare_shared::ReceivedItem) -> Response {
             ));
         }
         body.push_str("</ul>");
+        if item.encrypted {
+            body.push_str(
+                "<p class=\"muted\">They were encrypted for the owner as they arrived.</p>",
+            );
+        }
     }
     body.push_str("<p><a href=\"./\">Send more</a></p>");
     page::document(StatusCode::OK, "Received", &body)
