@@ -190,6 +190,7 @@ mod browser_tests {
         assert!(text.contains("Received 2025-12-01 00:00 UTC"), "{text}");
         assert!(text.contains("from a source"), "{text}");
         assert!(!text.contains("downloads"), "{text}");
+        assert!(text.contains("stored as received, not encrypted"), "{text}");
         let link = root
             .query_selector(".items a[download]")
             .ok()

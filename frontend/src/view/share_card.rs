@@ -85,6 +85,16 @@ fn items(id: &ShareId, dropbox: &DropBoxView) -> Html {
                             }
                         }) }
                     </ul>
+                    if item.encrypted {
+                        <p class="quiet">{ format!(
+                            "Encrypted; sent as {}",
+                            item.sent
+                                .iter()
+                                .map(|f| format!("{} ({}, BLAKE3 {})", f.name, human_size(f.size), f.hash.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ) }</p>
+                    }
                     if let Some(message) = &item.message {
                         <blockquote class="message">{ message.clone() }</blockquote>
                     }
@@ -230,6 +240,10 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                 <p class="quiet">{ note }</p>
             }
             if let Some(dropbox) = dropbox {
+                <p class="quiet encryption">{ match &dropbox.limits.encrypt_to {
+                    Some(recipient) => format!("Uploads are encrypted as they arrive, to {recipient}: decrypt them where that identity lives (age -d)."),
+                    None => "Uploads are stored as received, not encrypted.".to_owned(),
+                } }</p>
                 { items(&share.id, dropbox) }
             }
             if let Some(problem) = &share.problem {
