@@ -237,21 +237,9 @@ async fn check_after(
             .any(|v| &v.id == keep && v.state == ShareState::Live)
     );
     // No data of an ended share after start-up (shares of the same files share their data).
-    live_blobs.sort();
-    live_blobs.dedup();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut stored = server.stored_blob_files();
-        stored.sort();
-        if stored == live_blobs {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{spec}: data on disk {stored:?}, live shares' {live_blobs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .wait_stored_blobs(&live_blobs, &format!("{spec}: only live shares' data"))
+        .await;
     // And the store still takes new shares.
     server
         .create(&[("keep.bin", &contents["keep.bin"])], &[])
@@ -454,47 +442,24 @@ async fn a_crash_in_the_middle_of_an_upload_to_a_drop_box_lists_no_partial_item(
             crate::util::names(&dir.path().join("store/scratch")).is_empty(),
             "{point}: scratch files left"
         );
-        let mut listed: Vec<String> = dropbox
+        let listed: Vec<String> = dropbox
             .items
             .iter()
             .flat_map(|item| &item.files)
             .map(|f| format!("{}.data", f.hash))
             .collect();
-        listed.sort();
-        listed.dedup();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut stored = server.stored_blob_files();
-            stored.sort();
-            if stored == listed {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{point}: data on disk {stored:?}, listed {listed:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        server
+            .wait_stored_blobs(&listed, &format!("{point}: only the listed items' data"))
+            .await;
         for item in &dropbox.items {
             for file in &item.files {
-                let response = server
-                    .api(
-                        Method::GET,
-                        &format!(
-                            "/api/shares/{}/items/{}/files/{}",
-                            view.id, item.id, file.name
-                        ),
-                    )
-                    .send()
-                    .await
-                    .expect("item file");
-                let bytes = response.bytes().await.expect("bytes");
+                let (_, bytes) = server.item_file(&view.id, &item.id, &file.name).await;
                 let expected = if file.name == "kept.bin" {
                     &kept
                 } else {
                     &sent
                 };
-                assert!(bytes[..] == expected[..], "{point}: {} differs", file.name);
+                assert!(bytes == *expected, "{point}: {} differs", file.name);
             }
         }
         let link = after.links.local.clone().expect("link");

@@ -113,19 +113,9 @@ async fn a_drop_box_takes_uploads_through_its_form_and_gives_its_owner_exactly_t
     assert_eq!(item.message.as_deref(), Some("hello\nthere"));
     assert_eq!(item.received_at % 60, 0, "arrival kept to the minute only");
     for (name, bytes) in [("a.txt", &first), ("b 文件.bin", &second)] {
-        let response = server
-            .api(
-                Method::GET,
-                &format!("/api/shares/{}/items/{}/files/{name}", view.id, item.id),
-            )
-            .send()
-            .await
-            .expect("item file");
-        assert_eq!(response.status(), 200);
-        assert!(
-            response.bytes().await.expect("bytes")[..] == bytes[..],
-            "{name}"
-        );
+        let (status, got) = server.item_file(&view.id, &item.id, name).await;
+        assert_eq!(status, 200);
+        assert!(got == *bytes, "{name}");
     }
 
     // Nothing received is served back on the public side.
@@ -309,16 +299,9 @@ async fn a_drop_box_enforces_its_limits_where_bytes_are_written_and_ends_at_its_
     let item = ended.dropbox.expect("box").items[0].clone();
     server.stop().await;
     let server = Server::start(dir.path()).await;
-    let response = server
-        .api(
-            Method::GET,
-            &format!("/api/shares/{}/items/{}/files/one.bin", view.id, item.id),
-        )
-        .send()
-        .await
-        .expect("item file");
-    assert_eq!(response.status(), 200);
-    assert!(response.bytes().await.expect("bytes")[..] == kept[..]);
+    let (status, got) = server.item_file(&view.id, &item.id, "one.bin").await;
+    assert_eq!(status, 200);
+    assert!(got == kept);
     server.stop().await;
 }
 
@@ -408,20 +391,10 @@ async fn an_encrypting_drop_box_never_writes_plaintext_and_age_decrypts_what_its
     }
 
     // What the owner gets, `age -d` turns back into the original.
-    let response = server
-        .api(
-            Method::GET,
-            &format!(
-                "/api/shares/{}/items/{}/files/secret.pdf.age",
-                view.id, item.id
-            ),
-        )
-        .send()
-        .await
-        .expect("item file");
-    assert_eq!(response.status(), 200);
+    let (status, got) = server.item_file(&view.id, &item.id, "secret.pdf.age").await;
+    assert_eq!(status, 200);
     let sealed = dir.path().join("secret.pdf.age");
-    std::fs::write(&sealed, response.bytes().await.expect("bytes")).expect("write");
+    std::fs::write(&sealed, got).expect("write");
     let opened = tokio::process::Command::new("age")
         .arg("-d")
         .arg("-i")

@@ -350,16 +350,8 @@ fn network_use(log: &str) -> (Vec<String>, Vec<String>) {
 async fn nothing_leaves_loopback_until_a_direct_share_needs_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("strace.log");
-    let log_arg = log.to_string_lossy().into_owned();
-    let wrapper = [
-        "strace",
-        "-f",
-        "-qq",
-        "-e",
-        "trace=socket,connect,bind,sendto,sendmsg",
-        "-o",
-        &log_arg,
-    ];
+    let wrapper = crate::util::strace_wrapper(&log, "socket,connect,bind,sendto,sendmsg");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let a = Server::start_wrapped(&dir.path().join("a"), 0, None, &wrapper).await;
     // Start, a share over the public listener, a download of it: no UDP, nothing outside.
     let content = data(200_000, 54);

@@ -646,16 +646,8 @@ fn destination(line: &str) -> Option<(String, u16)> {
 async fn with_direct_sharing_off_the_app_contacts_only_the_tor_network_it_was_given() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("strace.log");
-    let log_arg = log.to_string_lossy().into_owned();
-    let wrapper = [
-        "strace",
-        "-f",
-        "-qq",
-        "-e",
-        "trace=socket,connect,sendto,sendmsg,openat",
-        "-o",
-        &log_arg,
-    ];
+    let wrapper = crate::util::strace_wrapper(&log, "socket,connect,sendto,sendmsg,openat");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let config = crate::util::testnet_config();
     let server = Server::start_wrapped(&dir.path().join("server"), 0, Some(config), &wrapper).await;
     let content = data(300_000, 29);
@@ -831,18 +823,9 @@ async fn a_c_tor_client_posts_to_a_drop_box_and_its_owner_gets_exactly_those_byt
     };
     assert_eq!(item.message.as_deref(), Some("from a source"));
     for (name, bytes) in [("a.bin", &first), ("b c.txt", &second)] {
-        let response = server
-            .api(
-                Method::GET,
-                &format!("/api/shares/{}/items/{}/files/{name}", open.id, item.id),
-            )
-            .send()
-            .await
-            .expect("item file");
-        assert!(
-            response.bytes().await.expect("bytes")[..] == bytes[..],
-            "{name}"
-        );
+        let (status, got) = server.item_file(&open.id, &item.id, name).await;
+        assert_eq!(status, 200);
+        assert!(got == *bytes, "{name}");
     }
 
     // Without the key, the restricted box is not reached at all.

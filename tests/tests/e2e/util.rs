@@ -352,6 +352,46 @@ impl Server {
         list_dir(&self.data_dir.join("store/blobs/data"))
     }
 
+    /// Waits until the blob store's data folder holds exactly `expected` (`<hash>.data`,
+    /// any order; the collector runs in the background), or panics after 30 s with `what`.
+    pub async fn wait_stored_blobs(&self, expected: &[String], what: &str) {
+        let mut expected = expected.to_vec();
+        expected.sort();
+        expected.dedup();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut stored = self.stored_blob_files();
+            stored.sort();
+            if stored == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: data on disk {stored:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A file a drop box received, as its owner gets it: the status and the bytes.
+    pub async fn item_file(
+        &self,
+        id: &veilshare_shared::ShareId,
+        item: &str,
+        name: &str,
+    ) -> (u16, Vec<u8>) {
+        let response = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/shares/{id}/items/{item}/files/{name}"),
+            )
+            .send()
+            .await
+            .expect("GET item file");
+        let status = response.status().as_u16();
+        (status, response.bytes().await.expect("bytes").to_vec())
+    }
+
     /// Files in the blob store's temp folder.
     pub fn temp_files(&self) -> Vec<String> {
         list_dir(&self.data_dir.join("store/blobs/temp"))
@@ -498,6 +538,17 @@ pub async fn run_cli(args: &[&str]) -> Result<(bool, String, String)> {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
+}
+
+/// The arguments that run a program under strace, following its threads and children, with
+/// the system calls `calls` written to `log`.
+pub fn strace_wrapper(log: &Path, calls: &str) -> Vec<String> {
+    ["strace", "-f", "-qq", "-e"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([format!("trace={calls}"), "-o".to_owned()])
+        .chain([log.to_string_lossy().into_owned()])
+        .collect()
 }
 
 /// The Arti TOML of the private Tor network (`cargo xtask testnet up` writes it; `cargo xtask
