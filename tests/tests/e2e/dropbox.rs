@@ -422,3 +422,78 @@ async fn an_encrypting_drop_box_never_writes_plaintext_and_age_decrypts_what_its
     assert!(!files_holding(&server.data_dir, windows[1]).is_empty());
     server.stop().await;
 }
+
+/// A drop box takes a few uploads at once (each may fill the scratch folder up to what the
+/// box still takes before their limits are checked together): a fifth is told to come back
+/// (429, `Retry-After`), and gets in once one of the others ended.
+#[tokio::test]
+async fn a_drop_box_takes_four_uploads_at_once_and_tells_a_fifth_to_come_back() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = create_dropbox(&server, serde_json::json!({})).await;
+    let link = link(&view);
+    let mut held = Vec::new();
+    for index in 0..4 {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        let head = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"held{index}.bin\"\r\n\r\nsome bytes"
+        );
+        tx.send(Ok(head.into_bytes())).await.expect("send");
+        let request = server
+            .http
+            .post(&link)
+            .header("content-type", "multipart/form-data; boundary=B")
+            .body(reqwest::Body::wrap_stream(rx))
+            .send();
+        held.push((tx, tokio::spawn(request)));
+    }
+    // The box counts an upload from when its request arrives (the view shows it as a
+    // transfer in flight): once the four are in, a fifth is turned away before its body is read.
+    server
+        .wait_view(&view.id, "the four held uploads to be taken in", |view| {
+            view.downloads_in_flight == 4
+        })
+        .await;
+    let busy = server
+        .http
+        .post(&link)
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body("--B--\r\n")
+        .send()
+        .await
+        .expect("fifth upload");
+    assert_eq!(busy.status(), 429);
+    assert_eq!(busy.headers()["retry-after"], "60");
+    assert!(
+        busy.text()
+            .await
+            .expect("page")
+            .contains("try again in a minute")
+    );
+
+    // One of the four ends: the next upload gets in.
+    let (mut tx, request) = held.remove(0);
+    tx.send(Ok(b"\r\n--B--\r\n".to_vec())).await.expect("send");
+    drop(tx);
+    let response = request.await.expect("task").expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        upload(&server, &link, &[("next.bin", b"next")], None)
+            .await
+            .0,
+        200
+    );
+    let names: Vec<String> = server
+        .view(&view.id)
+        .await
+        .dropbox
+        .expect("box")
+        .items
+        .iter()
+        .flat_map(|item| item.files.iter().map(|f| f.name.clone()))
+        .collect();
+    assert_eq!(names, ["held0.bin", "next.bin"]);
+    drop(held);
+    server.stop().await;
+}

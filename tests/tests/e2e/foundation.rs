@@ -1276,7 +1276,9 @@ async fn idle_slow_and_stalled_connections_are_closed() {
         ],
     )
     .await;
-    let content = data(16 << 20, 91);
+    // Big enough that what the stalled reader's socket buffers take stays within the policy's
+    // slack (a quarter of a copy): the real recipient must still get a whole copy.
+    let content = data(48 << 20, 91);
     let view = server
         .create(&[("big.bin", &content)], &[("max_downloads", "1")])
         .await;
@@ -1311,7 +1313,14 @@ async fn idle_slow_and_stalled_connections_are_closed() {
 
     // A recipient who stops reading holds the only download, until the idle deadline: then
     // the real recipient gets it.
-    let mut stalled = connect().await.expect("connect");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(16 << 10)
+        .expect("small receive buffer");
+    let mut stalled = socket
+        .connect(addr.parse().expect("address"))
+        .await
+        .expect("connect");
     stalled
         .write_all(format!("GET {path}download HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await

@@ -39,7 +39,15 @@ pub enum UploadRefusal {
     /// The upload does not fit in what is left of the box.
     #[error("the upload is larger than what this drop box still takes ({0})")]
     TooLarge(String),
+    /// As many uploads as a box takes at once are running.
+    #[error("this drop box is taking other uploads right now")]
+    Busy,
 }
+
+/// Uploads one drop box takes at once: each may fill the scratch folder up to what the box
+/// still takes before its limits are checked together, so strangers cannot multiply that by
+/// opening hundreds of streams.
+pub const MAX_CONCURRENT_UPLOADS: u32 = 4;
 
 /// An upload admitted into a drop box. Dropping it ends it (the box can then end idle).
 #[derive(Debug)]
@@ -160,6 +168,9 @@ impl Shares {
                         .is_none_or(|max| dropbox.uploads < max);
                 if !open {
                     return Some(Err(UploadRefusal::Closed));
+                }
+                if entry.flight.transfers >= MAX_CONCURRENT_UPLOADS {
+                    return Some(Err(UploadRefusal::Busy));
                 }
                 entry.flight.transfers += 1;
                 let bytes_left = dropbox
@@ -292,7 +303,7 @@ impl Shares {
             return Err(ShareError::ItemNotFound(item.to_owned()));
         }
         let files = dropbox.collection_files();
-        record.data_deleted = record.state.is_ended() && files.is_empty();
+        let last_of_ended = record.state.is_ended() && files.is_empty();
         let permit = self.0.store.import_permit().await?;
         let collection = self.0.store.store_collection(&permit, &files).await?;
         self.0.store.tag_share(id, &collection).await?;
@@ -302,10 +313,18 @@ impl Shares {
         drop((collection, permit));
         tracing::info!(share = %log_id(id), "drop box item deleted");
         self.publish_updated(id);
-        let store = self.0.store.clone();
-        tokio::spawn(async move {
-            store.collect_garbage().await;
-        });
+        if last_of_ended {
+            // An ended box that holds nothing has its data deleted like a share's (and says
+            // so only once a collection ran).
+            let shares = self.clone();
+            let id = id.clone();
+            tokio::spawn(async move { shares.delete_data_until_done(&id).await });
+        } else {
+            let store = self.0.store.clone();
+            tokio::spawn(async move {
+                store.collect_garbage().await;
+            });
+        }
         Ok(())
     }
 

@@ -264,7 +264,8 @@ async fn read_upload(
     let mut parts = Vec::new();
     let mut message = None;
     let mut total = 0u64;
-    let scratch = shares.store().scratch();
+    let store = shares.store();
+    let scratch = store.scratch();
     let recipient = match upload
         .encrypt_to
         .as_deref()
@@ -352,6 +353,13 @@ async fn read_upload(
                     hasher.update(&chunk);
                     pending.extend_from_slice(&chunk);
                     if pending.len() >= WRITE_PIECE {
+                        // Other uploads (and shares) take the disk too: look again.
+                        if store
+                            .room_for_uploads()
+                            .is_ok_and(|room| room < pending.len() as u64)
+                        {
+                            return Err(no_room());
+                        }
                         sink.write(pending.split().freeze())
                             .await
                             .map_err(write_failed)?;
@@ -497,6 +505,18 @@ fn refused(refusal: &UploadRefusal) -> Response {
             "This drop box is closed",
             "It takes no more uploads. Nothing you sent just now was kept.".to_owned(),
         ),
+        UploadRefusal::Busy => {
+            let mut response = page::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Busy",
+                "This drop box is taking other uploads right now. Nothing you sent just now was \
+                 kept; try again in a minute.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return response;
+        }
         UploadRefusal::FileTooLarge(_) | UploadRefusal::TooLarge(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "Too large",
