@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use veilshare_shared::{ApiError, ShareView};
 
+mod dropbox;
+
 use crate::app::{
     DataDirLock, InstanceInfo, Node, NodeSettings, P2pConfig, Relays,
     admin::{self, AdminState},
@@ -56,6 +58,16 @@ enum Command {
     /// Share files from the terminal, without the UI: prints the link and a QR code, serves
     /// until the share ends (limit, expiry) or Ctrl-C (which revokes it).
     Share(ShareArgs),
+    /// Make a drop box in the running veilshare: prints its link (and key) and a QR code, then
+    /// lists uploads as they arrive.
+    Receive(dropbox::ReceiveArgs),
+    /// Send files (and a message) into someone's drop box, over Tor or a plain link.
+    Send(dropbox::SendArgs),
+    /// What drop boxes received.
+    Dropbox {
+        #[command(subcommand)]
+        command: dropbox::DropboxCommand,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -294,8 +306,9 @@ impl DataDirArg {
     }
 }
 
-/// Names that mark a folder as a veilshare data directory.
-const DATA_DIR_MARKS: [&str; 3] = ["api-token", "lock", "store"];
+/// Names that mark a folder as a veilshare data directory: the app's, and the Tor state or
+/// headless node that `get`, `send` and `share` alone leave there.
+const DATA_DIR_MARKS: [&str; 5] = ["api-token", "lock", "store", "tor-get", "headless"];
 
 /// Makes `dir` ready to hold veilshare's data, readable by its owner only. A folder that
 /// already holds other things (a home folder, `/tmp`, a project) is refused, not taken over:
@@ -381,6 +394,9 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Get(args)) => get(args).await,
         Some(Command::Mirror(args)) => mirror(args).await,
         Some(Command::Share(args)) => crate::app::headless::share(args.into_settings()?).await,
+        Some(Command::Receive(args)) => dropbox::receive(args).await,
+        Some(Command::Send(args)) => dropbox::send(args).await,
+        Some(Command::Dropbox { command }) => dropbox::dropbox(command).await,
     }
 }
 
@@ -522,6 +538,24 @@ impl ApiClient {
         }
         Ok(response.json().await?)
     }
+
+    /// A share's (or drop box's) view.
+    async fn share(&self, id: &str) -> Result<ShareView> {
+        let mut url = reqwest::Url::parse(&self.base)?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{} is not an http URL", self.base))?
+            .extend(["api", "shares", id]);
+        self.call(self.http.get(url)).await
+    }
+
+    /// The URL of a file a drop box received (each part escaped: names come from uploaders).
+    fn item_file_url(&self, id: &str, item: &str, name: &str) -> Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.base)?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{} is not an http URL", self.base))?
+            .extend(["api", "shares", id, "items", item, "files", name]);
+        Ok(url)
+    }
 }
 
 async fn list(data_dir: &Path, json: bool) -> Result<()> {
@@ -552,22 +586,8 @@ async fn list(data_dir: &Path, json: bool) -> Result<()> {
                     uploads,
                     link
                 );
-                // Names were checked on arrival: no control or invisible characters.
                 for item in &dropbox.items {
-                    let names: Vec<&str> = item.files.iter().map(|f| f.name.as_str()).collect();
-                    let size: u64 = item.files.iter().map(|f| f.size).sum();
-                    let _ = writeln!(
-                        out,
-                        "    item {}  {:>10}  {}{}",
-                        item.id,
-                        veilshare_shared::human_size(size),
-                        names.join(", "),
-                        if item.message.is_some() {
-                            "  (+ message)"
-                        } else {
-                            ""
-                        }
-                    );
+                    let _ = writeln!(out, "{}", dropbox::item_line(item));
                 }
                 continue;
             }
@@ -661,7 +681,7 @@ async fn get(args: GetArgs) -> Result<()> {
             // Each link's own, filled in per source.
             link: String::new(),
             out_dir: args.output,
-            state_dir: args.data.resolve()?.join("tor-get"),
+            state_dir: crate::receive::link::tor_state_dir(&args.data.resolve()?),
             tor_config: args.tor_config,
             parallel: args.parallel.map(usize::from),
             quiet: args.quiet,
@@ -706,5 +726,28 @@ impl ShareArgs {
                 revoke_leftovers: true,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_that_only_get_or_send_used_is_taken_again_and_a_foreign_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        prepare_data_dir(&data).expect("a new folder");
+        std::fs::create_dir(crate::receive::link::tor_state_dir(&data)).expect("tor state");
+        prepare_data_dir(&data).expect("the folder get and send use");
+        let foreign = dir.path().join("home");
+        std::fs::create_dir(&foreign).expect("mkdir");
+        std::fs::write(foreign.join("notes.txt"), b"mine").expect("write");
+        let refused = prepare_data_dir(&foreign).expect_err("someone else's folder");
+        assert!(
+            refused
+                .to_string()
+                .contains("not a veilshare data directory")
+        );
     }
 }

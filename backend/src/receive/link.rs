@@ -23,6 +23,7 @@ use std::{
 use arti_client::TorClient;
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tor_rtcompat::PreferredRuntime;
 pub use veilshare_shared::{Manifest, ManifestFile};
@@ -88,6 +89,12 @@ pub struct FetchSettings {
     pub allow_hidden: bool,
 }
 
+/// The folder under a data directory where `get` and `send` keep their Tor client's state
+/// (they share what Tor learnt).
+pub fn tor_state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tor-get")
+}
+
 /// An HTTP response with a streamed body.
 pub(crate) struct Reply {
     pub(crate) status: u16,
@@ -98,6 +105,19 @@ pub(crate) struct Reply {
 pub(crate) struct Transport {
     via: Via,
     idle: Duration,
+    /// The onion host whose client key this transport's Tor client holds, removed when the
+    /// transport is dropped.
+    authorized: Option<String>,
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        if let (Via::Tor(client), Some(host)) = (&self.via, &self.authorized)
+            && let Err(error) = crate::transport::tor::forget(client, host)
+        {
+            tracing::warn!(%error, "the client key stays in the Tor state folder");
+        }
+    }
 }
 
 enum Via {
@@ -120,96 +140,119 @@ impl Transport {
         if_range: Option<&str>,
         isolated: bool,
     ) -> Result<Reply> {
-        let range_header = range.map(|(start, end)| match end {
-            Some(end) => format!("bytes={start}-{}", end - 1),
-            None => format!("bytes={start}-"),
-        });
-        let idle = self.idle;
-        match &self.via {
+        let mut headers = Vec::new();
+        if let Some((start, end)) = range {
+            let range = match end {
+                Some(end) => format!("bytes={start}-{}", end - 1),
+                None => format!("bytes={start}-"),
+            };
+            headers.push((http::header::RANGE, range));
+        }
+        if let Some(tag) = if_range {
+            headers.push((http::header::IF_RANGE, tag.to_owned()));
+        }
+        // Boxed: the request's future is large, and the fetches that await it are deep.
+        let answer = Box::pin(self.exchange(http::Method::GET, url, headers, None, isolated));
+        tokio::time::timeout(self.idle, answer).await.map_err(|_| {
+            ReceiveError::unreachable(format!(
+                "{url} did not answer within {} s",
+                self.idle.as_secs()
+            ))
+        })?
+    }
+
+    /// `POST url` with `body` (an upload, streamed as it is read). The upload is given up
+    /// when the other side takes none of it, or sends no answer, for the idle time.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: BoxStream<'static, io::Result<Bytes>>,
+    ) -> Result<Reply> {
+        let started = tokio::time::Instant::now();
+        let last_taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let taken = last_taken.clone();
+        let body = body
+            .inspect(move |_| {
+                let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                taken.store(millis, std::sync::atomic::Ordering::Relaxed);
+            })
+            .boxed();
+        let headers = vec![(http::header::CONTENT_TYPE, content_type.to_owned())];
+        let mut answer =
+            Box::pin(self.exchange(http::Method::POST, url, headers, Some(body), false));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                reply = &mut answer => return reply,
+                _ = tick.tick() => {
+                    let last = Duration::from_millis(
+                        last_taken.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                    if started.elapsed().saturating_sub(last) > self.idle {
+                        return Err(ReceiveError::unreachable(format!(
+                            "{url} took nothing and answered nothing for {} s",
+                            self.idle.as_secs()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one request and waits for the answer's head; the body streams on with the idle
+    /// timeout.
+    async fn exchange(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: Vec<(http::HeaderName, String)>,
+        body: Option<BoxStream<'static, io::Result<Bytes>>>,
+        isolated: bool,
+    ) -> Result<Reply> {
+        let (status, body) = match &self.via {
             Via::Plain(http) => {
-                let mut request = http.get(url);
-                if let Some(range) = &range_header {
-                    request = request.header(http::header::RANGE, range);
+                let mut request = http.request(method, url);
+                for (name, value) in headers {
+                    request = request.header(name, value);
                 }
-                if let Some(tag) = if_range {
-                    request = request.header(http::header::IF_RANGE, tag);
+                if let Some(body) = body {
+                    request = request.body(reqwest::Body::wrap_stream(body));
                 }
-                let response = tokio::time::timeout(idle, request.send())
-                    .await
-                    .map_err(|_| {
-                        ReceiveError::unreachable(format!(
-                            "{url} did not answer within {} s",
-                            idle.as_secs()
-                        ))
-                    })?
-                    .map_err(|error| {
-                        ReceiveError::unreachable(format!("cannot reach {url}")).because(error)
-                    })?;
+                let response = request.send().await.map_err(|error| {
+                    ReceiveError::unreachable(format!("cannot reach {url}")).because(error)
+                })?;
                 let status = response.status().as_u16();
                 let body = response
                     .bytes_stream()
                     .map(|chunk| chunk.map_err(io::Error::other))
                     .boxed();
-                Ok(Reply {
-                    status,
-                    body: with_idle_timeout(body, idle),
-                })
+                (status, body)
             }
             Via::Tor(client) => {
                 let (host, port, path) = split_url(url)?;
-                let client = if isolated {
-                    client.isolated_client()
-                } else {
-                    client.clone()
+                let mut sender = tor_connection(client, &host, port, isolated).await?;
+                let mut request = http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header(http::header::HOST, &host);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let body = match body {
+                    Some(body) => BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+                        body.map(|chunk| chunk.map(hyper::body::Frame::data)),
+                    )),
+                    None => http_body_util::Empty::new()
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
                 };
-                let stream = tokio::time::timeout(
-                    Duration::from_secs(60),
-                    client.connect((host.as_str(), port)),
-                )
-                .await
-                .map_err(|_| {
-                    ReceiveError::unreachable(
-                        "timed out connecting to the onion service (is the link still valid?)",
-                    )
-                })?
-                .map_err(|error| {
-                    ReceiveError::unreachable(format!("cannot connect to {host} over Tor"))
-                        .because(error)
+                let request = request.body(body).map_err(|error| {
+                    ReceiveError::bad_source(format!("{url} is not a valid link")).because(error)
                 })?;
-                let (mut sender, connection) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                        .await
-                        .map_err(|error| {
-                            ReceiveError::unreachable("HTTP handshake over Tor failed")
-                                .because(error)
-                        })?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                let mut request = http::Request::get(path).header(http::header::HOST, &host);
-                if let Some(range) = &range_header {
-                    request = request.header(http::header::RANGE, range);
-                }
-                if let Some(tag) = if_range {
-                    request = request.header(http::header::IF_RANGE, tag);
-                }
-                let request = request
-                    .body(http_body_util::Empty::<Bytes>::new())
-                    .map_err(|error| {
-                        ReceiveError::bad_source(format!("{url} is not a valid link"))
-                            .because(error)
-                    })?;
-                let response = tokio::time::timeout(idle, sender.send_request(request))
-                    .await
-                    .map_err(|_| {
-                        ReceiveError::unreachable(format!(
-                            "the onion service did not answer within {} s",
-                            idle.as_secs()
-                        ))
-                    })?
-                    .map_err(|error| {
-                        ReceiveError::unreachable("request over Tor failed").because(error)
-                    })?;
+                let response = sender.send_request(request).await.map_err(|error| {
+                    ReceiveError::unreachable("request over Tor failed").because(error)
+                })?;
                 let status = response.status().as_u16();
                 let body = http_body_util::BodyStream::new(response.into_body())
                     .filter_map(|frame| async move {
@@ -219,13 +262,52 @@ impl Transport {
                         }
                     })
                     .boxed();
-                Ok(Reply {
-                    status,
-                    body: with_idle_timeout(body, idle),
-                })
+                (status, body)
             }
-        }
+        };
+        Ok(Reply {
+            status,
+            body: with_idle_timeout(body, self.idle),
+        })
     }
+}
+
+/// A request body of either transport.
+type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
+
+/// An HTTP/1 connection over a new Tor stream to `host:port` (a circuit of its own when
+/// `isolated`).
+async fn tor_connection(
+    client: &Arc<TorClient<PreferredRuntime>>,
+    host: &str,
+    port: u16,
+    isolated: bool,
+) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>> {
+    let client = if isolated {
+        client.isolated_client()
+    } else {
+        client.clone()
+    };
+    let stream = tokio::time::timeout(Duration::from_secs(60), client.connect((host, port)))
+        .await
+        .map_err(|_| {
+            ReceiveError::unreachable(
+                "timed out connecting to the onion service (is the link still valid?)",
+            )
+        })?
+        .map_err(|error| {
+            ReceiveError::unreachable(format!("cannot connect to {host} over Tor")).because(error)
+        })?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|error| {
+                ReceiveError::unreachable("HTTP handshake over Tor failed").because(error)
+            })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 /// Splits an `http://` URL into (host, port, path with query).
@@ -282,6 +364,7 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
     let idle = settings
         .patience
         .clamp(Duration::from_secs(1), IDLE_TIMEOUT);
+    let mut authorized = None;
     let via = if is_onion(base) {
         let client = crate::transport::tor::create_client(
             &settings.state_dir,
@@ -289,11 +372,19 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
         )
         .await
         .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
-        if let Some(key) = &settings.key {
-            let (host, _, _) = split_url(base)?;
-            crate::transport::tor::authorize(&client, &host, key).map_err(|error| {
-                ReceiveError::bad_source("the client key cannot be used").because(error)
-            })?;
+        // A key is used for this run only: it is removed when the transport drops, and a run
+        // without one removes any a crashed run left (the service must not stay reachable).
+        let (host, _, _) = split_url(base)?;
+        match &settings.key {
+            Some(key) => {
+                crate::transport::tor::authorize(&client, &host, key).map_err(|error| {
+                    ReceiveError::bad_source("the client key cannot be used").because(error)
+                })?;
+                authorized = Some(host);
+            }
+            None => crate::transport::tor::forget(&client, &host).map_err(|error| {
+                ReceiveError::io("cannot clear an old client key").because(error)
+            })?,
         }
         if !settings.quiet {
             eprintln!("connecting to the Tor network…");
@@ -313,7 +404,11 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
                 .io_context(|| "cannot set up HTTP".into())?,
         )
     };
-    Ok(Transport { via, idle })
+    Ok(Transport {
+        via,
+        idle,
+        authorized,
+    })
 }
 
 async fn fetch_from(

@@ -6,4 +6,5 @@ pub mod error;
 pub mod link;
 pub mod local;
 pub mod multi;
+pub mod send;
 pub mod ticket;

@@ -503,6 +503,19 @@ pub fn parse_client_key(key: &str) -> Result<curve25519::StaticSecret, TorError>
     Ok(curve25519::StaticSecret::from(bytes))
 }
 
+/// Removes the client key of the onion service `host` from `client`'s keystore (a client that
+/// fetched or sent with `--key` must not keep reaching the service, nor keep a record of it,
+/// afterwards).
+pub fn forget(client: &TorClient<PreferredRuntime>, host: &str) -> Result<(), TorError> {
+    let hsid: HsId = host
+        .parse()
+        .map_err(|e| TorError::Launch(format!("{host} is not an onion address: {e}")))?;
+    client
+        .remove_service_discovery_key(KeystoreSelector::Primary, hsid)
+        .map_err(|e| TorError::Launch(format!("cannot remove the client key: {e}")))?;
+    Ok(())
+}
+
 /// Gives `client` the key of the restricted onion service `host` (`<56 chars>.onion`),
 /// replacing any key it held for that address.
 pub fn authorize(

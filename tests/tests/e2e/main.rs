@@ -5,6 +5,7 @@ mod crash;
 #[allow(dead_code)] // the control port is for the benchmarks' OnionShare
 mod ctor;
 mod dropbox;
+mod dropbox_cli;
 mod flood;
 mod foundation;
 mod get;

@@ -845,3 +845,82 @@ async fn a_c_tor_client_posts_to_a_drop_box_and_its_owner_gets_exactly_those_byt
     drop(tor);
     server.stop().await;
 }
+
+/// `veilshare send` through Arti into a restricted drop box: with the box's key the files and
+/// the message arrive, byte for byte (and `send` checked the box's confirmation of each
+/// BLAKE3); without it the box is never reached and nothing arrives.
+#[tokio::test]
+async fn veilshare_send_through_arti_reaches_a_restricted_drop_box_only_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_tor(&dir.path().join("server")).await;
+    let created = crate::dropbox::create_dropbox(
+        &server,
+        serde_json::json!({ "restricted": true, "text": true }),
+    )
+    .await;
+    let view = wait_live(&server, &created).await;
+    let onion = view.links.onion.clone().expect("onion");
+    let key = view.client_key.clone().expect("a restricted box has a key");
+    let content = data(3 << 20, 73);
+    let file = dir.path().join("leak.pdf");
+    std::fs::write(&file, &content).expect("write");
+    let config = crate::util::testnet_config().to_string_lossy().into_owned();
+    let state = dir.path().join("sender").to_string_lossy().into_owned();
+    let file_arg = file.to_string_lossy().into_owned();
+    let send = |extra: Vec<&'static str>, timeout: &'static str, with_key: bool| {
+        let mut args = vec![
+            "send".to_owned(),
+            onion.clone(),
+            file_arg.clone(),
+            "--message".to_owned(),
+            "a source".to_owned(),
+            "--quiet".to_owned(),
+            "--timeout".to_owned(),
+            timeout.to_owned(),
+            "--tor-config".to_owned(),
+            config.clone(),
+            "--data-dir".to_owned(),
+            state.clone(),
+        ];
+        if with_key {
+            args.push("--key".to_owned());
+            args.push(key.clone());
+        }
+        args.extend(extra.into_iter().map(str::to_owned));
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::util::run_cli(&args).await.expect("veilshare send")
+        }
+    };
+
+    let (ok, out, err) = send(vec![], "4m", true).await;
+    assert!(ok, "send with the key failed: {err}");
+    assert!(
+        out.contains(blake3::hash(&content).to_hex().as_str()),
+        "{out}"
+    );
+    let dropbox = server.view(&view.id).await.dropbox.expect("box");
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    assert_eq!(item.message.as_deref(), Some("a source"));
+    let (status, got) = server.item_file(&view.id, &item.id, "leak.pdf").await;
+    assert_eq!(status, 200);
+    assert!(got == content, "the box holds other bytes");
+
+    // Without the key: the descriptor cannot be read, so the box is never reached.
+    let (ok, _, err) = send(vec![], "20s", false).await;
+    assert!(!ok, "send without the key succeeded");
+    assert!(err.contains("not reachable"), "{err}");
+    assert_eq!(
+        server
+            .view(&view.id)
+            .await
+            .dropbox
+            .expect("box")
+            .items
+            .len(),
+        1
+    );
+    server.stop().await;
+}
