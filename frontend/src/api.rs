@@ -60,6 +60,20 @@ pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareVie
     response.json().await.map_err(|e| e.to_string())
 }
 
+/// `POST /api/dropboxes`: a new drop box.
+pub async fn create_dropbox(
+    request: &veilshare_shared::CreateDropBox,
+) -> Result<ShareView, Problem> {
+    let request = Request::post("/api/dropboxes")
+        .json(request)
+        .map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
 /// Follows `/api/events` until the socket closes, handing each event to `on_event`.
 pub async fn follow_events(on_event: impl Fn(Event)) -> Problem {
     let Some(location) = web_sys::window().map(|w| w.location()) else {

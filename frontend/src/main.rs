@@ -13,11 +13,39 @@ use std::rc::Rc;
 use veilshare_shared::{Event, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-use view::{MirrorForm, NewShare, ShareCard, TorBadge};
+use view::{MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
 
 /// Unix seconds now, from the browser's clock.
 pub fn now_secs() -> u64 {
     (js_sys::Date::now() / 1000.0) as u64
+}
+
+/// The jobs the app does, one place each: the tabs above the lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    Share,
+    Receive,
+    Mirror,
+}
+
+impl Job {
+    const ALL: [Self; 3] = [Self::Share, Self::Receive, Self::Mirror];
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Share => "Share files",
+            Self::Receive => "Receive files",
+            Self::Mirror => "Mirror a share",
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Self::Share => "tab-share",
+            Self::Receive => "tab-receive",
+            Self::Mirror => "tab-mirror",
+        }
+    }
 }
 
 /// What the app knows.
@@ -110,12 +138,57 @@ fn App() -> Html {
         });
     }
 
+    let job_state = use_state(|| Job::Share);
     let upsert = {
         let model = model.clone();
         Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(Box::new(share))))
     };
     let tor = model.status.as_ref().map(|s| s.tor.clone());
-    let active = model.shares.iter().filter(|s| !s.state.is_ended()).count();
+    let tor_on = !matches!(
+        model.status.as_ref().map(|s| &s.tor),
+        Some(TorStatus::Disabled)
+    );
+    let (boxes, shares): (Vec<&ShareView>, Vec<&ShareView>) =
+        model.shares.iter().partition(|s| s.dropbox.is_some());
+    let active = shares.iter().filter(|s| !s.state.is_ended()).count();
+    let open = boxes.iter().filter(|s| !s.state.is_ended()).count();
+    let card = |share: &&ShareView| {
+        html! {
+            <ShareCard key={share.id.to_string()} share={(*share).clone()} now={model.now} on_changed={upsert.clone()} />
+        }
+    };
+    let tab = |job: Job| {
+        let chosen = job_state.clone();
+        let onclick = Callback::from(move |_: MouseEvent| chosen.set(job));
+        let selected = *job_state == job;
+        html! {
+            <button type="button" role="tab" id={job.id()} aria-selected={selected.to_string()}
+                    aria-controls="job" class={classes!("tab", selected.then_some("selected"))}
+                    onclick={onclick}>{ job.title() }</button>
+        }
+    };
+    // Left and right arrows move between the tabs, as in any tab list.
+    let arrows = {
+        let chosen = job_state.clone();
+        Callback::from(move |event: KeyboardEvent| {
+            let step: isize = match event.key().as_str() {
+                "ArrowRight" => 1,
+                "ArrowLeft" => -1,
+                _ => return,
+            };
+            event.prevent_default();
+            let at = Job::ALL.iter().position(|j| *j == *chosen).unwrap_or(0) as isize;
+            let next = Job::ALL[(at + step).rem_euclid(Job::ALL.len() as isize) as usize];
+            chosen.set(next);
+            if let Some(button) = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id(next.id()))
+                .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok())
+            {
+                let _ = button.focus();
+            }
+        })
+    };
 
     html! {
         <>
@@ -130,18 +203,28 @@ fn App() -> Html {
                 <p class="problem" role="status">{ format!("{problem}; reconnecting…") }</p>
             }
             <main>
-                <NewShare on_created={upsert.clone()} tor_on={!matches!(model.status.as_ref().map(|s| &s.tor), Some(TorStatus::Disabled))} />
-                <MirrorForm on_created={upsert.clone()} />
+                <nav class="tabs" role="tablist" aria-label="What to do" onkeydown={arrows}>
+                    { for Job::ALL.into_iter().map(tab) }
+                </nav>
+                <div id="job" role="tabpanel" aria-labelledby={job_state.id()}>
+                    { match *job_state {
+                        Job::Share => html! { <NewShare on_created={upsert.clone()} tor_on={tor_on} /> },
+                        Job::Receive => html! { <NewDropBox on_created={upsert.clone()} tor_on={tor_on} /> },
+                        Job::Mirror => html! { <MirrorForm on_created={upsert.clone()} /> },
+                    } }
+                </div>
+                if !boxes.is_empty() {
+                    <section aria-labelledby="boxes-title">
+                        <h2 id="boxes-title">{ format!("Drop boxes ({open} open)") }</h2>
+                        <ul class="shares">{ for boxes.iter().map(card) }</ul>
+                    </section>
+                }
                 <section aria-labelledby="shares-title">
                     <h2 id="shares-title">{ format!("Shares ({active} active)") }</h2>
-                    if model.shares.is_empty() && model.load_problem.is_none() {
-                        <p class="quiet">{ "No shares yet. Drop files above to create one." }</p>
+                    if shares.is_empty() && model.load_problem.is_none() {
+                        <p class="quiet">{ "No shares yet. Choose \u{201c}Share files\u{201d} above and drop files to create one." }</p>
                     }
-                    <ul class="shares">
-                        { for model.shares.iter().map(|share| html! {
-                            <ShareCard key={share.id.to_string()} share={share.clone()} now={model.now} on_changed={upsert.clone()} />
-                        }) }
-                    </ul>
+                    <ul class="shares">{ for shares.iter().map(card) }</ul>
                 </section>
             </main>
         </>

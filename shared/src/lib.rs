@@ -470,6 +470,16 @@ pub fn human_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A size as people type it: `500M`, `2 GB`, `1.5GiB`, or bytes; the units are powers of 1024
+/// either way (as [`human_size`] says them). The CLI and the UI read sizes with this. The
+/// error is a message for the user.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|_| format!("{text:?} is not a size like 500 MB or 2 GB"))
+}
+
 /// Checks a file name, uploaded or received. The error is a message for the user.
 ///
 /// Names are kept as given when they are safe to show and to write on any common file system
@@ -732,6 +742,15 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_type_them_in_powers_of_1024() {
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size(" 2 GB "), Ok(2 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err() && parse_size("").is_err());
+    }
 
     #[test]
     fn ids_and_hashes_are_checked_when_deserialized() {

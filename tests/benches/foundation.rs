@@ -13,46 +13,16 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Veilshare, free_port, target_dir};
+use common::{Veilshare, free_port, median_ns, peak_rss, start_nginx, write_random_file};
 use criterion::{Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
 
 const SIZE: u64 = 1 << 30;
 const CONCURRENT: usize = 50;
-
-fn write_random_file(path: &Path, len: u64, seed: u64) {
-    use std::io::Write;
-    let mut file =
-        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
-    let mut state = seed | 1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut written = 0;
-    while written < len {
-        for chunk in buf.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes());
-        }
-        file.write_all(&buf).expect("write");
-        written += buf.len() as u64;
-    }
-    file.flush().expect("flush");
-}
-
-/// Peak resident set size of a process, in bytes (`VmHWM`).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 async fn upload(http: &reqwest::Client, server: &Veilshare, path: &Path) -> serde_json::Value {
     let file = tokio::fs::File::open(path).await.expect("open");
@@ -87,67 +57,6 @@ async fn drain(http: &reqwest::Client, url: &str) -> u64 {
     total
 }
 
-fn start_nginx(dir: &Path, root: &Path, port: u16) -> Child {
-    let conf = dir.join("nginx.conf");
-    let user = if Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
-    {
-        "user root;"
-    } else {
-        ""
-    };
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log off; sendfile on; tcp_nopush on; \
-             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; \
-             uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; \
-             server {{ listen 127.0.0.1:{port}; root {r}; }} }}\n",
-            d = dir.display(),
-            r = root.display()
-        ),
-    )
-    .expect("nginx.conf");
-    let nginx = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("-v")
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .expect("nginx is not installed: run `cargo xtask bench`");
-    let child = Command::new(nginx)
-        .args(["-e", &dir.join("error.log").to_string_lossy(), "-c"])
-        .arg(&conf)
-        .spawn()
-        .expect("start nginx");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-/// Median time per iteration of a criterion benchmark, from its saved estimates.
-fn median_ns(group: &str, function: &str) -> Option<f64> {
-    let path = target_dir()
-        .join("criterion")
-        .join(group)
-        .join(function)
-        .join("new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let work = tempfile::Builder::new()
@@ -176,11 +85,11 @@ fn main() {
         share["links"]["local"].as_str().expect("link")
     );
     let nginx_port = free_port();
-    let mut nginx = start_nginx(work.path(), &files, nginx_port);
+    let mut nginx = start_nginx(work.path(), &files, nginx_port, "");
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/big.bin");
 
     let mut criterion = Criterion::default()
-        .output_directory(&target_dir().join("criterion"))
+        .output_directory(&common::target_dir().join("criterion"))
         .configure_from_args();
     {
         let mut group = criterion.benchmark_group("download_1GiB");

@@ -3,12 +3,15 @@
 //   VEILSHARE_DIST=<target>/dist/veilshare  SCREENSHOTS=<target>/ui-screenshots
 // It opens the launch URL, uploads a file through the drop zone's input, waits for the share to
 // go live with its link and QR code, downloads from the public link, sees the download count
-// change live, revokes, and sees the link stop working. Screenshots of the main screens go to
-// SCREENSHOTS. Only 127.0.0.1 is contacted.
+// change live, revokes, and sees the link stop working. Then it moves to "Receive files" with the
+// keyboard, makes a drop box, uploads two files and a message through the box's public form in a
+// second page with JavaScript off (Tor Browser's "Safest"), sees the upload appear on the card
+// live, and saves a file through the card's link. At 360 px nothing is wider than the window.
+// Screenshots of the main screens go to SCREENSHOTS. Only 127.0.0.1 is contacted.
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -64,9 +67,10 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync', '--no-first-run'],
 });
 let ok = false;
+let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
-  const page = await context.newPage();
+  page = await context.newPage();
   const errors = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
@@ -78,7 +82,7 @@ try {
   if (!csp.includes("script-src 'self' 'wasm-unsafe-eval'") || csp.includes('unsafe-inline')) {
     fail(`the UI page's CSP is not strict: ${csp}`);
   }
-  await page.getByRole('heading', { name: 'New share' }).waitFor({ timeout: DEADLINE });
+  await page.getByRole('heading', { name: 'Share files' }).waitFor({ timeout: DEADLINE });
   const uiMs = Date.now() - opened;
   if (page.url().includes('launch=')) fail(`the launch code stayed in the address bar: ${page.url()}`);
   // The WASM comes precompressed when the browser accepts brotli.
@@ -173,14 +177,84 @@ try {
   if (after.status === 200) fail('the revoked link still answers');
   await page.screenshot({ path: join(shots, '6-revoked.png'), fullPage: true });
 
-  // A narrow window still shows everything.
+  // Receive files: reached with the keyboard (the tabs move with the arrow keys).
+  await page.getByRole('tab', { name: 'Share files' }).focus();
+  await page.keyboard.press('ArrowRight');
+  await page.getByRole('heading', { name: 'Receive files' }).waitFor({ timeout: DEADLINE });
+  if (await page.getByRole('tab', { name: 'Receive files' }).getAttribute('aria-selected') !== 'true') {
+    fail('the arrow key did not select "Receive files"');
+  }
+  // What is typed stays while the page redraws (here: for a share made through the API).
+  await page.fill('#box-label', 'Tips for Ana');
+  await page.fill('#box-max-file', '1 MB');
+  const token = readFileSync(join(work, 'data', 'api-token'), 'utf8').trim();
+  const body = new FormData();
+  body.append('files', new Blob(['made elsewhere']), 'elsewhere.txt');
+  body.append('label', 'Made through the API');
+  const made = await fetch(new URL('/api/shares', page.url()), {
+    method: 'POST', headers: { authorization: `Bearer ${token}` }, body,
+  });
+  if (made.status !== 201) fail(`the API did not make a share: ${made.status}`);
+  await page.locator('li.card', { hasText: 'Made through the API' }).waitFor({ timeout: DEADLINE });
+  for (const [field, typed] of [['#box-label', 'Tips for Ana'], ['#box-max-file', '1 MB']]) {
+    const shown = await page.inputValue(field);
+    if (shown !== typed) fail(`${field} lost what was typed when the page redrew: ${shown}`);
+  }
+  await page.screenshot({ path: join(shots, '7-new-dropbox.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Create drop box' }).click();
+  const boxCard = page.locator('li.card', { hasText: 'Tips for Ana' });
+  await boxCard.locator('.state', { hasText: 'live' }).waitFor({ timeout: DEADLINE });
+  await boxCard.getByText('files up to 1.0 MiB').waitFor();
+  await boxCard.getByText('stored as received, not encrypted').waitFor();
+  const boxLink = (await boxCard.locator('.link-value').first().textContent()).trim();
+  if (!boxLink.startsWith('http://127.0.0.1:')) fail(`unexpected drop box link ${boxLink}`);
+
+  // The sender: another browser, JavaScript off, only the public link.
+  const sender = await browser.newContext({ javaScriptEnabled: false });
+  const form = await sender.newPage();
+  const formResponse = await form.goto(boxLink);
+  const formCsp = formResponse.headers()['content-security-policy'] ?? '';
+  if (!formCsp.includes("form-action 'self'") || formCsp.includes('unsafe-inline')) {
+    fail(`the drop box form's CSP is not strict: ${formCsp}`);
+  }
+  if ((await form.content()).toLowerCase().includes('<script')) fail('the drop box form has a script');
+  const tip = randomBytes(200_000);
+  const tipFile = join(work, 'tip one.pdf');
+  writeFileSync(tipFile, tip);
+  const noteFile = join(work, 'note.txt');
+  writeFileSync(noteFile, 'second file\n');
+  await form.setInputFiles('#file', [tipFile, noteFile]);
+  await form.fill('#message', 'from a source');
+  await form.screenshot({ path: join(shots, '8-dropbox-form.png'), fullPage: true });
+  await form.getByRole('button', { name: 'Send' }).click();
+  await form.getByText('2 files received, with your message').waitFor({ timeout: DEADLINE });
+  await form.screenshot({ path: join(shots, '9-dropbox-received.png'), fullPage: true });
+  await sender.close();
+
+  // The owner's card shows it without a reload; its link gives the same bytes.
+  await boxCard.getByText('from a source').waitFor({ timeout: DEADLINE });
+  await boxCard.getByText('tip one.pdf').waitFor();
+  await boxCard.getByText('1 upload,', { exact: false }).waitFor();
+  const save = boxCard.locator('.items a[download]', { hasText: 'tip one.pdf' });
+  const href = await save.getAttribute('href');
+  const saved = await page.request.get(new URL(href, page.url()).href);
+  if (saved.status() !== 200 || sha(await saved.body()) !== sha(tip)) {
+    fail(`saving the received file gave ${saved.status()} or other bytes`);
+  }
+  await page.screenshot({ path: join(shots, '10-dropbox-item.png'), fullPage: true });
+
+  // A narrow window still shows everything, without sideways scrolling.
   await page.setViewportSize({ width: 360, height: 800 });
-  await page.screenshot({ path: join(shots, '7-narrow.png'), fullPage: true });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 360) fail(`at 360 px the page is ${wide} px wide`);
+  await page.screenshot({ path: join(shots, '11-narrow.png'), fullPage: true });
 
   if (errors.length) fail(`browser errors: ${errors.join('; ')}`);
   console.log(`UI e2e passed: started in ${app.startMs} ms, UI answered ${uiMs} ms after opening the launch URL; screenshots in ${shots}`);
   ok = true;
 } finally {
+  // What the page showed when it failed.
+  if (!ok && page) await page.screenshot({ path: join(shots, 'failed.png'), fullPage: true }).catch(() => {});
   await browser.close();
   app.child.kill('SIGTERM');
   rmSync(work, { recursive: true, force: true });

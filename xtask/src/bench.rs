@@ -8,11 +8,11 @@ use crate::{
     target_dir, testnet,
 };
 
-/// `bench [foundation|tor] [criterion args…]`: both suites when none is named.
+/// `bench [foundation|receive|tor|direct] [criterion args…]`: every suite when none is named.
 pub(crate) fn bench(args: &[String]) -> Result<()> {
     let (suites, rest): (Vec<&str>, &[String]) = match args.first().map(String::as_str) {
-        Some(name @ ("foundation" | "tor" | "direct")) => (vec![name], &args[1..]),
-        _ => (vec!["foundation", "tor", "direct"], args),
+        Some(name @ ("foundation" | "receive" | "tor" | "direct")) => (vec![name], &args[1..]),
+        _ => (vec!["foundation", "receive", "tor", "direct"], args),
     };
     // Without congestion-control negotiation, for the Tor suite's before/after: built first
     // and copied aside, since both builds write `release/veilshare`.
@@ -35,7 +35,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         command
             .args(["bench", "-p", "veilshare-e2e", "--bench", suite])
             .env("VEILSHARE_BIN", &binary);
-        if suite == "foundation" {
+        if suite == "foundation" || suite == "receive" {
             ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
         } else if suite == "direct" {
             ensure_debian_packages(&[("time", "time")])?;

@@ -72,14 +72,34 @@ pub(crate) fn root() -> PathBuf {
 
 pub(crate) fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // `cargo run` gave this process the xtask's manifest dir. Passed on, it would differ from
-    // checkout to checkout, and build scripts that watch it (ring's does) would rebuild ring,
-    // rustls and all of Arti whenever two clones share the target directory.
+    command.current_dir(root());
+    // `cargo run` gave this process the xtask's package variables (`CARGO_PKG_NAME=xtask`,
+    // its version, its manifest dir…). Passed on, they differ from a build started in a shell,
+    // and build scripts that watch them (ring's watches the package name, version and manifest
+    // dir) would rebuild ring, rustls and all of Arti each time the two kinds of build take
+    // turns in one target directory.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if is_package_variable(name) {
+            command.env_remove(name);
+        }
+    }
     command
-        .current_dir(root())
-        .env_remove("CARGO_MANIFEST_DIR")
-        .env_remove("CARGO_MANIFEST_PATH");
-    command
+}
+
+/// Whether `name` is one of the variables cargo sets for the package it runs (not one that
+/// configures cargo itself, like `CARGO_TARGET_DIR` or `CARGO_HOME`).
+fn is_package_variable(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_EXE_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .contains(&name)
 }
 
 /// Runs a command, echoing it first; fails if it fails.
@@ -100,4 +120,30 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_package_variables_of_cargo_run_are_left_out() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(is_package_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "PATH",
+        ] {
+            assert!(!is_package_variable(name), "{name}");
+        }
+    }
 }

@@ -19,22 +19,13 @@ use veilshare_shared::{
 use super::{ApiClient, DataDirArg};
 use crate::receive::{local, send::SendSettings};
 
-/// A size on the command line: `500M`, `2G`, `1.5GiB`, or bytes (K, M, G, T are powers of
-/// 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(text)
-        .map_err(|error| format!("{text:?} is not a size like 500M or 2G: {error}"))
-}
-
 #[derive(Debug, Args, Clone)]
 pub(super) struct ReceiveArgs {
     /// The most the box takes in all, over every upload (e.g. 2G).
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, value_parser = veilshare_shared::parse_size, value_name = "SIZE")]
     max_bytes: Option<u64>,
     /// The most one file may have (e.g. 500M).
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, value_parser = veilshare_shared::parse_size, value_name = "SIZE")]
     max_file: Option<u64>,
     /// Close the box after this many uploads.
     #[arg(long, value_name = "N")]

@@ -5,7 +5,7 @@ use yew::prelude::*;
 
 use crate::{
     api,
-    view::policy::{PolicyFields, PolicyFor, PolicyInput, text_of},
+    view::policy::{Inputs, PolicyFields, PolicyFor, PolicyInput, editor, text_of},
 };
 
 #[derive(Properties, PartialEq)]
@@ -26,7 +26,7 @@ enum Mirroring {
 #[component]
 pub fn MirrorForm(props: &MirrorFormProps) -> Html {
     let source = use_state(String::new);
-    let policy = use_state(PolicyInput::mirror);
+    let policy = use_reducer(|| Inputs(PolicyInput::mirror()));
     let phase = use_state(|| Mirroring::Idle);
     let submit = {
         let (source, policy, phase) = (source.clone(), policy.clone(), phase.clone());
@@ -38,7 +38,7 @@ pub fn MirrorForm(props: &MirrorFormProps) -> Html {
                 phase.set(Mirroring::Failed("paste a ticket or a link first".into()));
                 return;
             }
-            let fields = match policy.fields() {
+            let fields = match policy.0.fields() {
                 Ok(fields) => fields,
                 Err(problem) => {
                     phase.set(Mirroring::Failed(problem));
@@ -68,7 +68,8 @@ pub fn MirrorForm(props: &MirrorFormProps) -> Html {
     let busy = *phase == Mirroring::Fetching;
     let set_source = {
         let source = source.clone();
-        Callback::from(move |event: Event| source.set(text_of(&event)))
+        // At every keystroke (see `policy::on_input`).
+        Callback::from(move |event: InputEvent| source.set(text_of(&event)))
     };
     html! {
         <section class="new mirror" aria-labelledby="mirror-title">
@@ -79,10 +80,9 @@ pub fn MirrorForm(props: &MirrorFormProps) -> Html {
                 <div class="policy">
                     <label for="mirror-source">{ "Ticket or link" }
                         <input id="mirror-source" type="text" placeholder="blob… or http://….onion/"
-                               value={(*source).clone()} onchange={set_source} disabled={busy} />
+                               value={(*source).clone()} oninput={set_source} disabled={busy} />
                     </label>
-                    <PolicyFields value={(*policy).clone()} form={PolicyFor::Mirror}
-                                  on_change={{ let policy = policy.clone(); Callback::from(move |next| policy.set(next)) }} />
+                    <PolicyFields value={policy.0.clone()} form={PolicyFor::Mirror} on_edit={editor(&policy)} />
                 </div>
                 <div class="actions">
                     <button type="submit" disabled={busy}>{ "Mirror" }</button>

@@ -1,14 +1,16 @@
 //! The app's pieces, a component each: the Tor badge, the new-share form with its drop zone,
-//! the mirror form, the policy inputs both forms share (one validation path), and a share's
+//! the new-drop-box form, the mirror form, the policy inputs both forms share (one validation path), and a share's
 //! card.
 
 mod mirror;
+mod new_dropbox;
 mod new_share;
 mod policy;
 mod share_card;
 mod tor_badge;
 
 pub use mirror::MirrorForm;
+pub use new_dropbox::NewDropBox;
 pub use new_share::NewShare;
 pub use share_card::ShareCard;
 pub use tor_badge::TorBadge;
@@ -207,6 +209,45 @@ mod browser_tests {
             .flatten()
             .and_then(|b| b.text_content());
         assert_eq!(close.as_deref(), Some("Close…"));
+    }
+
+    /// Sets an input's text and fires its `input` event, as typing does.
+    fn type_into(root: &web_sys::Element, selector: &str, text: &str) {
+        let input = root
+            .query_selector(selector)
+            .ok()
+            .flatten()
+            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .expect("input");
+        input.set_value(text);
+        let event = web_sys::InputEvent::new("input").expect("event");
+        input.dispatch_event(&event).expect("dispatch");
+    }
+
+    /// The drop box form checks what was typed by the API's rules before anything is sent,
+    /// and every field typed counts (the size typed first is still there once the label was
+    /// typed after it).
+    #[wasm_bindgen_test]
+    async fn the_drop_box_form_refuses_a_size_it_cannot_read_before_sending() {
+        let root = root();
+        let props = new_dropbox::NewDropBoxProps {
+            on_created: Callback::noop(),
+            tor_on: true,
+        };
+        yew::Renderer::<NewDropBox>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        type_into(&root, "#box-max-file", "lots");
+        type_into(&root, "#box-label", "Tips");
+        settle().await;
+        root.query_selector("button[type=submit]")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("submit")
+            .click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("per file: \"lots\" is not a size"), "{text}");
     }
 
     #[wasm_bindgen_test]

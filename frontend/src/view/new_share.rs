@@ -10,7 +10,7 @@ use crate::{
     api,
     view::{
         human_size,
-        policy::{PolicyFields, PolicyFor, PolicyInput},
+        policy::{Edit, Inputs, PolicyFields, PolicyFor, PolicyInput, editor},
     },
 };
 
@@ -40,7 +40,7 @@ fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
 #[component]
 pub fn NewShare(props: &NewShareProps) -> Html {
     let files = use_state(Vec::<web_sys::File>::new);
-    let policy = use_state(PolicyInput::new_share);
+    let policy = use_reducer(|| Inputs(PolicyInput::new_share()));
     let phase = use_state(|| Phase::Idle);
     let dragging = use_state(|| false);
     let upload: Rc<RefCell<Option<api::Upload>>> = use_mut_ref(|| None);
@@ -120,7 +120,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                 ));
                 return;
             }
-            let fields = match policy.fields() {
+            let fields = match policy.0.fields() {
                 Ok(fields) => fields,
                 Err(problem) => {
                     phase.set(Phase::Failed(problem));
@@ -142,10 +142,6 @@ pub fn NewShare(props: &NewShareProps) -> Html {
             let finished = phase.clone();
             let files_done = files.clone();
             let policy_done = policy.clone();
-            let next_policy = PolicyInput {
-                label: String::new(),
-                ..(*policy).clone()
-            };
             let on_created = on_created.clone();
             let slot = upload.clone();
             let started = api::upload(
@@ -163,7 +159,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                     match result {
                         Ok(share) => {
                             files_done.set(Vec::new());
-                            policy_done.set(next_policy.clone());
+                            policy_done.dispatch(Edit::new(|p: &mut PolicyInput| p.label.clear()));
                             finished.set(Phase::Idle);
                             on_created.emit(share);
                         }
@@ -196,7 +192,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
 
     html! {
         <section class="new" aria-labelledby="new-title">
-            <h2 id="new-title">{ "New share" }</h2>
+            <h2 id="new-title">{ "Share files" }</h2>
             <form onsubmit={submit}>
                 <div class={classes!("drop", dragging.then_some("over"))}
                      ondrop={on_drop} ondragover={on_drag_over} ondragleave={on_drag_leave}>
@@ -216,8 +212,8 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                     }
                 </div>
                 <div class="policy">
-                    <PolicyFields value={(*policy).clone()} form={PolicyFor::Share { tor_on: props.tor_on }}
-                                  on_change={{ let policy = policy.clone(); Callback::from(move |next| policy.set(next)) }} />
+                    <PolicyFields value={policy.0.clone()} form={PolicyFor::Share { tor_on: props.tor_on }}
+                                  on_edit={editor(&policy)} />
                 </div>
                 <div class="actions">
                     <button type="submit" class="primary" disabled={busy}>{ "Share" }</button>

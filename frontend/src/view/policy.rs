@@ -2,9 +2,75 @@
 //! that checks them into [`CreateShareFields`] by the same rules the API applies, and the
 //! component that draws them for a new share or a mirror.
 
+use std::rc::Rc;
+
 use veilshare_shared::{CreateShareFields, form};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
+
+/// An edit of a form's inputs, applied to their latest value when the reducer runs.
+pub struct Edit<T>(Box<dyn FnOnce(&mut T)>);
+
+impl<T> Edit<T> {
+    pub fn new(apply: impl FnOnce(&mut T) + 'static) -> Self {
+        Self(Box::new(apply))
+    }
+}
+
+/// A form's inputs, kept in a reducer (`use_reducer(|| Inputs(…))`): each [`Edit`] applies to
+/// the latest value, whenever Yew draws the form again (a `use_state` handle captured when the
+/// form was drawn would apply two edits made before a redraw to the same old value).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Inputs<T>(pub T);
+
+impl<T: Clone + 'static> Reducible for Inputs<T> {
+    type Action = Edit<T>;
+
+    fn reduce(self: Rc<Self>, edit: Edit<T>) -> Rc<Self> {
+        let mut next = self.0.clone();
+        (edit.0)(&mut next);
+        Rc::new(Self(next))
+    }
+}
+
+/// A callback for a text or number input's `input` event: `set` gets its text at every
+/// keystroke, so the state always holds what the field shows. (Updated only on `change`, the
+/// state would lag the field until it loses focus, and any redraw meanwhile — the app redraws
+/// every second for its countdowns — would put the old value back into the field.)
+pub fn on_input<T: 'static>(
+    target: &Callback<Edit<T>>,
+    set: fn(&mut T, String),
+) -> Callback<InputEvent> {
+    let target = target.clone();
+    Callback::from(move |event: InputEvent| {
+        let text = text_of(&event);
+        target.emit(Edit::new(move |value| set(value, text)));
+    })
+}
+
+/// A callback for a select: `set` gets its value when it changes.
+pub fn on_text<T: 'static>(target: &Callback<Edit<T>>, set: fn(&mut T, String)) -> Callback<Event> {
+    let target = target.clone();
+    Callback::from(move |event: Event| {
+        let text = text_of(&event);
+        target.emit(Edit::new(move |value| set(value, text)));
+    })
+}
+
+/// A callback for a checkbox: `set` gets whether it is checked when it changes.
+pub fn on_check<T: 'static>(target: &Callback<Edit<T>>, set: fn(&mut T, bool)) -> Callback<Event> {
+    let target = target.clone();
+    Callback::from(move |event: Event| {
+        let checked = checked_of(&event);
+        target.emit(Edit::new(move |value| set(value, checked)));
+    })
+}
+
+/// The dispatcher of a form's [`Inputs`] as a callback.
+pub fn editor<T: Clone + 'static>(inputs: &UseReducerHandle<Inputs<T>>) -> Callback<Edit<T>> {
+    let inputs = inputs.clone();
+    Callback::from(move |edit| inputs.dispatch(edit))
+}
 
 /// The expiry choices: seconds (empty: never), and `custom` for a number and a unit.
 const EXPIRY_PRESETS: [(&str, &str); 6] = [
@@ -96,22 +162,17 @@ pub enum PolicyFor {
 #[derive(Properties, PartialEq)]
 pub struct PolicyFieldsProps {
     pub value: PolicyInput,
-    pub on_change: Callback<PolicyInput>,
+    pub on_edit: Callback<Edit<PolicyInput>>,
     pub form: PolicyFor,
 }
 
-/// The policy inputs of a form; every change goes up as a whole new [`PolicyInput`].
+/// The policy inputs of a form; every change goes up as an [`Edit`] of the form's inputs.
 #[component]
 pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
     let value = &props.value;
-    let edit = |apply: fn(&mut PolicyInput, &Event)| {
-        let (value, on_change) = (props.value.clone(), props.on_change.clone());
-        Callback::from(move |event: Event| {
-            let mut next = value.clone();
-            apply(&mut next, &event);
-            on_change.emit(next);
-        })
-    };
+    let typed = |set: fn(&mut PolicyInput, String)| on_input(&props.on_edit, set);
+    let text = |set: fn(&mut PolicyInput, String)| on_text(&props.on_edit, set);
+    let check = |set: fn(&mut PolicyInput, bool)| on_check(&props.on_edit, set);
     let (prefix, custom) = match props.form {
         PolicyFor::Share { .. } => ("", true),
         PolicyFor::Mirror => ("mirror-", false),
@@ -126,10 +187,10 @@ pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
             <label for={max_id.clone()}>{ "Downloads allowed" }
                 <input id={max_id} type="number" min="1" placeholder="unlimited"
                        value={value.max_downloads.clone()}
-                       onchange={edit(|p, e| p.max_downloads = text_of(e))} />
+                       oninput={typed(|p, t| p.max_downloads = t)} />
             </label>
             <label for={expiry_id.clone()}>{ "Expires after" }
-                <select id={expiry_id} onchange={edit(|p, e| p.expiry = text_of(e))}>
+                <select id={expiry_id} onchange={text(|p, t| p.expiry = t)}>
                     { for EXPIRY_PRESETS.iter().filter(|(v, _)| custom || *v != "custom").map(|(preset, text)| html! {
                         <option value={*preset} selected={value.expiry == *preset}>{ *text }</option>
                     }) }
@@ -139,8 +200,8 @@ pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
                 <label for="custom">{ "Custom expiry" }
                     <span class="row">
                         <input id="custom" type="number" min="1" value={value.custom_amount.clone()}
-                               onchange={edit(|p, e| p.custom_amount = text_of(e))} />
-                        <select aria-label="Unit" onchange={edit(|p, e| p.custom_unit = text_of(e))}>
+                               oninput={typed(|p, t| p.custom_amount = t)} />
+                        <select aria-label="Unit" onchange={text(|p, t| p.custom_unit = t)}>
                             { for CUSTOM_UNITS.iter().map(|(unit, text)| html! {
                                 <option value={*unit} selected={value.custom_unit == *unit}>{ *text }</option>
                             }) }
@@ -151,19 +212,19 @@ pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
             if let PolicyFor::Share { tor_on } = props.form {
                 <label for="label">{ "Label (shown to recipients)" }
                     <input id="label" type="text" maxlength="200" value={value.label.clone()}
-                           onchange={edit(|p, e| p.label = text_of(e))} />
+                           oninput={typed(|p, t| p.label = t)} />
                 </label>
                 if tor_on {
                     <label class="check" for="restricted">
                         <input id="restricted" type="checkbox" checked={value.restricted}
-                               onchange={edit(|p, e| p.restricted = checked_of(e))} />
+                               onchange={check(|p, c| p.restricted = c)} />
                         { "Require a key: the recipient needs the link and a key (Tor Browser asks for it)" }
                     </label>
                 }
             }
             <label class="check" for={direct_id.clone()}>
                 <input id={direct_id} type="checkbox" checked={value.direct}
-                       onchange={edit(|p, e| p.direct = checked_of(e))} />
+                       onchange={check(|p, c| p.direct = c)} />
                 if props.form == PolicyFor::Mirror {
                     { "Also share the mirror directly (" }<strong>{ "reveals your IP address" }</strong>{ ")" }
                 } else {

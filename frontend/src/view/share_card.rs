@@ -44,6 +44,7 @@ fn received(dropbox: &DropBoxView) -> String {
     let limits = &dropbox.limits;
     let uploads = match limits.max_uploads {
         Some(max) => format!("{} of {max} uploads", dropbox.uploads),
+        None if dropbox.uploads == 1 => "1 upload".to_owned(),
         None => format!("{} uploads", dropbox.uploads),
     };
     let bytes = match limits.max_bytes {

@@ -270,3 +270,70 @@ async fn an_encrypting_box_made_by_receive_is_saved_decrypted_with_the_identity_
     );
     server.stop().await;
 }
+
+/// Without `--no-wait`, `veilshare receive` lists each upload as it arrives (names, never
+/// before the box holds all of it), and Ctrl-C stops it while the box stays open.
+#[tokio::test]
+async fn receive_lists_uploads_as_they_arrive_and_leaves_the_box_open_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data")).await;
+    let mut child = tokio::process::Command::new(crate::util::binary())
+        .args(["receive", "--data-dir"])
+        .arg(&server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("veilshare receive");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(crate::util::DEADLINE, lines.next_line())
+            .await
+            .expect("receive printed nothing in time")
+            .expect("read")
+            .expect("receive ended early")
+    };
+    let link = loop {
+        let line = next_line().await;
+        if let Some(link) = line.trim().strip_prefix("http://") {
+            break format!("http://{link}");
+        }
+    };
+    let (status, page) = crate::dropbox::upload(
+        &server,
+        &link,
+        &[("first tip.txt", b"hello"), ("second.txt", b"again")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let item = loop {
+        let line = next_line().await;
+        if line.trim_start().starts_with("item ") {
+            break line;
+        }
+    };
+    assert!(
+        item.contains("first tip.txt, second.txt") && item.contains("10 bytes"),
+        "{item}"
+    );
+    crate::util::signal(child.id().expect("pid"), "-INT");
+    let status = tokio::time::timeout(crate::util::DEADLINE, child.wait())
+        .await
+        .expect("receive stopped on Ctrl-C")
+        .expect("status");
+    assert!(status.success());
+    let view = server
+        .list()
+        .await
+        .into_iter()
+        .find(|view| view.dropbox.is_some())
+        .expect("the box");
+    assert_eq!(
+        view.state,
+        veilshare_shared::ShareState::Live,
+        "the box stays open"
+    );
+    server.stop().await;
+}

@@ -421,8 +421,8 @@ impl Drop for Server {
     }
 }
 
-/// Sends `signal` (`-TERM`, `-KILL`) to process `pid`.
-fn signal(pid: u32, signal: &str) {
+/// Sends `signal` (`-TERM`, `-KILL`, `-INT`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
     let _ = std::process::Command::new("kill")
         .args([signal, &pid.to_string()])
         .stderr(Stdio::null())

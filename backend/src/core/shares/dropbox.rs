@@ -274,7 +274,9 @@ impl Shares {
         self.with_entry(id, |e| e.record = record);
         drop(guard);
         drop((held, collection, permit));
-        tracing::info!(share = %log_id(id), files = item.files.len(), bytes = size, "drop box received an upload");
+        // Debug only: the log's timestamp is to the microsecond, and the moment of an upload
+        // is what could tie an uploader to their Tor traffic (what is kept is to the minute).
+        tracing::debug!(share = %log_id(id), files = item.files.len(), bytes = size, "drop box received an upload");
         self.publish_updated(id);
         if quota_used {
             tracing::info!(share = %log_id(id), "drop box quota used up");
