@@ -2,6 +2,8 @@
 //! limits, what the owner gets through the API, and the rule that nothing received is served
 //! back on the public side.
 
+use std::path::PathBuf;
+
 use reqwest::{Method, multipart::Form, multipart::Part};
 use veilshare_shared::{ShareState, ShareView};
 
@@ -495,5 +497,88 @@ async fn a_drop_box_takes_four_uploads_at_once_and_tells_a_fifth_to_come_back() 
         .collect();
     assert_eq!(names, ["held0.bin", "next.bin"]);
     drop(held);
+    server.stop().await;
+}
+
+/// A drop box on a small disk: an upload larger than the free space is stopped with 507 —
+/// before any byte when it declares its length, while it streams when it does not — and leaves
+/// nothing in the store; a small upload still fits. The store is a 100 MiB tmpfs mounted in a
+/// mount namespace of the server's own (`unshare`, unprivileged through a user namespace).
+#[tokio::test]
+async fn an_upload_larger_than_the_free_disk_gets_507_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let store = data_dir.join("store");
+    std::fs::create_dir_all(&store).expect("store mount point");
+    let mount = format!(
+        "mount -t tmpfs -o size=100m tmpfs '{}' && exec \"$@\"",
+        store.display()
+    );
+    let wrapper = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        &mount,
+        "sh",
+    ];
+    let server = Server::start_wrapped(&data_dir, 0, None, &wrapper).await;
+    // The store as the server sees it (its mount namespace), from outside.
+    let seen_store = PathBuf::from(format!("/proc/{}/root", server.pid)).join(
+        store.strip_prefix("/").expect("an absolute path"),
+    );
+    assert!(
+        seen_store.join("scratch").is_dir(),
+        "the server's store is not visible at {}",
+        seen_store.display()
+    );
+    let view = create_dropbox(&server, serde_json::json!({})).await;
+    let link = link(&view);
+
+    // Declared: refused before the body is read.
+    let (status, page) = upload(&server, &link, &[("big.bin", &data(60 << 20, 3))], None).await;
+    assert_eq!(status, 507, "{page}");
+    assert!(page.contains("Nothing of it was kept"), "{page}");
+    // Streamed without a length: stopped once it no longer fits, and its part deleted.
+    let body = futures::stream::iter((0..60).map(|i| {
+        let mut piece = Vec::new();
+        if i == 0 {
+            piece.extend_from_slice(
+                b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.bin\"\r\n\r\n",
+            );
+        }
+        piece.extend_from_slice(&data(1 << 20, i));
+        Ok::<_, std::io::Error>(piece)
+    }));
+    let response = server
+        .http
+        .post(&link)
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    // The server answers 507 and may close before the client sent everything.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 507);
+    }
+    server
+        .wait_view(&view.id, "the refused uploads to end", |v| {
+            v.downloads_in_flight == 0
+        })
+        .await;
+    let scratch: Vec<_> = std::fs::read_dir(seen_store.join("scratch"))
+        .expect("scratch")
+        .collect();
+    assert!(scratch.is_empty(), "parts left in scratch: {scratch:?}");
+    assert!(server.view(&view.id).await.dropbox.expect("box").items.is_empty());
+
+    // The positive control: what fits is taken.
+    let small = data(1 << 20, 9);
+    let (status, page) = upload(&server, &link, &[("small.bin", &small)], None).await;
+    assert_eq!(status, 200, "{page}");
+    let item = server.view(&view.id).await.dropbox.expect("box").items.remove(0);
+    assert_eq!(server.item_file(&view.id, &item.id, "small.bin").await, (200, small));
     server.stop().await;
 }
