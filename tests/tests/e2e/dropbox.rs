@@ -526,9 +526,8 @@ async fn an_upload_larger_than_the_free_disk_gets_507_and_leaves_nothing() {
     ];
     let server = Server::start_wrapped(&data_dir, 0, None, &wrapper).await;
     // The store as the server sees it (its mount namespace), from outside.
-    let seen_store = PathBuf::from(format!("/proc/{}/root", server.pid)).join(
-        store.strip_prefix("/").expect("an absolute path"),
-    );
+    let seen_store = PathBuf::from(format!("/proc/{}/root", server.pid))
+        .join(store.strip_prefix("/").expect("an absolute path"));
     assert!(
         seen_store.join("scratch").is_dir(),
         "the server's store is not visible at {}",
@@ -572,13 +571,30 @@ async fn an_upload_larger_than_the_free_disk_gets_507_and_leaves_nothing() {
         .expect("scratch")
         .collect();
     assert!(scratch.is_empty(), "parts left in scratch: {scratch:?}");
-    assert!(server.view(&view.id).await.dropbox.expect("box").items.is_empty());
+    assert!(
+        server
+            .view(&view.id)
+            .await
+            .dropbox
+            .expect("box")
+            .items
+            .is_empty()
+    );
 
     // The positive control: what fits is taken.
     let small = data(1 << 20, 9);
     let (status, page) = upload(&server, &link, &[("small.bin", &small)], None).await;
     assert_eq!(status, 200, "{page}");
-    let item = server.view(&view.id).await.dropbox.expect("box").items.remove(0);
-    assert_eq!(server.item_file(&view.id, &item.id, "small.bin").await, (200, small));
+    let item = server
+        .view(&view.id)
+        .await
+        .dropbox
+        .expect("box")
+        .items
+        .remove(0);
+    assert_eq!(
+        server.item_file(&view.id, &item.id, "small.bin").await,
+        (200, small)
+    );
     server.stop().await;
 }
