@@ -681,7 +681,7 @@ async fn get(args: GetArgs) -> Result<()> {
             // Each link's own, filled in per source.
             link: String::new(),
             out_dir: args.output,
-            state_dir: crate::receive::link::tor_state_dir(&args.data.resolve()?),
+            state_dir: crate::app::get::tor_state_dir(&args.data.resolve()?),
             tor_config: args.tor_config,
             parallel: args.parallel.map(usize::from),
             quiet: args.quiet,
@@ -738,7 +738,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         prepare_data_dir(&data).expect("a new folder");
-        std::fs::create_dir(crate::receive::link::tor_state_dir(&data)).expect("tor state");
+        std::fs::create_dir(crate::app::get::tor_state_dir(&data)).expect("tor state");
         prepare_data_dir(&data).expect("the folder get and send use");
         let foreign = dir.path().join("home");
         std::fs::create_dir(&foreign).expect("mkdir");

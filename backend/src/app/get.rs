@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
+/// `veilshare send`: uploading into someone's drop box.
+pub use crate::receive::send::{SendSettings, send};
 /// The settings of `veilshare get` are those of a multi-source fetch: the sources, the
 /// settings every link fetch shares, and how to reach direct peers.
 pub use crate::receive::{link::FetchSettings, multi::MultiFetch as GetSettings};
+/// Where `get` and `send` keep their Tor state, and the name check for what they write.
+pub use crate::receive::{link::tor_state_dir, local::check_names};
 use crate::{
     receive::{
         error::{ReceiveError, Result},

@@ -17,7 +17,7 @@ use veilshare_shared::{
 };
 
 use super::{ApiClient, DataDirArg};
-use crate::receive::{local, send::SendSettings};
+use crate::app::get::{SendSettings, check_names};
 
 #[derive(Debug, Args, Clone)]
 pub(super) struct ReceiveArgs {
@@ -260,12 +260,12 @@ pub(super) async fn send(args: SendArgs) -> Result<()> {
         files: args.files,
         message: args.message,
         key: args.key,
-        state_dir: crate::receive::link::tor_state_dir(&args.data.resolve()?),
+        state_dir: crate::app::get::tor_state_dir(&args.data.resolve()?),
         tor_config: args.tor_config,
         quiet: args.quiet,
         patience: args.timeout,
     };
-    let received = crate::receive::send::send(&settings).await?;
+    let received = crate::app::get::send(&settings).await?;
     if received.is_empty() {
         println!("The drop box received your message.");
     } else {
@@ -335,7 +335,7 @@ async fn save(
         .with_context(|| format!("cannot create {}", output.display()))?;
     for item in items {
         // Item ids are ours (hex), but the API is answered by whoever holds the port.
-        local::check_names([item.id.as_str()], false)?;
+        check_names([item.id.as_str()], false)?;
         let folder = output.join(&item.id);
         if folder.exists() {
             bail!(
@@ -345,7 +345,7 @@ async fn save(
         }
         for names in [&item.files, &item.sent] {
             if !names.is_empty() {
-                local::check_names(names.iter().map(|f| f.name.as_str()), true)?;
+                check_names(names.iter().map(|f| f.name.as_str()), true)?;
             }
         }
         std::fs::create_dir(&folder)

@@ -267,9 +267,46 @@ impl Transport {
         };
         Ok(Reply {
             status,
-            body: with_idle_timeout(body, self.idle),
+            body: batched(with_idle_timeout(body, self.idle), BATCH),
         })
     }
+}
+
+/// The least a body hands on at once (but its last piece): files are written, and progress
+/// counted, per batch rather than per frame.
+const BATCH: usize = 1 << 20;
+
+/// `body` in pieces of at least `min` bytes (the last may be shorter). An error comes after
+/// the bytes that arrived before it, so nothing received is lost to a resume.
+fn batched(
+    body: BoxStream<'static, io::Result<Bytes>>,
+    min: usize,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    futures::stream::unfold(Some((body, None)), move |state| async move {
+        let (mut body, failed): (_, Option<io::Error>) = state?;
+        if let Some(error) = failed {
+            return Some((Err(error), None));
+        }
+        let mut batch = bytes::BytesMut::new();
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) if batch.is_empty() && chunk.len() >= min => {
+                    return Some((Ok(chunk), Some((body, None))));
+                }
+                Some(Ok(chunk)) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= min {
+                        return Some((Ok(batch.freeze()), Some((body, None))));
+                    }
+                }
+                Some(Err(error)) if batch.is_empty() => return Some((Err(error), None)),
+                Some(Err(error)) => return Some((Ok(batch.freeze()), Some((body, Some(error))))),
+                None if batch.is_empty() => return None,
+                None => return Some((Ok(batch.freeze()), None)),
+            }
+        }
+    })
+    .boxed()
 }
 
 /// A request body of either transport.
@@ -298,6 +335,8 @@ async fn tor_connection(
         .map_err(|error| {
             ReceiveError::unreachable(format!("cannot connect to {host} over Tor")).because(error)
         })?;
+    // Read in bursts, not one relay cell at a time (see `Coalesced`).
+    let stream = crate::transport::coalesce::Coalesced::new(stream);
     let (sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -906,6 +945,33 @@ mod tests {
         assert!(split_url("https://abc.onion/").is_err());
         assert!(is_onion("http://abc.onion:80/"));
         assert!(!is_onion("http://onion.example/"));
+    }
+
+    #[tokio::test]
+    async fn bodies_come_in_batches_and_an_error_after_the_bytes_before_it() {
+        let piece = |n: usize| Ok(Bytes::from(vec![7u8; n]));
+        let sizes = |pieces: Vec<io::Result<Bytes>>| async move {
+            batched(futures::stream::iter(pieces).boxed(), 1000)
+                .map(|r| r.map(|b| b.len()).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+                .await
+        };
+        let got = sizes(vec![
+            piece(498),
+            piece(498),
+            piece(498),
+            piece(2000),
+            piece(10),
+        ])
+        .await;
+        assert_eq!(got, vec![Ok(1494), Ok(2000), Ok(10)]);
+        let got = sizes(vec![
+            piece(498),
+            Err(io::Error::other("broke off")),
+            piece(5),
+        ])
+        .await;
+        assert_eq!(got, vec![Ok(498), Err("broke off".to_owned())]);
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl Tor {
                                 // them once it has every byte (closing first can lose the
                                 // tail still queued on the circuit).
                                 http::serve_connection(
-                                    stream,
+                                    super::coalesce::Coalesced::new(stream),
                                     router,
                                     http::Audience::Strangers,
                                     tokio_util::sync::CancellationToken::new(),
