@@ -536,10 +536,37 @@ async fn an_upload_larger_than_the_free_disk_gets_507_and_leaves_nothing() {
     let view = create_dropbox(&server, serde_json::json!({})).await;
     let link = link(&view);
 
-    // Declared: refused before the body is read.
-    let (status, page) = upload(&server, &link, &[("big.bin", &data(60 << 20, 3))], None).await;
-    assert_eq!(status, 507, "{page}");
-    assert!(page.contains("Nothing of it was kept"), "{page}");
+    // Declared: refused from the head alone, before any of the body is sent (a raw request,
+    // so that the answer is read whatever happens to a body the server does not want).
+    let address = link
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_owned();
+    let path = link.split_once(&address).expect("path").1.to_owned();
+    let mut raw = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut raw,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
+            60u64 << 20
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        crate::util::DEADLINE,
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 507"), "{answer}");
+    assert!(answer.contains("Nothing of it was kept"), "{answer}");
     // Streamed without a length: stopped once it no longer fits, and its part deleted.
     let body = futures::stream::iter((0..60).map(|i| {
         let mut piece = Vec::new();
