@@ -35,6 +35,20 @@ pub(crate) fn build_ui() -> Result<PathBuf> {
     // backend's build script watches `ui` (its files' and the folder's times), so rewriting
     // identical files would rebuild and relink the release binary on every `run`.
     let out = target_dir().join("ui.staging");
+    // The same inputs make the same assets: skip wasm-bindgen, wasm-opt and brotli (about
+    // 10 s) when the WASM, the static files and the optimiser are those of the last build.
+    let key_file = target_dir().join("ui.staging.key");
+    let key = inputs_key(&wasm)?;
+    let ui = target_dir().join("ui");
+    if out.is_dir() && std::fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
+        let changed = sync_dir(&out, &ui)?;
+        eprintln!(
+            "UI assets unchanged since the last build; in {}: {changed} changed",
+            ui.display()
+        );
+        return Ok(ui);
+    }
+    let _ = std::fs::remove_file(&key_file);
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
@@ -83,10 +97,45 @@ pub(crate) fn build_ui() -> Result<PathBuf> {
     }
     let wasm_size = std::fs::metadata(&bound)?.len();
     eprintln!("  (WASM from wasm-bindgen: {raw_size} bytes; after wasm-opt: {wasm_size} bytes)");
-    let ui = target_dir().join("ui");
     let changed = sync_dir(&out, &ui)?;
+    std::fs::write(&key_file, &key)
+        .with_context(|| format!("cannot write {}", key_file.display()))?;
     eprintln!("UI assets in {}: {changed} changed", ui.display());
     Ok(ui)
+}
+
+/// The wasm-opt to use: the UI tests' npm `binaryen`, else one on `PATH`.
+fn wasm_opt() -> Option<PathBuf> {
+    let local = root().join("tests/ui/node_modules/.bin/wasm-opt");
+    local
+        .exists()
+        .then_some(local)
+        .or_else(|| which("wasm-opt"))
+}
+
+/// What the UI assets are built from, as one line: the hash of the WASM, of each static file
+/// (by name) and the wasm-opt in use, plus this xtask's own build (its way of building them).
+fn inputs_key(wasm: &Path) -> Result<String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(wasm)
+        .with_context(|| format!("cannot read {}", wasm.display()))?
+        .hash(&mut hasher);
+    let mut statics: Vec<PathBuf> = std::fs::read_dir(root().join("frontend/static"))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    statics.sort();
+    for path in statics {
+        path.file_name().hash(&mut hasher);
+        std::fs::read(&path)?.hash(&mut hasher);
+    }
+    wasm_opt().hash(&mut hasher);
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| m.modified())
+        .ok()
+        .hash(&mut hasher);
+    Ok(format!("{:016x}", hasher.finish()))
 }
 
 /// Makes `to` hold exactly the files of `from`, writing only those whose bytes differ (and
@@ -124,12 +173,7 @@ fn sync_dir(from: &Path, to: &Path) -> Result<usize> {
 /// Runs `wasm-opt -Oz` on `wasm` when one is installed (npm's `binaryen`, which the test
 /// command installs under `tests/ui`, or one on PATH); the UI works without it, only bigger.
 pub(crate) fn optimize_wasm(wasm: &Path) {
-    let local = root().join("tests/ui/node_modules/.bin/wasm-opt");
-    let Some(tool) = local
-        .exists()
-        .then_some(local)
-        .or_else(|| which("wasm-opt"))
-    else {
+    let Some(tool) = wasm_opt() else {
         eprintln!("wasm-opt not found: the WASM stays unoptimised (npm's `binaryen` provides it)");
         return;
     };
