@@ -8,9 +8,11 @@ use std::{io, sync::Arc, time::Duration};
 pub const UPLOAD_BACKLOG: u64 = 4 << 20;
 
 /// Watches an upload's body on its way to the multipart parser: a body that sends nothing for
-/// the idle deadline fails (an upload holds the import gate, which garbage collection waits
-/// for: a stalled one would keep an ended share's data on disk), and so does one whose
-/// backlog ([`UPLOAD_BACKLOG`]) grows: part headers without end.
+/// the idle deadline fails, and so does one whose backlog ([`UPLOAD_BACKLOG`]) grows: part
+/// headers without end. A stalled upload must not hold what it holds for ever: through the
+/// local API, the import gate (which garbage collection waits for, so a stalled one would keep
+/// an ended share's data on disk); into a drop box, one of the box's few upload places and its
+/// scratch file.
 #[derive(Debug, Default)]
 pub struct UploadGuard {
     /// Bytes the handler took out of the parser.
