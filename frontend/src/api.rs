@@ -26,7 +26,23 @@ fn unreachable_error(error: gloo_net::Error) -> Problem {
 
 /// Sends `request` and reads its JSON answer, or the API's error in plain words.
 async fn json<T: serde::de::DeserializeOwned>(request: RequestBuilder) -> Result<T, Problem> {
-    let response = request.send().await.map_err(unreachable_error)?;
+    answer(request.send().await).await
+}
+
+/// `POST path` with `body` as JSON; its JSON answer, or the API's error in plain words.
+async fn post_json<T: serde::de::DeserializeOwned>(
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<T, Problem> {
+    let request = Request::post(path).json(body).map_err(|e| e.to_string())?;
+    answer(request.send().await).await
+}
+
+/// A response's JSON, or what went wrong in plain words.
+async fn answer<T: serde::de::DeserializeOwned>(
+    sent: Result<gloo_net::http::Response, gloo_net::Error>,
+) -> Result<T, Problem> {
+    let response = sent.map_err(unreachable_error)?;
     if !response.ok() {
         return Err(error_of(response).await);
     }
@@ -50,28 +66,14 @@ pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
 
 /// `POST /api/mirrors`: resolves when the mirror is a share (fetching can take a while).
 pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareView, Problem> {
-    let request = Request::post("/api/mirrors")
-        .json(request)
-        .map_err(|e| e.to_string())?;
-    let response = request.send().await.map_err(unreachable_error)?;
-    if !response.ok() {
-        return Err(error_of(response).await);
-    }
-    response.json().await.map_err(|e| e.to_string())
+    post_json("/api/mirrors", request).await
 }
 
 /// `POST /api/dropboxes`: a new drop box.
 pub async fn create_dropbox(
     request: &veilshare_shared::CreateDropBox,
 ) -> Result<ShareView, Problem> {
-    let request = Request::post("/api/dropboxes")
-        .json(request)
-        .map_err(|e| e.to_string())?;
-    let response = request.send().await.map_err(unreachable_error)?;
-    if !response.ok() {
-        return Err(error_of(response).await);
-    }
-    response.json().await.map_err(|e| e.to_string())
+    post_json("/api/dropboxes", request).await
 }
 
 /// Follows `/api/events` until the socket closes, handing each event to `on_event`.

@@ -233,20 +233,7 @@ fn main() {
     });
     let concurrent_secs = started.elapsed().as_secs_f64();
     let veilshare_peak = peak_rss(server.child.id());
-    let nginx_worker_peak = std::fs::read_to_string(work.path().join("nginx.pid"))
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .map(|master| {
-            // The worker is the master's child.
-            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .map(peak_rss)
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let nginx_worker_peak = common::nginx_worker_peak_rss(work.path());
     server.stop();
     let _ = nginx.kill();
     let _ = nginx.wait();

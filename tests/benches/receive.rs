@@ -25,6 +25,20 @@ use criterion::{Criterion, SamplingMode, Throughput};
 const SIZE: u64 = 1 << 30;
 const GROUP: &str = "receive_1GiB";
 
+/// The group every variant runs in: 10 samples of one 1 GiB upload each.
+fn group(
+    criterion: &mut Criterion,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut group = criterion.benchmark_group(GROUP);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(30))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Bytes(SIZE));
+    group
+}
+
 /// A drop box on `server` (encrypting to `recipient` when given): (id, public link).
 fn create_box(
     runtime: &tokio::runtime::Runtime,
@@ -120,13 +134,7 @@ fn bench_box(
         .build()
         .expect("client");
     let (id, link) = create_box(runtime, &http, &server, recipient);
-    let mut group = criterion.benchmark_group(GROUP);
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .measurement_time(Duration::from_secs(30))
-        .warm_up_time(Duration::from_secs(1))
-        .throughput(Throughput::Bytes(SIZE));
+    let mut group = group(criterion);
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -200,13 +208,7 @@ fn main() {
         .build()
         .expect("client");
     {
-        let mut group = criterion.benchmark_group(GROUP);
-        group
-            .sample_size(10)
-            .sampling_mode(SamplingMode::Flat)
-            .measurement_time(Duration::from_secs(30))
-            .warm_up_time(Duration::from_secs(1))
-            .throughput(Throughput::Bytes(SIZE));
+        let mut group = group(&mut criterion);
         group.bench_function("nginx_dav_put_plus_b3sum", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -238,19 +240,7 @@ fn main() {
         });
         group.finish();
     }
-    let nginx_peak = std::fs::read_to_string(work.path().join("nginx.pid"))
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .map(|master| {
-            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .map(peak_rss)
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let nginx_peak = common::nginx_worker_peak_rss(work.path());
     let _ = nginx.kill();
     let _ = nginx.wait();
     criterion.final_summary();

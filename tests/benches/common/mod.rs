@@ -200,3 +200,20 @@ pub fn median_ns(group: &str, function: &str) -> Option<f64> {
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     json["median"]["point_estimate"].as_f64()
 }
+
+/// Peak RSS of the nginx worker (the child of the master whose pid is in `dir/nginx.pid`).
+pub fn nginx_worker_peak_rss(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("nginx.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .map(|master| {
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .map(peak_rss)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

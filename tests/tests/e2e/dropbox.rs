@@ -52,6 +52,25 @@ pub async fn upload(
     (status, response.text().await.expect("page"))
 }
 
+/// An age identity made by Debian's `age-keygen` in `dir`: (identity file, recipient).
+pub async fn age_key(dir: &std::path::Path) -> (PathBuf, String) {
+    let key = dir.join("key.txt");
+    let keygen = tokio::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .await
+        .expect("age-keygen (Debian's age)");
+    let said = String::from_utf8_lossy(&keygen.stderr).into_owned();
+    let recipient = said
+        .split("Public key: ")
+        .nth(1)
+        .map(str::trim)
+        .expect("a public key")
+        .to_owned();
+    (key, recipient)
+}
+
 fn link(view: &ShareView) -> String {
     view.links.local.clone().expect("a local link")
 }
@@ -329,20 +348,7 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf
 #[tokio::test]
 async fn an_encrypting_drop_box_never_writes_plaintext_and_age_decrypts_what_its_owner_gets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("key.txt");
-    let keygen = tokio::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .await
-        .expect("age-keygen (Debian's age)");
-    let said = String::from_utf8_lossy(&keygen.stderr).into_owned();
-    let recipient = said
-        .split("Public key: ")
-        .nth(1)
-        .map(str::trim)
-        .expect("a public key")
-        .to_owned();
+    let (key, recipient) = age_key(dir.path()).await;
     let server = Server::start(&dir.path().join("data")).await;
     let response = server
         .api(Method::POST, "/api/dropboxes")

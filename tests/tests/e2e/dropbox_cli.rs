@@ -4,7 +4,10 @@
 
 use veilshare_shared::ShareView;
 
-use crate::util::{Server, data, run_cli};
+use crate::{
+    dropbox::age_key,
+    util::{Server, data, run_cli},
+};
 
 /// Runs `veilshare` with `args` and the server's data directory; returns (ok, stdout, stderr).
 async fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
@@ -35,25 +38,6 @@ async fn receive(server: &Server, args: &[&str]) -> ShareView {
     let link = view.links.local.clone().expect("a local link");
     assert!(out.contains(&link), "the link is printed: {out}");
     view
-}
-
-/// An age identity made by Debian's `age-keygen`: (identity file, recipient).
-async fn age_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("key.txt");
-    let keygen = tokio::process::Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .await
-        .expect("age-keygen (Debian's age)");
-    let said = String::from_utf8_lossy(&keygen.stderr).into_owned();
-    let recipient = said
-        .split("Public key: ")
-        .nth(1)
-        .map(str::trim)
-        .expect("a public key")
-        .to_owned();
-    (key, recipient)
 }
 
 #[tokio::test]
