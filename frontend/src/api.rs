@@ -64,6 +64,12 @@ pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
     json(Request::delete(&format!("/api/shares/{id}"))).await
 }
 
+/// `DELETE /api/shares/{id}/items/{item}`: deletes one upload a drop box received.
+pub async fn delete_item(id: &ShareId, item: &str) -> Result<ShareView, Problem> {
+    let item = String::from(js_sys::encode_uri_component(item));
+    json(Request::delete(&format!("/api/shares/{id}/items/{item}"))).await
+}
+
 /// `POST /api/mirrors`: resolves when the mirror is a share (fetching can take a while).
 pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareView, Problem> {
     post_json("/api/mirrors", request).await

@@ -243,6 +243,16 @@ try {
   }
   await page.screenshot({ path: join(shots, '10-dropbox-item.png'), fullPage: true });
 
+  // Deleting the upload: asked first, then its files are gone from the card and the API.
+  const upload = boxCard.locator('li.item');
+  await upload.getByRole('button', { name: 'Delete…' }).click();
+  await upload.getByText('Delete this upload?').waitFor();
+  await page.screenshot({ path: join(shots, '10b-dropbox-delete.png'), fullPage: true });
+  await upload.getByRole('button', { name: 'Yes, delete' }).click();
+  await boxCard.getByText('Nothing received yet.').waitFor({ timeout: DEADLINE });
+  const gone = await page.request.get(new URL(href, page.url()).href);
+  if (gone.status() !== 404) fail(`a deleted upload's file still answers ${gone.status()}`);
+
   // A narrow window still shows everything, without sideways scrolling.
   await page.setViewportSize({ width: 360, height: 800 });
   const wide = await page.evaluate(() => document.documentElement.scrollWidth);

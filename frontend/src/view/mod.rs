@@ -204,11 +204,29 @@ mod browser_tests {
             "/api/shares/abcdefghijklmnopqrstuvwxyz/items/0123456789abcdef/files/tip%201.pdf"
         );
         let close = root
-            .query_selector("button.danger")
+            .query_selector("li.card > .actions button.danger")
             .ok()
             .flatten()
             .and_then(|b| b.text_content());
         assert_eq!(close.as_deref(), Some("Close…"));
+
+        // Each upload has its own Delete, which asks before anything is deleted.
+        let delete = root
+            .query_selector(".item .actions button.danger")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("a Delete button on the upload");
+        assert_eq!(delete.text_content().as_deref(), Some("Delete…"));
+        delete.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(text.contains("Delete this upload?"), "{text}");
+        assert!(text.contains("Yes, delete"), "{text}");
+        assert!(
+            text.contains("tip 1.pdf"),
+            "nothing is deleted before yes: {text}"
+        );
     }
 
     /// Sets an input's text and fires its `input` event, as typing does.

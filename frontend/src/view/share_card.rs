@@ -1,6 +1,7 @@
-//! One share's card: state, counters, countdown, links with copy buttons, QR code, revoke.
+//! One share's card: state, counters, countdown, links with copy buttons, QR code, revoke; for a
+//! drop box, what it received, each upload with its own Delete.
 
-use veilshare_shared::{DropBoxView, ShareId, ShareState, ShareView};
+use veilshare_shared::{DropBoxView, ReceivedItem, ShareId, ShareState, ShareView};
 use yew::prelude::*;
 
 use crate::{
@@ -61,47 +62,108 @@ fn received(dropbox: &DropBoxView) -> String {
     }
 }
 
-/// The uploads a drop box received, each file a link to save it (through the local API).
-fn items(id: &ShareId, dropbox: &DropBoxView) -> Html {
+/// The uploads a drop box received, each file a link to save it (through the local API), each
+/// upload with its own Delete.
+fn items(id: &ShareId, dropbox: &DropBoxView, on_changed: &Callback<ShareView>) -> Html {
     if dropbox.items.is_empty() {
         return html! { <p class="quiet">{ "Nothing received yet." }</p> };
     }
     html! {
         <ul class="items">
             { for dropbox.items.iter().map(|item| html! {
-                <li class="item">
-                    <span class="quiet">{ format!("Received {}", minute_utc(item.received_at)) }</span>
-                    <ul>
-                        { for item.files.iter().map(|file| {
-                            let href = format!(
-                                "/api/shares/{id}/items/{}/files/{}",
-                                item.id,
-                                js_sys::encode_uri_component(&file.name)
-                            );
-                            html! {
-                                <li>
-                                    <a href={href} download={file.name.clone()}>{ file.name.clone() }</a>
-                                    { format!(" ({})", human_size(file.size)) }
-                                </li>
-                            }
-                        }) }
-                    </ul>
-                    if item.encrypted {
-                        <p class="quiet">{ format!(
-                            "Encrypted; sent as {}",
-                            item.sent
-                                .iter()
-                                .map(|f| format!("{} ({}, BLAKE3 {})", f.name, human_size(f.size), f.hash.as_str()))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ) }</p>
-                    }
-                    if let Some(message) = &item.message {
-                        <blockquote class="message">{ message.clone() }</blockquote>
-                    }
-                </li>
+                <Item key={item.id.clone()} share={id.clone()} item={item.clone()} on_changed={on_changed.clone()} />
             }) }
         </ul>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ItemProps {
+    share: ShareId,
+    item: ReceivedItem,
+    on_changed: Callback<ShareView>,
+}
+
+/// One upload: when it came, its files (links to save them), its message, and Delete (asked
+/// twice: the files are gone for good).
+#[component]
+fn Item(props: &ItemProps) -> Html {
+    let confirming = use_state(|| false);
+    let problem = use_state(|| None::<String>);
+    let item = &props.item;
+    let id = &props.share;
+    let ask = {
+        let confirming = confirming.clone();
+        Callback::from(move |_: MouseEvent| confirming.set(true))
+    };
+    let cancel = {
+        let confirming = confirming.clone();
+        Callback::from(move |_: MouseEvent| confirming.set(false))
+    };
+    let delete = {
+        let (id, item_id) = (id.clone(), item.id.clone());
+        let (confirming, problem) = (confirming.clone(), problem.clone());
+        let on_changed = props.on_changed.clone();
+        Callback::from(move |_: MouseEvent| {
+            let (id, item_id) = (id.clone(), item_id.clone());
+            let (confirming, problem) = (confirming.clone(), problem.clone());
+            let on_changed = on_changed.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::delete_item(&id, &item_id).await {
+                    Ok(share) => on_changed.emit(share),
+                    Err(message) => {
+                        problem.set(Some(format!("could not delete: {message}")));
+                        confirming.set(false);
+                    }
+                }
+            });
+        })
+    };
+    let received = format!("Received {}", minute_utc(item.received_at));
+    html! {
+        <li class="item" aria-label={received.clone()}>
+            <span class="quiet">{ received }</span>
+            <ul>
+                { for item.files.iter().map(|file| {
+                    let href = format!(
+                        "/api/shares/{id}/items/{}/files/{}",
+                        js_sys::encode_uri_component(&item.id),
+                        js_sys::encode_uri_component(&file.name)
+                    );
+                    html! {
+                        <li>
+                            <a href={href} download={file.name.clone()}>{ file.name.clone() }</a>
+                            { format!(" ({})", human_size(file.size)) }
+                        </li>
+                    }
+                }) }
+            </ul>
+            if item.encrypted {
+                <p class="quiet">{ format!(
+                    "Encrypted; sent as {}",
+                    item.sent
+                        .iter()
+                        .map(|f| format!("{} ({}, BLAKE3 {})", f.name, human_size(f.size), f.hash.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ) }</p>
+            }
+            if let Some(message) = &item.message {
+                <blockquote class="message">{ message.clone() }</blockquote>
+            }
+            <div class="actions">
+                if *confirming {
+                    <span role="alert">{ "Delete this upload? Its files and message are removed from this computer for good." }</span>
+                    <button type="button" class="danger" onclick={delete}>{ "Yes, delete" }</button>
+                    <button type="button" onclick={cancel}>{ "Keep it" }</button>
+                } else {
+                    <button type="button" class="danger" onclick={ask}>{ "Delete…" }</button>
+                }
+            </div>
+            if let Some(problem) = &*problem {
+                <p class="problem" role="alert">{ problem.clone() }</p>
+            }
+        </li>
     }
 }
 
@@ -245,7 +307,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                     Some(recipient) => format!("Uploads are encrypted as they arrive, to {recipient}: decrypt them where that identity lives (age -d)."),
                     None => "Uploads are stored as received, not encrypted.".to_owned(),
                 } }</p>
-                { items(&share.id, dropbox) }
+                { items(&share.id, dropbox, &props.on_changed) }
             }
             if let Some(problem) = &share.problem {
                 <p class="problem">{ problem.clone() }</p>
