@@ -141,6 +141,14 @@ struct ShareArgs {
     /// Also serve the share over plain HTTP at this address.
     #[arg(long)]
     public_listen: Option<SocketAddr>,
+    /// Share photos with their metadata (GPS position, camera, serial number, dates). Without
+    /// it veilshare removes that from JPEG, PNG and WebP files, pixels unchanged, and reports
+    /// what other files contain.
+    #[arg(long)]
+    keep_metadata: bool,
+    /// Remove metadata from photos (the default; spelled out for scripts).
+    #[arg(long, conflicts_with = "keep_metadata")]
+    strip_metadata: bool,
     #[command(flatten)]
     p2p: P2pArgs,
 }
@@ -175,6 +183,7 @@ impl PolicyArgs {
             label: self.label.clone(),
             direct: self.direct,
             restricted: self.restricted,
+            keep_metadata: false,
         }
         .checked()
         .map_err(anyhow::Error::msg)
@@ -701,7 +710,8 @@ async fn get(args: GetArgs) -> Result<()> {
 
 impl ShareArgs {
     fn into_settings(self) -> Result<crate::app::headless::HeadlessSettings> {
-        let fields = self.policy.fields()?;
+        let mut fields = self.policy.fields()?;
+        fields.keep_metadata = self.keep_metadata;
         for file in &self.files {
             if !file.is_file() {
                 bail!("{} is not a file", file.display());

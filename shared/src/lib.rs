@@ -9,8 +9,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod dropbox;
+pub mod metadata;
 
 pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
+pub use metadata::{MetadataKind, MetadataReport};
 
 /// Largest number of downloads a policy may allow.
 pub const MAX_DOWNLOADS_LIMIT: u32 = 1_000_000;
@@ -40,6 +42,10 @@ pub mod form {
     /// Optional `true`/`false`: only recipients holding the share's client key can reach its
     /// onion service ("restricted discovery"; Tor Browser asks for the key).
     pub const RESTRICTED: &str = "restricted";
+    /// Optional `true`/`false`: share images as they are, with their metadata (GPS position,
+    /// camera serial, …). By default it is removed from images; other formats are reported
+    /// in the share's `metadata`, not changed.
+    pub const KEEP_METADATA: &str = "keep_metadata";
     /// Query parameter naming an upload so that its progress events can be followed.
     pub const UPLOAD_ID_QUERY: &str = "upload";
 }
@@ -291,6 +297,10 @@ pub struct ShareView {
     /// then empty.
     #[serde(default)]
     pub dropbox: Option<DropBoxView>,
+    /// Identifying metadata found in the files when they were added, per file that had any,
+    /// and whether it was removed from the shared copy.
+    #[serde(default)]
+    pub metadata: Vec<MetadataReport>,
 }
 
 /// The validated non-file fields of a create request.
@@ -307,6 +317,8 @@ pub struct CreateShareFields {
     pub direct: bool,
     /// See [`form::RESTRICTED`].
     pub restricted: bool,
+    /// See [`form::KEEP_METADATA`].
+    pub keep_metadata: bool,
 }
 
 /// `POST /api/mirrors`: fetch a share from elsewhere and publish it from here, with a policy of
@@ -343,6 +355,7 @@ impl CreateShareFields {
         Self::check_together(self.direct, self.restricted)?;
         out.direct = self.direct;
         out.restricted = self.restricted;
+        out.keep_metadata = self.keep_metadata;
         Ok(out)
     }
 
@@ -361,6 +374,7 @@ impl CreateShareFields {
         }
         out.push((form::DIRECT, self.direct.to_string()));
         out.push((form::RESTRICTED, self.restricted.to_string()));
+        out.push((form::KEEP_METADATA, self.keep_metadata.to_string()));
         out
     }
 
@@ -402,6 +416,7 @@ impl CreateShareFields {
                 Self::check_together(self.direct, restricted)?;
                 self.restricted = restricted;
             }
+            form::KEEP_METADATA => self.keep_metadata = parse_flag(name, value)?,
             other => return Err(format!("unknown form field {other:?}")),
         }
         Ok(())
@@ -805,6 +820,7 @@ mod tests {
             label: Some("for Ana".into()),
             direct: true,
             restricted: false,
+            keep_metadata: true,
         };
         let mut read = CreateShareFields::default();
         for (name, value) in fields.form_fields() {
@@ -813,7 +829,7 @@ mod tests {
         assert_eq!(read, fields);
         assert_eq!(
             CreateShareFields::default().form_fields().len(),
-            2,
+            3,
             "unset limits and label are left out"
         );
     }

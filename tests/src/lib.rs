@@ -1,1 +1,4 @@
-//! End-to-end tests live in `tests/`.
+//! End-to-end tests live in `tests/`. This library holds what they share with the backend's
+//! own tests: sample files made on the spot.
+
+pub mod samples;

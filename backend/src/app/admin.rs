@@ -37,7 +37,7 @@ use crate::{
     app::{Context, mirror::MirrorError},
     core::{
         shares::ShareError,
-        store::{NewFiles, StoreError, StoredFile},
+        store::{NewFileError, NewFiles, StoreError, StoredFile},
     },
     receive::error::ReceiveErrorKind,
     serve::public::upload::UploadGuard,
@@ -233,6 +233,12 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/shares/{id}", get(get_share).delete(revoke_share))
+        .route(
+            "/api/inspect",
+            post(inspect).layer(DefaultBodyLimit::max(
+                crate::core::metadata::MAX_INSPECTED as usize,
+            )),
+        )
         .route("/api/mirrors", post(create_mirror))
         .route("/api/dropboxes", post(create_dropbox))
         .route("/api/shares/{id}/items/{item}", delete(delete_item))
@@ -575,6 +581,25 @@ async fn create_dropbox(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// `POST /api/inspect?name=N`, the file's bytes as the body: what identifying metadata the file
+/// holds, before it is shared (`null`: nothing found, or not a format that carries any). Nothing
+/// is stored. Files over [`crate::core::metadata::MAX_INSPECTED`] are refused (413).
+async fn inspect(
+    Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Json<Option<veilshare_shared::MetadataReport>> {
+    let name = query.get("name").cloned().unwrap_or_default();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::core::metadata::inspect(&body)
+            .filter(|i| !i.found.is_empty() || i.note.is_some())
+            .map(|i| i.report(&name, false))
+    })
+    .await
+    .ok()
+    .flatten();
+    Json(report)
+}
+
 /// `DELETE /api/shares/{id}/items/{item}`: deletes what a drop box received in one upload.
 async fn delete_item(
     State(state): State<AdminState>,
@@ -768,13 +793,20 @@ async fn receive_upload(
             "the upload has no files: send at least one file part",
         ));
     }
+    let metadata = files
+        .clean_metadata(&store, &permit, !fields.keep_metadata)
+        .await
+        .map_err(|error| match error {
+            NewFileError::Store(error) => Failure::from(error),
+            other => Failure::bad_request(other.to_string()),
+        })?;
     let collection = store.store_collection(&permit, files.files()).await?;
     crate::core::crash::point("upload.collection_stored");
     let (files, temp_tags) = files.into_parts();
     let view = state
         .node
         .shares
-        .create(upload_id, files, collection, fields, permit)
+        .create(upload_id, files, collection, fields, metadata, permit)
         .await?;
     drop(temp_tags);
     Ok(view)

@@ -59,11 +59,24 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
         eprintln!("importing {}", path.display());
         files.add_path(&store, &permit, path, name).await?;
     }
+    let metadata = files
+        .clean_metadata(&store, &permit, !settings.fields.keep_metadata)
+        .await?;
+    for report in &metadata {
+        eprintln!("{}", report.summary());
+    }
     let collection = store.store_collection(&permit, files.files()).await?;
     let (files, tags) = files.into_parts();
     let mut subscription = events.subscribe();
     let view = shares
-        .create("cli", files, collection, settings.fields.clone(), permit)
+        .create(
+            "cli",
+            files,
+            collection,
+            settings.fields.clone(),
+            metadata,
+            permit,
+        )
         .await?;
     drop(tags);
     let id = view.id.clone();

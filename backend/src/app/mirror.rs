@@ -92,7 +92,7 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
         .await
         .map_err(ShareError::from)?;
     let view = shares
-        .create("mirror", files, collection, fields, permit)
+        .create("mirror", files, collection, fields, Vec::new(), permit)
         .await?;
     tracing::info!(share = %log_id(&view.id), "mirror published");
     Ok(view)
@@ -172,7 +172,9 @@ async fn import(
             .add_path(store, &permit, &path, name)
             .await
             .map_err(|error| match error {
-                NewFileError::Name(message) => MirrorError::from(ReceiveError::integrity(message)),
+                NewFileError::Name(message) | NewFileError::Metadata(message) => {
+                    MirrorError::from(ReceiveError::integrity(message))
+                }
                 NewFileError::Store(error) => ShareError::from(error).into(),
             })?;
     }

@@ -6,6 +6,7 @@
 pub mod bao;
 pub mod crash;
 pub mod events;
+pub mod metadata;
 pub mod policy;
 pub mod shares;
 pub mod store;

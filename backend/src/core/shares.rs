@@ -151,6 +151,14 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Shares(Arc<Inner>);
 
+/// What a new record holds besides its files and fields.
+struct RecordExtra {
+    /// For a drop box: its limits (and no items yet).
+    dropbox: Option<DropBoxRecord>,
+    /// What the files' metadata revealed, and whether it was removed.
+    metadata: Vec<veilshare_shared::MetadataReport>,
+}
+
 /// What the public site needs to know of a share.
 #[derive(Debug, Clone)]
 pub struct PublicShare {
@@ -361,9 +369,14 @@ impl Shares {
         files: Vec<StoredFile>,
         collection: TempTag,
         fields: CreateShareFields,
+        metadata: Vec<veilshare_shared::MetadataReport>,
         permit: ImportPermit,
     ) -> Result<ShareView, ShareError> {
-        self.create_record(upload_id, files, collection, fields, None, permit)
+        let extra = RecordExtra {
+            dropbox: None,
+            metadata,
+        };
+        self.create_record(upload_id, files, collection, fields, extra, permit)
             .await
     }
 
@@ -374,9 +387,10 @@ impl Shares {
         files: Vec<StoredFile>,
         collection: TempTag,
         fields: CreateShareFields,
-        dropbox: Option<DropBoxRecord>,
+        extra: RecordExtra,
         permit: ImportPermit,
     ) -> Result<ShareView, ShareError> {
+        let RecordExtra { dropbox, metadata } = extra;
         let id = new_share_id();
         let now = now_secs();
         let publishers = self.publishers();
@@ -403,6 +417,7 @@ impl Shares {
             onion: None,
             client_key: fields.restricted.then(new_recipient_key),
             dropbox,
+            metadata,
         };
         let release = |publishers: &[Arc<dyn Publisher>]| {
             for publisher in publishers {
@@ -503,6 +518,7 @@ impl Shares {
                 bytes: dropbox.bytes(),
                 items: dropbox.items.iter().map(dropbox::item_view).collect(),
             }),
+            metadata: record.metadata.clone(),
         }
     }
 

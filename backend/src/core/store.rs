@@ -34,7 +34,7 @@ use iroh_blobs::{
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, watch};
-use veilshare_shared::{ContentHash, Policy, ShareId, ShareState};
+use veilshare_shared::{ContentHash, MetadataReport, Policy, ShareId, ShareState};
 
 use crate::core::policy::Ledger;
 
@@ -231,6 +231,91 @@ impl NewFiles {
     pub fn into_parts(self) -> (Vec<StoredFile>, Vec<TempTag>) {
         (self.files, self.tags)
     }
+
+    /// Looks in every file for identifying metadata (see [`crate::core::metadata`]); with
+    /// `strip`, each image that has any is replaced by its cleaned copy (stored as a new blob;
+    /// the original is collected with the next garbage collection). Returns a report for each
+    /// file that had any. An image that cannot be cleaned is refused, not shared as if clean.
+    pub async fn clean_metadata(
+        &mut self,
+        store: &Store,
+        permit: &ImportPermit,
+        strip: bool,
+    ) -> Result<Vec<MetadataReport>, NewFileError> {
+        use crate::core::metadata;
+        let mut reports = Vec::new();
+        for index in 0..self.files.len() {
+            let file = self.files[index].clone();
+            if file.size == 0 || file.size > metadata::MAX_INSPECTED {
+                continue;
+            }
+            let head = read_all(store, &file.hash, file.size.min(64)).await?;
+            if !metadata::may_hold(&head) {
+                continue;
+            }
+            let bytes = read_all(store, &file.hash, file.size).await?;
+            let inspected = tokio::task::spawn_blocking({
+                let bytes = bytes.clone();
+                move || metadata::inspect(&bytes)
+            })
+            .await
+            .map_err(|e| io_error("inspecting a file for metadata", io::Error::other(e)))?;
+            let Some(inspection) = inspected.filter(|i| !i.found.is_empty() || i.note.is_some())
+            else {
+                continue;
+            };
+            if !(strip && inspection.removable && !inspection.found.is_empty()) {
+                reports.push(inspection.report(&file.name, false));
+                continue;
+            }
+            let cleaned = tokio::task::spawn_blocking(move || metadata::strip(bytes))
+                .await
+                .map_err(|e| io_error("removing a file's metadata", io::Error::other(e)))?
+                .map_err(|error| {
+                    NewFileError::Metadata(format!(
+                        "{:?}: cannot remove its metadata: {error}. Clean it first, or share it \
+                         as it is (\"keep metadata\"), which keeps what it reveals",
+                        file.name
+                    ))
+                })?;
+            let crc32 = crc32fast::hash(&cleaned);
+            let size = cleaned.len() as u64;
+            let tag = store
+                .import_stream(permit, futures::stream::iter([Ok(cleaned)]))
+                .await?;
+            self.files[index] = StoredFile {
+                name: file.name.clone(),
+                size,
+                hash: content_hash(tag.hash()),
+                crc32,
+            };
+            self.tags[index] = tag;
+            tracing::debug!(
+                from = file.size,
+                to = size,
+                "metadata removed from an image"
+            );
+            reports.push(inspection.report(&file.name, true));
+        }
+        Ok(reports)
+    }
+}
+
+fn io_error(context: &str, source: io::Error) -> StoreError {
+    StoreError::Io {
+        context: context.to_owned(),
+        source,
+    }
+}
+
+/// The first `len` bytes of the blob `hash`, in memory.
+async fn read_all(store: &Store, hash: &ContentHash, len: u64) -> Result<Bytes, StoreError> {
+    let mut out = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut stream = std::pin::pin!(store.read_range(hash, 0, len));
+    while let Some(piece) = futures::StreamExt::next(&mut stream).await {
+        out.extend_from_slice(&piece.map_err(|e| io_error("reading a stored file", e))?);
+    }
+    Ok(out.freeze())
 }
 
 /// Why a file could not join a new share.
@@ -243,6 +328,9 @@ pub enum NewFileError {
     /// Storing it failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Its metadata could not be removed (a message for the user).
+    #[error("{0}")]
+    Metadata(String),
 }
 
 /// A share as persisted in the catalog.
@@ -283,6 +371,9 @@ pub struct ShareRecord {
     /// then empty, and `collection` holds every received file (named `<item>/<name>`).
     #[serde(default)]
     pub dropbox: Option<DropBoxRecord>,
+    /// What the files revealed when they were added, and whether it was removed.
+    #[serde(default)]
+    pub metadata: Vec<MetadataReport>,
 }
 
 /// What a drop box keeps: its limits and the uploads it received.
@@ -1065,6 +1156,7 @@ mod tests {
             onion: None,
             client_key: None,
             dropbox: None,
+            metadata: Vec::new(),
         }
     }
 

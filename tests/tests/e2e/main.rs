@@ -10,6 +10,7 @@ mod flood;
 mod foundation;
 mod get;
 mod hostile;
+mod metadata;
 mod p2p;
 mod tor;
 mod util;

@@ -130,6 +130,7 @@ impl Shares {
             label: request.label,
             direct: false,
             restricted: request.restricted,
+            keep_metadata: false,
         };
         let dropbox = DropBoxRecord {
             limits: veilshare_shared::DropBoxLimits {
@@ -147,7 +148,10 @@ impl Shares {
             Vec::new(),
             collection,
             fields,
-            Some(dropbox),
+            super::RecordExtra {
+                dropbox: Some(dropbox),
+                metadata: Vec::new(),
+            },
             permit,
         )
         .await

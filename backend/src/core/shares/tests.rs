@@ -131,7 +131,7 @@ async fn create(
         .store_collection(&permit, std::slice::from_ref(&file))
         .await?;
     let view = shares
-        .create("test", vec![file], collection, fields, permit)
+        .create("test", vec![file], collection, fields, Vec::new(), permit)
         .await;
     drop(tag);
     view
