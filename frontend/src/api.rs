@@ -70,6 +70,19 @@ pub async fn delete_item(id: &ShareId, item: &str) -> Result<ShareView, Problem>
     json(Request::delete(&format!("/api/shares/{id}/items/{item}"))).await
 }
 
+/// `POST /api/inspect`: the identifying metadata in `file`, before it is shared (`None`:
+/// nothing found). The file goes to veilshare on this computer and is not kept.
+pub async fn inspect(
+    file: &web_sys::File,
+) -> Result<Option<veilshare_shared::MetadataReport>, Problem> {
+    let name = String::from(js_sys::encode_uri_component(&file.name()));
+    let request = Request::post(&format!("/api/inspect?name={name}"))
+        .header("content-type", "application/octet-stream")
+        .body(wasm_bindgen::JsValue::from(file.clone()))
+        .map_err(|e| e.to_string())?;
+    answer(request.send().await).await
+}
+
 /// `POST /api/mirrors`: resolves when the mirror is a share (fetching can take a while).
 pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareView, Problem> {
     post_json("/api/mirrors", request).await

@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest file inspected (and cleaned), in bytes. Inspection holds the file in memory; photos
+/// and documents are far smaller, and larger files are shared as they are, not inspected.
+pub const MAX_INSPECTED: u64 = 256 << 20;
+
 /// One kind of identifying metadata, as a person would name it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,8 @@
 // change live, revokes, and sees the link stop working. Then it moves to "Receive files" with the
 // keyboard, makes a drop box, uploads two files and a message through the box's public form in a
 // second page with JavaScript off (Tor Browser's "Safest"), sees the upload appear on the card
-// live, and saves a file through the card's link. At 360 px nothing is wider than the window.
+// live, and saves a file through the card's link, then deletes the upload. A phone photo's GPS
+// position is shown before it is shared and is gone from what recipients get. At 360 px nothing is wider than the window.
 // Screenshots of the main screens go to SCREENSHOTS. Only 127.0.0.1 is contacted.
 
 import { spawn } from 'node:child_process';
@@ -176,6 +177,34 @@ try {
   const after = await fetchStatus(`${link}manifest.json`);
   if (after.status === 200) fail('the revoked link still answers');
   await page.screenshot({ path: join(shots, '6-revoked.png'), fullPage: true });
+
+  // A phone photo: what it reveals shows as soon as it is chosen, before anything is shared;
+  // the shared copy has none of it, and the card says what was removed.
+  const photoPath = process.env.VEILSHARE_SAMPLE_PHOTO;
+  if (!photoPath) fail('set VEILSHARE_SAMPLE_PHOTO (`cargo xtask test` makes the sample photo)');
+  const photo = readFileSync(photoPath);
+  await page.setInputFiles('#files', photoPath);
+  const warning = page.locator('.picked .metadata', { hasText: 'GPS position' });
+  await warning.waitFor({ timeout: DEADLINE });
+  if (!(await warning.textContent()).includes('removes it from the shared copy')) {
+    fail(`the warning does not say the metadata will be removed: ${await warning.textContent()}`);
+  }
+  if (!(await page.isChecked('#strip-metadata'))) fail('removing metadata is not on by default');
+  await page.fill('#label', 'Holiday photo');
+  await page.screenshot({ path: join(shots, '6b-metadata-warning.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Share', exact: true }).click();
+  const photoCard = page.locator('li.card', { hasText: 'Holiday photo' });
+  await photoCard.locator('.state', { hasText: 'live' }).waitFor({ timeout: DEADLINE });
+  await photoCard.getByText('removed from the shared copy').waitFor();
+  const photoLink = (await photoCard.locator('.link-value').first().textContent()).trim();
+  const photoManifest = JSON.parse((await fetchStatus(`${photoLink}manifest.json`)).body.toString());
+  const shared = await fetchStatus(`${photoLink}${photoManifest.files[0].path}`);
+  if (shared.status !== 200 || shared.body[0] !== 0xff || shared.body[1] !== 0xd8) {
+    fail(`the shared photo answered ${shared.status} or is not a JPEG`);
+  }
+  if (shared.body.includes('Fairphone') || shared.body.includes('SN-0042') || shared.body.length >= photo.length) {
+    fail('the shared photo still carries its metadata');
+  }
 
   // Receive files: reached with the keyboard (the tabs move with the arrow keys).
   await page.getByRole('tab', { name: 'Share files' }).focus();

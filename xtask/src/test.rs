@@ -89,11 +89,27 @@ pub(crate) fn ui_e2e() -> Result<()> {
         )?;
     }
     let binary = dist()?;
+    // A phone photo with a GPS position, made by the tests' own sample code.
+    let photo = target_dir().join("ui-sample-photo.jpg");
+    exec(
+        cargo()
+            .args([
+                "run",
+                "-q",
+                "-p",
+                "veilshare-e2e",
+                "--example",
+                "sample_photo",
+                "--",
+            ])
+            .arg(&photo),
+    )?;
     exec(
         Command::new("node")
             .arg("e2e.mjs")
             .current_dir(&ui_tests)
             .env("VEILSHARE_DIST", &binary)
+            .env("VEILSHARE_SAMPLE_PHOTO", &photo)
             .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
     )
 }

@@ -34,9 +34,7 @@ use bytes::Bytes;
 use img_parts::{ImageEXIF, jpeg::Jpeg, png::Png, webp::WebP};
 use veilshare_shared::{MetadataKind, MetadataReport};
 
-/// Largest file inspected (and cleaned), in bytes. Inspection holds the file in memory; photos
-/// and documents are far smaller, and a larger file is reported as not checked.
-pub const MAX_INSPECTED: u64 = 256 << 20;
+pub use veilshare_shared::metadata::MAX_INSPECTED;
 
 /// Largest piece of embedded metadata (an EXIF block, an Office part) that is parsed.
 const MAX_PART: usize = 4 << 20;

@@ -126,6 +126,14 @@ mod browser_tests {
             },
             client_key: Some("K".repeat(52)),
             dropbox: None,
+            metadata: vec![veilshare_shared::MetadataReport {
+                name: "report.pdf".into(),
+                format: "PDF".into(),
+                found: vec![veilshare_shared::MetadataKind::Author],
+                removable: false,
+                removed: false,
+                note: None,
+            }],
         }
     }
 
@@ -137,6 +145,10 @@ mod browser_tests {
         assert!(text.contains("expires in 3 h 05 min"), "{text}");
         assert!(text.contains(".onion/"), "{text}");
         assert!(text.contains(&"K".repeat(52)), "{text}");
+        assert!(
+            text.contains("report.pdf (PDF) contains a person's or organisation's name; veilshare cannot remove it"),
+            "what the files reveal is on the card: {text}"
+        );
         assert!(root.query_selector(".qr svg").ok().flatten().is_some());
         assert_eq!(
             root.query_selector_all("button.copy")

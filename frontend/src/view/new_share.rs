@@ -1,8 +1,10 @@
-//! The new-share form: the drop zone, the policy, the upload with its progress and cancel.
+//! The new-share form: the drop zone, what each file's metadata reveals (asked of veilshare as
+//! files are dropped, before anything is shared), the policy, the upload with its progress and
+//! cancel.
 
-use std::{cell::RefCell, rc::Rc};
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
-use veilshare_shared::ShareView;
+use veilshare_shared::{MetadataReport, ShareView, metadata};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
@@ -31,6 +33,70 @@ enum Phase {
     Failed(String),
 }
 
+/// What is known of one dropped file's metadata.
+#[derive(Clone, PartialEq)]
+enum Finding {
+    Checking,
+    /// `None`: nothing found.
+    Checked(Option<MetadataReport>),
+    Failed(String),
+}
+
+/// Findings by file name; each inspection reports whenever it ends.
+#[derive(Default, PartialEq)]
+struct Findings(BTreeMap<String, Finding>);
+
+impl Reducible for Findings {
+    type Action = (String, Option<Finding>);
+
+    fn reduce(self: Rc<Self>, (name, finding): Self::Action) -> Rc<Self> {
+        let mut next = self.0.clone();
+        match finding {
+            Some(finding) => next.insert(name, finding),
+            None => next.remove(&name),
+        };
+        Rc::new(Self(next))
+    }
+}
+
+/// What a file's finding says, under its name in the list.
+fn finding_line(finding: Option<&Finding>, strip: bool) -> Html {
+    match finding {
+        Some(Finding::Checking) => {
+            html! { <p class="quiet metadata">{ "Checking for metadata…" }</p> }
+        }
+        Some(Finding::Failed(problem)) => html! {
+            <p class="quiet metadata">{ format!("Could not check its metadata ({problem}).") }</p>
+        },
+        Some(Finding::Checked(Some(report))) if !report.found.is_empty() => {
+            let found = report
+                .found
+                .iter()
+                .map(|kind| kind.describe())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let what = if report.removable && strip {
+                "veilshare removes it from the shared copy; the picture stays the same.".to_owned()
+            } else if report.removable {
+                "It will be shared as it is (removing metadata is off).".to_owned()
+            } else {
+                format!(
+                    "veilshare cannot remove it from {} files: if that matters, clean the file first (for example with mat2).",
+                    report.format
+                )
+            };
+            html! {
+                <p class={classes!("metadata", (!(report.removable && strip)).then_some("warn"))} role="note">
+                    <strong>{ format!("This {} contains {found}. ", report.format) }</strong>
+                    { what }
+                    if let Some(note) = &report.note { { format!(" {note}.") } }
+                </p>
+            }
+        }
+        Some(Finding::Checked(_)) | None => html! {},
+    }
+}
+
 fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
     let Some(list) = list else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
@@ -40,6 +106,8 @@ fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
 #[component]
 pub fn NewShare(props: &NewShareProps) -> Html {
     let files = use_state(Vec::<web_sys::File>::new);
+    let findings = use_reducer(Findings::default);
+    let strip = use_state(|| true);
     let policy = use_reducer(|| Inputs(PolicyInput::new_share()));
     let phase = use_state(|| Phase::Idle);
     let dragging = use_state(|| false);
@@ -49,10 +117,12 @@ pub fn NewShare(props: &NewShareProps) -> Html {
     let add_files = {
         let files = files.clone();
         let phase = phase.clone();
+        let findings = findings.clone();
         move |more: Vec<web_sys::File>| {
             let mut all = (*files).clone();
             for file in more {
                 all.retain(|f| f.name() != file.name());
+                inspect(&file, &findings);
                 all.push(file);
             }
             files.set(all);
@@ -105,6 +175,17 @@ pub fn NewShare(props: &NewShareProps) -> Html {
         let files = files.clone();
         Callback::from(move |_: MouseEvent| files.set(Vec::new()))
     };
+    let on_strip = {
+        let strip = strip.clone();
+        Callback::from(move |event: Event| {
+            if let Some(input) = event
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            {
+                strip.set(input.checked());
+            }
+        })
+    };
 
     let submit = {
         let files = files.clone();
@@ -112,6 +193,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
         let upload = upload.clone();
         let on_created = props.on_created.clone();
         let policy = policy.clone();
+        let strip = strip.clone();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             if files.is_empty() {
@@ -121,7 +203,10 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                 return;
             }
             let fields = match policy.0.fields() {
-                Ok(fields) => fields,
+                Ok(fields) => veilshare_shared::CreateShareFields {
+                    keep_metadata: !*strip,
+                    ..fields
+                },
                 Err(problem) => {
                     phase.set(Phase::Failed(problem));
                     return;
@@ -204,13 +289,20 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                     if !files.is_empty() {
                         <ul class="picked" aria-label="Files in this share">
                             { for files.iter().map(|f| html! {
-                                <li>{ format!("{} — {}", f.name(), human_size(f.size() as u64)) }</li>
+                                <li>
+                                    { format!("{} — {}", f.name(), human_size(f.size() as u64)) }
+                                    { finding_line(findings.0.get(&f.name()), *strip) }
+                                </li>
                             }) }
                         </ul>
                         <p class="quiet">{ format!("{} file(s), {}", files.len(), human_size(total)) }
                             { " " }<button type="button" class="link" onclick={clear} disabled={busy}>{ "clear" }</button></p>
                     }
                 </div>
+                <label class="check">
+                    <input id="strip-metadata" type="checkbox" checked={*strip} onchange={on_strip} disabled={busy} />
+                    { " Remove metadata from photos (GPS position, camera, serial number, dates); the pictures stay the same" }
+                </label>
                 <div class="policy">
                     <PolicyFields value={policy.0.clone()} form={PolicyFor::Share { tor_on: props.tor_on }}
                                   on_edit={editor(&policy)} />
@@ -237,4 +329,23 @@ pub fn NewShare(props: &NewShareProps) -> Html {
             </form>
         </section>
     }
+}
+
+/// Asks veilshare what `file` reveals, when its name says it may carry metadata and it is not
+/// too large to check; the answer lands in `findings` under its name.
+fn inspect(file: &web_sys::File, findings: &UseReducerHandle<Findings>) {
+    let name = file.name();
+    if !metadata::worth_inspecting(&name) || file.size() as u64 > metadata::MAX_INSPECTED {
+        findings.dispatch((name, None));
+        return;
+    }
+    findings.dispatch((name.clone(), Some(Finding::Checking)));
+    let (file, findings) = (file.clone(), findings.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        let finding = match api::inspect(&file).await {
+            Ok(report) => Finding::Checked(report),
+            Err(problem) => Finding::Failed(problem),
+        };
+        findings.dispatch((name, Some(finding)));
+    });
 }

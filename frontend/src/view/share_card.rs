@@ -299,6 +299,9 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                     if !expiry.is_empty() { { " · " }<span class="expiry">{ expiry }</span> }
                 </p>
             }
+            { for share.metadata.iter().map(|report| html! {
+                <p class={classes!("metadata", (!report.removed).then_some("warn"))}>{ report.summary() }</p>
+            }) }
             if let Some(note) = ended_note {
                 <p class="quiet">{ note }</p>
             }
