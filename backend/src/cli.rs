@@ -49,6 +49,17 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// A share's history for its owner (created, published, downloads by transport, refusals,
+    /// ended), to the minute and with nothing about recipients; checks that it was not edited.
+    Log {
+        /// The share's id (from `veilshare list`).
+        id: String,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print the entries as JSON (with their hash chain), for export.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch a share (onion or http link, or a direct ticket): every file, verified by its
     /// BLAKE3 hash.
     Get(GetArgs),
@@ -172,6 +183,9 @@ struct PolicyArgs {
     /// learns your IP address.
     #[arg(long)]
     direct: bool,
+    /// Keep the share's history (`veilshare log ID`) after it ends and its data is deleted.
+    #[arg(long)]
+    keep_log: bool,
 }
 
 impl PolicyArgs {
@@ -184,6 +198,7 @@ impl PolicyArgs {
             direct: self.direct,
             restricted: self.restricted,
             keep_metadata: false,
+            keep_log: self.keep_log,
         }
         .checked()
         .map_err(anyhow::Error::msg)
@@ -400,6 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(args.validate()?).await,
         Some(Command::List { data, json }) => list(&data.resolve()?, json).await,
         Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
+        Some(Command::Log { id, data, json }) => log(&data.resolve()?, &id, json).await,
         Some(Command::Get(args)) => get(args).await,
         Some(Command::Mirror(args)) => mirror(args).await,
         Some(Command::Share(args)) => crate::app::headless::share(args.into_settings()?).await,
@@ -640,6 +656,37 @@ async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
     #[allow(clippy::print_stdout)]
     {
         println!("share {} is {}", share.id, share.state.label());
+    }
+    Ok(())
+}
+
+async fn log(data_dir: &Path, id: &str, json: bool) -> Result<()> {
+    let client = ApiClient::connect(data_dir)?;
+    let log: veilshare_shared::AuditLogView = client
+        .call(
+            client
+                .http
+                .get(format!("{}/api/shares/{id}/log", client.base)),
+        )
+        .await?;
+    #[allow(clippy::print_stdout)]
+    if json {
+        println!("{}", serde_json::to_string_pretty(&log)?);
+    } else {
+        for entry in &log.entries {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(entry.at);
+            let at = humantime::format_rfc3339_seconds(at).to_string();
+            let minute = at.get(..16).unwrap_or(&at).replace('T', " ");
+            println!("{minute} UTC  {}", entry.event.describe());
+        }
+        if log.entries.is_empty() {
+            println!(
+                "(no entries: the share was made before veilshare kept logs, or its log was deleted with its data)"
+            );
+        }
+    }
+    if let Some(broken) = &log.broken {
+        bail!("this log was changed after it was written: {broken}");
     }
     Ok(())
 }

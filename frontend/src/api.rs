@@ -83,6 +83,11 @@ pub async fn inspect(
     answer(request.send().await).await
 }
 
+/// `GET /api/shares/{id}/log`: the share's history, and whether its hash chain holds.
+pub async fn share_log(id: &ShareId) -> Result<veilshare_shared::AuditLogView, Problem> {
+    json(Request::get(&format!("/api/shares/{id}/log"))).await
+}
+
 /// `POST /api/mirrors`: resolves when the mirror is a share (fetching can take a while).
 pub async fn mirror(request: &veilshare_shared::CreateMirror) -> Result<ShareView, Problem> {
     post_json("/api/mirrors", request).await

@@ -37,6 +37,8 @@ pub struct CreateDropBox {
     /// An age recipient (`age1…`): every upload is encrypted to it as it arrives, so that no
     /// plaintext byte of it touches the disk; the owner decrypts wherever the identity lives.
     pub encrypt_to: Option<String>,
+    /// Keep the box's history after its data is deleted (see `form::KEEP_LOG`).
+    pub keep_log: bool,
 }
 
 impl CreateDropBox {

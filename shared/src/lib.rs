@@ -8,9 +8,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod audit;
 pub mod dropbox;
 pub mod metadata;
 
+pub use audit::{AuditEntry, AuditEvent, AuditLogView, RefusalReason, Transport};
 pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
 pub use metadata::{MetadataKind, MetadataReport};
 
@@ -46,6 +48,9 @@ pub mod form {
     /// camera serial, …). By default it is removed from images; other formats are reported
     /// in the share's `metadata`, not changed.
     pub const KEEP_METADATA: &str = "keep_metadata";
+    /// Optional `true`/`false`: keep the share's history (its audit log) after its data is
+    /// deleted. By default the log goes with the data.
+    pub const KEEP_LOG: &str = "keep_log";
     /// Query parameter naming an upload so that its progress events can be followed.
     pub const UPLOAD_ID_QUERY: &str = "upload";
 }
@@ -319,6 +324,8 @@ pub struct CreateShareFields {
     pub restricted: bool,
     /// See [`form::KEEP_METADATA`].
     pub keep_metadata: bool,
+    /// See [`form::KEEP_LOG`].
+    pub keep_log: bool,
 }
 
 /// `POST /api/mirrors`: fetch a share from elsewhere and publish it from here, with a policy of
@@ -356,6 +363,7 @@ impl CreateShareFields {
         out.direct = self.direct;
         out.restricted = self.restricted;
         out.keep_metadata = self.keep_metadata;
+        out.keep_log = self.keep_log;
         Ok(out)
     }
 
@@ -375,6 +383,7 @@ impl CreateShareFields {
         out.push((form::DIRECT, self.direct.to_string()));
         out.push((form::RESTRICTED, self.restricted.to_string()));
         out.push((form::KEEP_METADATA, self.keep_metadata.to_string()));
+        out.push((form::KEEP_LOG, self.keep_log.to_string()));
         out
     }
 
@@ -417,6 +426,7 @@ impl CreateShareFields {
                 self.restricted = restricted;
             }
             form::KEEP_METADATA => self.keep_metadata = parse_flag(name, value)?,
+            form::KEEP_LOG => self.keep_log = parse_flag(name, value)?,
             other => return Err(format!("unknown form field {other:?}")),
         }
         Ok(())
@@ -821,6 +831,7 @@ mod tests {
             direct: true,
             restricted: false,
             keep_metadata: true,
+            keep_log: true,
         };
         let mut read = CreateShareFields::default();
         for (name, value) in fields.form_fields() {
@@ -829,7 +840,7 @@ mod tests {
         assert_eq!(read, fields);
         assert_eq!(
             CreateShareFields::default().form_fields().len(),
-            3,
+            4,
             "unset limits and label are left out"
         );
     }

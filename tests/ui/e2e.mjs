@@ -205,6 +205,11 @@ try {
   if (shared.body.includes('Fairphone') || shared.body.includes('SN-0042') || shared.body.length >= photo.length) {
     fail('the shared photo still carries its metadata');
   }
+  // Its history: made, live, and the download just counted, with nothing about who fetched it.
+  await photoCard.getByRole('button', { name: 'History' }).click();
+  await photoCard.locator('ol.log li', { hasText: 'download #1 completed (plain link)' }).waitFor({ timeout: DEADLINE });
+  await photoCard.getByText('this history is intact').waitFor();
+  await page.screenshot({ path: join(shots, '6c-history.png'), fullPage: true });
 
   // Receive files: reached with the keyboard (the tabs move with the arrow keys).
   await page.getByRole('tab', { name: 'Share files' }).focus();

@@ -233,6 +233,7 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/shares/{id}", get(get_share).delete(revoke_share))
+        .route("/api/shares/{id}/log", get(share_log))
         .route(
             "/api/inspect",
             post(inspect).layer(DefaultBodyLimit::max(
@@ -598,6 +599,26 @@ async fn inspect(
     .ok()
     .flatten();
     Json(report)
+}
+
+/// `GET /api/shares/{id}/log`: the share's history for its owner, and whether its hash chain
+/// holds (`broken` says where it does not).
+async fn share_log(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<veilshare_shared::AuditLogView>, Failure> {
+    let id = parse_id(id)?;
+    let shares = &state.node.shares;
+    if shares.view(&id).is_none() {
+        return Err(ShareError::NotFound(id).into());
+    }
+    let log = shares.audit().read(&id).await.map_err(|error| {
+        Failure::new(
+            ErrorKind::Internal,
+            format!("cannot read the share's log: {error}"),
+        )
+    })?;
+    Ok(Json(log))
 }
 
 /// `DELETE /api/shares/{id}/items/{item}`: deletes what a drop box received in one upload.

@@ -50,6 +50,9 @@ pub(super) struct ReceiveArgs {
     /// Print the link and return, instead of reporting uploads as they arrive.
     #[arg(long)]
     no_wait: bool,
+    /// Keep the box's history (`veilshare log ID`) after its data is deleted.
+    #[arg(long)]
+    keep_log: bool,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -117,6 +120,7 @@ pub(super) async fn receive(args: ReceiveArgs) -> Result<()> {
         text: args.text,
         restricted: args.restricted,
         encrypt_to: args.encrypt_to,
+        keep_log: args.keep_log,
     }
     .checked()
     .map_err(anyhow::Error::msg)?;

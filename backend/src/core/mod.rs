@@ -3,6 +3,7 @@
 //! bao range maths. Imports nothing else of the crate; transports attach to
 //! [`shares::Shares`] through [`shares::Publisher`].
 
+pub mod audit;
 pub mod bao;
 pub mod crash;
 pub mod events;

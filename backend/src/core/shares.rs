@@ -31,11 +31,12 @@ use rand::RngCore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use veilshare_shared::{
-    CreateShareFields, DropBoxView, Event, FileEntry, Policy, ShareId, ShareLinks, ShareState,
-    ShareView,
+    AuditEvent, CreateShareFields, DropBoxView, Event, FileEntry, Policy, RefusalReason, ShareId,
+    ShareLinks, ShareState, ShareView, Transport,
 };
 
 use crate::core::{
+    audit::AuditLog,
     crash,
     events::EventBus,
     log_id,
@@ -143,6 +144,7 @@ struct Entry {
 struct Inner {
     store: Store,
     events: EventBus,
+    audit: AuditLog,
     entries: Mutex<HashMap<ShareId, Entry>>,
     publishers: Mutex<Vec<Weak<dyn Publisher>>>,
 }
@@ -193,6 +195,7 @@ pub enum Admission {
 pub struct Transfer {
     shares: Shares,
     id: ShareId,
+    via: Transport,
     resource: String,
     start: u64,
     end: u64,
@@ -236,9 +239,9 @@ impl Drop for Transfer {
             ended_at: now_secs(),
         };
         let id = self.id.clone();
-        let (reserved, quiet) = (self.reserved, self.quiet);
+        let (reserved, quiet, via) = (self.reserved, self.quiet, self.via);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { shares.end_transfer(id, reserved, quiet, done).await });
+            handle.spawn(async move { shares.end_transfer(id, via, reserved, quiet, done).await });
         }
     }
 }
@@ -249,9 +252,14 @@ impl Shares {
     /// published by [`Shares::attach`].
     pub async fn start(store: Store, events: EventBus) -> Result<Self, ShareError> {
         let records = store.list().await?;
+        let audit = AuditLog::open(store.data_dir()).map_err(|source| StoreError::Io {
+            context: "opening the audit logs".into(),
+            source,
+        })?;
         let shares = Self(Arc::new(Inner {
             store,
             events,
+            audit,
             entries: Mutex::new(HashMap::new()),
             publishers: Mutex::new(Vec::new()),
         }));
@@ -299,6 +307,11 @@ impl Shares {
     /// The event bus.
     pub fn events(&self) -> &EventBus {
         &self.0.events
+    }
+
+    /// The owners' logs of the shares.
+    pub fn audit(&self) -> &AuditLog {
+        &self.0.audit
     }
 
     /// Attaches a publisher (held weakly: the caller keeps it alive): prepares and starts every
@@ -418,6 +431,7 @@ impl Shares {
             client_key: fields.restricted.then(new_recipient_key),
             dropbox,
             metadata,
+            keep_log: fields.keep_log,
         };
         let release = |publishers: &[Arc<dyn Publisher>]| {
             for publisher in publishers {
@@ -443,6 +457,20 @@ impl Shares {
         }
         drop(collection);
         drop(permit);
+        let created = AuditEvent::Created {
+            files: record.files.len(),
+            bytes: record.content_size(),
+            max_downloads: record.policy.max_downloads,
+            expires_at: record.policy.expires_at,
+            restricted: record.client_key.is_some(),
+            direct: record.direct,
+            dropbox: record.dropbox.is_some(),
+            metadata_removed: record.metadata.iter().filter(|m| m.removed).count(),
+        };
+        self.0.audit.record(&id, now, created).await;
+        if record.state == ShareState::Live {
+            self.0.audit.record(&id, now, AuditEvent::Live).await;
+        }
         self.insert_entry(record.clone());
         self.arm_timer(&id);
         for publisher in &publishers {
@@ -557,6 +585,7 @@ impl Shares {
     pub fn begin_transfer(
         &self,
         id: &ShareId,
+        via: Transport,
         resource: &str,
         start: u64,
         end: u64,
@@ -581,6 +610,7 @@ impl Shares {
                 Ok((entry.cancel.child_token(), quiet))
             })
             .ok_or(Admission::NotFound)?
+            .inspect_err(|refusal| self.audit_refusal(id, now, *refusal))
             .map_err(Admission::Refused)?;
         let (cancel, quiet) = admitted;
         if !quiet {
@@ -594,6 +624,7 @@ impl Shares {
         Ok(Transfer {
             shares: self.clone(),
             id: id.clone(),
+            via,
             resource: resource.to_owned(),
             start,
             end,
@@ -609,7 +640,14 @@ impl Shares {
     /// it is announced, unless it did not change — a transfer that moved no content (a
     /// client that went away at once, zip structure only) costs no write, so a flood of them
     /// cannot turn into a flood of disk syncs.
-    async fn end_transfer(&self, id: ShareId, reserved: u64, quiet: bool, done: TransferRecord) {
+    async fn end_transfer(
+        &self,
+        id: ShareId,
+        via: Transport,
+        reserved: u64,
+        quiet: bool,
+        done: TransferRecord,
+    ) {
         let Some(persist) = self.with_entry(&id, |e| e.persist.clone()) else {
             return;
         };
@@ -637,6 +675,13 @@ impl Shares {
             }
             crash::point("transfer.counted");
             self.with_entry(&id, |e| e.record = record);
+            if completed > before.completed {
+                let event = AuditEvent::Download {
+                    transport: via,
+                    completed,
+                };
+                self.0.audit.record(&id, now_secs(), event).await;
+            }
         }
         drop(guard);
         self.release_flight(&id, reserved);
@@ -654,6 +699,19 @@ impl Shares {
             if let Err(error) = self.end(&id, ShareState::Exhausted).await {
                 tracing::error!(share = %log_id(&id), %error, "could not end an exhausted share");
             }
+        }
+    }
+
+    /// Notes a refused request in the share's log (in the background: admission is not async).
+    fn audit_refusal(&self, id: &ShareId, now: u64, refusal: Refusal) {
+        let reason = match refusal {
+            Refusal::Ended => RefusalReason::Ended,
+            Refusal::Busy => RefusalReason::Busy,
+            Refusal::OverBudget => RefusalReason::OverBudget,
+        };
+        let (audit, id) = (self.0.audit.clone(), id.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { audit.refused(&id, now, reason).await });
         }
     }
 
@@ -698,6 +756,10 @@ impl Shares {
         }
         crash::point("share.ended");
         tracing::info!(share = %log_id(id), state = state.label(), "share ended");
+        self.0
+            .audit
+            .record(id, now_secs(), AuditEvent::Ended { state })
+            .await;
         if let Some(share) = self.view(id) {
             self.0.events.publish(Event::ShareEnded { share });
         }
@@ -787,6 +849,15 @@ impl Shares {
             self.with_entry(id, |e| e.record = record);
         }
         tracing::info!(share = %log_id(id), "stored copy deleted");
+        if self.with_entry(id, |e| e.record.keep_log).unwrap_or(false) {
+            self.0
+                .audit
+                .record(id, now_secs(), AuditEvent::DataDeleted)
+                .await;
+        } else {
+            // The history goes with the data, as the owner chose when making the share.
+            self.0.audit.delete(id).await;
+        }
         self.with_entry(id, |e| e.deleted.notify_waiters());
         self.publish_updated(id);
         Ok(())
@@ -814,13 +885,19 @@ impl Shares {
     /// A publisher reports that a share can be reached: `publishing` becomes `live`, and any
     /// problem is cleared.
     pub async fn reachable(&self, id: &ShareId) -> Result<(), ShareError> {
+        let mut went_live = false;
         self.modify(id, |r| {
             if r.state == ShareState::Publishing {
                 r.state = ShareState::Live;
+                went_live = true;
             }
             r.problem = None;
         })
-        .await
+        .await?;
+        if went_live {
+            self.0.audit.record(id, now_secs(), AuditEvent::Live).await;
+        }
+        Ok(())
     }
 
     /// A publisher reports a problem with a share, in plain words for its owner.

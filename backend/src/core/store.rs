@@ -374,6 +374,9 @@ pub struct ShareRecord {
     /// What the files revealed when they were added, and whether it was removed.
     #[serde(default)]
     pub metadata: Vec<MetadataReport>,
+    /// Keep the share's audit log after its data is deleted.
+    #[serde(default)]
+    pub keep_log: bool,
 }
 
 /// What a drop box keeps: its limits and the uploads it received.
@@ -805,6 +808,11 @@ impl Store {
         waited.is_ok_and(|result| result.is_ok())
     }
 
+    /// The folder the store lives in (`<data>/store`).
+    pub fn data_dir(&self) -> &Path {
+        self.blob_root.parent().unwrap_or(&self.blob_root)
+    }
+
     /// A stream of the bytes `start..end` of a blob of `size` bytes.
     pub fn read_range(
         &self,
@@ -1157,6 +1165,7 @@ mod tests {
             client_key: None,
             dropbox: None,
             metadata: Vec::new(),
+            keep_log: false,
         }
     }
 

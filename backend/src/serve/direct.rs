@@ -244,7 +244,14 @@ fn admit(shares: &Shares, request: &GetRequest) -> Result<Option<Transfer>, Abor
             }
             continue;
         }
-        match shares.begin_transfer(id, "iroh", 0, payload, payload) {
+        match shares.begin_transfer(
+            id,
+            veilshare_shared::Transport::Direct,
+            "iroh",
+            0,
+            payload,
+            payload,
+        ) {
             Ok(transfer) => return Ok(Some(transfer)),
             Err(Admission::Refused(Refusal::Busy)) => {
                 refusal = AbortReason::RateLimited;

@@ -81,6 +81,7 @@ impl DropBoxInput {
             text: self.text,
             restricted: self.restricted,
             encrypt_to: (!encrypt_to.is_empty()).then(|| encrypt_to.to_owned()),
+            keep_log: false,
         }
         .checked()
     }

@@ -108,6 +108,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
     let files = use_state(Vec::<web_sys::File>::new);
     let findings = use_reducer(Findings::default);
     let strip = use_state(|| true);
+    let keep_log = use_state(|| false);
     let policy = use_reducer(|| Inputs(PolicyInput::new_share()));
     let phase = use_state(|| Phase::Idle);
     let dragging = use_state(|| false);
@@ -175,6 +176,17 @@ pub fn NewShare(props: &NewShareProps) -> Html {
         let files = files.clone();
         Callback::from(move |_: MouseEvent| files.set(Vec::new()))
     };
+    let on_keep_log = {
+        let keep_log = keep_log.clone();
+        Callback::from(move |event: Event| {
+            if let Some(input) = event
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            {
+                keep_log.set(input.checked());
+            }
+        })
+    };
     let on_strip = {
         let strip = strip.clone();
         Callback::from(move |event: Event| {
@@ -194,6 +206,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
         let on_created = props.on_created.clone();
         let policy = policy.clone();
         let strip = strip.clone();
+        let keep_log = keep_log.clone();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             if files.is_empty() {
@@ -205,6 +218,7 @@ pub fn NewShare(props: &NewShareProps) -> Html {
             let fields = match policy.0.fields() {
                 Ok(fields) => veilshare_shared::CreateShareFields {
                     keep_metadata: !*strip,
+                    keep_log: *keep_log,
                     ..fields
                 },
                 Err(problem) => {
@@ -302,6 +316,10 @@ pub fn NewShare(props: &NewShareProps) -> Html {
                 <label class="check">
                     <input id="strip-metadata" type="checkbox" checked={*strip} onchange={on_strip} disabled={busy} />
                     { " Remove metadata from photos (GPS position, camera, serial number, dates); the pictures stay the same" }
+                </label>
+                <label class="check">
+                    <input id="keep-log" type="checkbox" checked={*keep_log} onchange={on_keep_log} disabled={busy} />
+                    { " Keep this share's history after it ends (by default it is deleted with the data)" }
                 </label>
                 <div class="policy">
                     <PolicyFields value={policy.0.clone()} form={PolicyFor::Share { tor_on: props.tor_on }}

@@ -167,6 +167,58 @@ fn Item(props: &ItemProps) -> Html {
     }
 }
 
+#[derive(Properties, PartialEq)]
+struct HistoryProps {
+    share: ShareId,
+}
+
+/// The share's history (its audit log), fetched when asked for.
+#[component]
+fn History(props: &HistoryProps) -> Html {
+    let log = use_state(|| None::<Result<veilshare_shared::AuditLogView, String>>);
+    let toggle = {
+        let log = log.clone();
+        let id = props.share.clone();
+        Callback::from(move |_: MouseEvent| {
+            if log.is_some() {
+                log.set(None);
+                return;
+            }
+            let (log, id) = (log.clone(), id.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                log.set(Some(api::share_log(&id).await));
+            });
+        })
+    };
+    html! {
+        <div class="history">
+            <button type="button" class="link" onclick={toggle} aria-expanded={log.is_some().to_string()}>
+                { if log.is_some() { "Hide history" } else { "History" } }
+            </button>
+            { match &*log {
+                None => html! {},
+                Some(Err(problem)) => html! { <p class="problem" role="alert">{ format!("could not read the history: {problem}") }</p> },
+                Some(Ok(view)) => html! {
+                    <>
+                        <ol class="log">
+                            { for view.entries.iter().map(|entry| html! {
+                                <li>{ format!("{} — {}", minute_utc(entry.at), entry.event.describe()) }</li>
+                            }) }
+                        </ol>
+                        if view.entries.is_empty() {
+                            <p class="quiet">{ "No history kept for this share." }</p>
+                        }
+                        { match &view.broken {
+                            Some(broken) => html! { <p class="problem" role="alert">{ format!("This history was changed after it was written: {broken}.") }</p> },
+                            None => html! { <p class="quiet">{ "Times to the minute; nothing about recipients is recorded. Each entry is chained to the one before by its hash: this history is intact." }</p> },
+                        } }
+                    </>
+                },
+            } }
+        </div>
+    }
+}
+
 /// A moment as `YYYY-MM-DD HH:MM UTC` (drop boxes keep arrivals to the minute).
 fn minute_utc(secs: u64) -> String {
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs as f64 * 1000.0));
@@ -365,6 +417,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
             if let Some(problem) = &*problem {
                 <p class="problem" role="alert">{ problem.clone() }</p>
             }
+            <History share={share.id.clone()} />
             if preferred.is_none() && share.links.ticket.is_none() && !ended && share.state == ShareState::Live {
                 <p class="quiet">{ "No link yet: start veilshare with Tor, or with --public-listen." }</p>
             }

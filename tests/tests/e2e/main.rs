@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
 
+mod audit;
 mod crash;
 #[path = "../../benches/common/ctor.rs"]
 #[allow(dead_code)] // the control port is for the benchmarks' OnionShare

@@ -131,6 +131,7 @@ impl Shares {
             direct: false,
             restricted: request.restricted,
             keep_metadata: false,
+            keep_log: request.keep_log,
         };
         let dropbox = DropBoxRecord {
             limits: veilshare_shared::DropBoxLimits {
@@ -281,6 +282,11 @@ impl Shares {
         // Debug only: the log's timestamp is to the microsecond, and the moment of an upload
         // is what could tie an uploader to their Tor traffic (what is kept is to the minute).
         tracing::debug!(share = %log_id(id), files = item.files.len(), bytes = size, "drop box received an upload");
+        let event = veilshare_shared::AuditEvent::Upload {
+            files: item.files.len(),
+            bytes: size,
+        };
+        self.0.audit.record(id, now, event).await;
         self.publish_updated(id);
         if quota_used {
             tracing::info!(share = %log_id(id), "drop box quota used up");
@@ -318,6 +324,8 @@ impl Shares {
         drop(guard);
         drop((collection, permit));
         tracing::info!(share = %log_id(id), "drop box item deleted");
+        let event = veilshare_shared::AuditEvent::UploadDeleted;
+        self.0.audit.record(id, now_secs(), event).await;
         self.publish_updated(id);
         if last_of_ended {
             // An ended box that holds nothing has its data deleted like a share's (and says

@@ -8,7 +8,9 @@ use std::{
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use veilshare_shared::{CreateShareFields, Event, ShareId, ShareLinks, ShareState, ShareView};
+use veilshare_shared::{
+    CreateShareFields, Event, ShareId, ShareLinks, ShareState, ShareView, Transport,
+};
 
 use super::{Admission, PublishError, Publisher, ShareError, Shares, now_secs};
 use crate::core::{
@@ -283,7 +285,9 @@ async fn ending_is_idempotent_and_final() {
         1
     );
     assert_eq!(
-        shares.begin_transfer(&id, "download", 0, 5, 5).err(),
+        shares
+            .begin_transfer(&id, Transport::Plain, "download", 0, 5, 5)
+            .err(),
         Some(Admission::Refused(Refusal::Ended))
     );
     eventually("the data to be deleted", || data_deleted(&shares, &id)).await;
@@ -328,7 +332,7 @@ async fn an_ended_share_keeps_its_data_until_its_last_transfer_ends() {
         .await
         .expect("share");
     let transfer = shares
-        .begin_transfer(&view.id, "download", 0, 5, 5)
+        .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
         .expect("admitted");
     next_event(&mut events, |event| match event {
         Event::ShareEnded { share } if share.id == view.id => Some(()),
@@ -359,7 +363,7 @@ async fn revoking_cuts_running_transfers() {
         .await
         .expect("share");
     let transfer = shares
-        .begin_transfer(&view.id, "download", 0, 5, 5)
+        .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
         .expect("admitted");
     shares.revoke(&view.id).await.expect("revoke");
     assert!(transfer.cancelled().is_cancelled());
@@ -374,7 +378,7 @@ async fn the_last_counted_download_ends_the_share() {
         .await
         .expect("share");
     shares
-        .begin_transfer(&view.id, "download", 0, 5, 5)
+        .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
         .expect("admitted")
         .finish();
     eventually("the share to be exhausted", || {
@@ -494,7 +498,11 @@ async fn a_restart_recovers_every_state() {
     }
     assert!(!data_deleted(&shares, &live));
     // The live share still serves, with its timer armed again.
-    assert!(shares.begin_transfer(&live, "download", 0, 3, 3).is_ok());
+    assert!(
+        shares
+            .begin_transfer(&live, Transport::Plain, "download", 0, 3, 3)
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,7 +569,7 @@ proptest! {
                     let barrier = barrier.clone();
                     std::thread::spawn(move || {
                         barrier.wait();
-                        (payload, shares.begin_transfer(&id, "download", 0, payload, payload))
+                        (payload, shares.begin_transfer(&id, Transport::Plain, "download", 0, payload, payload))
                     })
                 })
                 .collect();
@@ -601,18 +609,18 @@ async fn transfers_that_move_no_content_write_and_announce_nothing() {
     let mut events = shares.events().subscribe();
     // Zip structure only: admitted, silent.
     shares
-        .begin_transfer(&view.id, "download", 0, 30, 0)
+        .begin_transfer(&view.id, Transport::Plain, "download", 0, 30, 0)
         .expect("admitted")
         .finish();
     // A client that went away before the first byte: announced, but nothing to write.
     drop(
         shares
-            .begin_transfer(&view.id, "download", 0, 5, 5)
+            .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
             .expect("admitted"),
     );
     // One that ran to its end: written.
     shares
-        .begin_transfer(&view.id, "download", 0, 5, 5)
+        .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
         .expect("admitted")
         .finish();
     eventually("the counted download", || {

@@ -113,7 +113,7 @@ pub(super) fn form(share: &PublicShare, now: u64) -> Response {
 
 /// `POST` to a drop box: receives one upload.
 pub(super) async fn receive(
-    Reached { id, share }: Reached,
+    Reached { id, share, .. }: Reached,
     State(shares): State<Shares>,
     request: Request,
 ) -> Response {

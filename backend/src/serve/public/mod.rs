@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::Digest;
-use veilshare_shared::{ContentHash, Manifest, ManifestFile, ShareId};
+use veilshare_shared::{ContentHash, Manifest, ManifestFile, ShareId, Transport};
 
 use crate::core::{
     bao::{MAX_BAO_RANGE, ranges_size},
@@ -174,6 +174,8 @@ impl FromRequestParts<Shares> for ShareKey {
 struct Reached {
     id: ShareId,
     share: PublicShare,
+    /// Through the share's own onion service, or the plain listener.
+    via: Transport,
 }
 
 impl FromRequestParts<Shares> for Reached {
@@ -187,7 +189,12 @@ impl FromRequestParts<Shares> for Reached {
         if share.record.client_key.is_some() && !own_listener {
             return Err(not_found_page());
         }
-        Ok(Self { id, share })
+        let via = if own_listener {
+            Transport::Onion
+        } else {
+            Transport::Plain
+        };
+        Ok(Self { id, share, via })
     }
 }
 
@@ -196,17 +203,18 @@ impl FromRequestParts<Shares> for Reached {
 struct Found {
     id: ShareId,
     share: PublicShare,
+    via: Transport,
 }
 
 impl FromRequestParts<Shares> for Found {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, shares: &Shares) -> Result<Self, Response> {
-        let Reached { id, share } = Reached::from_request_parts(parts, shares).await?;
+        let Reached { id, share, via } = Reached::from_request_parts(parts, shares).await?;
         if share.record.dropbox.is_some() {
             return Err(not_found_page());
         }
-        Ok(Self { id, share })
+        Ok(Self { id, share, via })
     }
 }
 
@@ -420,17 +428,17 @@ fn file_resource(record: &ShareRecord, index: usize, label: String) -> Resource 
 
 async fn download(
     State(shares): State<Shares>,
-    Found { id, share }: Found,
+    Found { id, share, via }: Found,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     let resource = whole_resource(&share.record);
-    serve(&shares, &id, &share, resource, &method, &headers)
+    serve(&shares, (&id, via), &share, resource, &method, &headers)
 }
 
 async fn file(
     State(shares): State<Shares>,
-    Found { id, share }: Found,
+    Found { id, share, via }: Found,
     Path(params): Path<HashMap<String, String>>,
     method: Method,
     headers: HeaderMap,
@@ -444,7 +452,7 @@ async fn file(
         );
     };
     let resource = file_resource(&share.record, index, file_path(name));
-    serve(&shares, &id, &share, resource, &method, &headers)
+    serve(&shares, (&id, via), &share, resource, &method, &headers)
 }
 
 /// `start..end` in bytes.
@@ -459,7 +467,7 @@ struct BaoRange {
 /// every range before storing it. Counted like any download: the bytes of the whole groups.
 async fn bao(
     State(shares): State<Shares>,
-    Found { id, share }: Found,
+    Found { id, share, via }: Found,
     Path(params): Path<HashMap<String, String>>,
     Query(range): Query<BaoRange>,
 ) -> Response {
@@ -491,7 +499,7 @@ async fn bao(
     );
     let payload = ranges_size(&ranges, file.size);
     let label = format!("bao/{}", file.hash);
-    let transfer = match shares.begin_transfer(&id, &label, range.start, range.end, payload) {
+    let transfer = match shares.begin_transfer(&id, via, &label, range.start, range.end, payload) {
         Ok(transfer) => transfer,
         Err(Admission::NotFound) => return not_found_page(),
         Err(Admission::Refused(refusal)) => return refusal_page(refusal),
@@ -629,7 +637,7 @@ fn refusal_page(refusal: Refusal) -> Response {
 
 fn serve(
     shares: &Shares,
-    id: &ShareId,
+    (id, via): (&ShareId, Transport),
     share: &PublicShare,
     resource: Resource,
     method: &Method,
@@ -674,7 +682,7 @@ fn serve(
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     let payload = resource.payload_in(start, end);
-    let transfer = match shares.begin_transfer(id, &resource.label, start, end, payload) {
+    let transfer = match shares.begin_transfer(id, via, &resource.label, start, end, payload) {
         Ok(transfer) => transfer,
         Err(Admission::NotFound) => return not_found_page(),
         Err(Admission::Refused(refusal)) => return refusal_page(refusal),
