@@ -21,22 +21,38 @@ mod testnet;
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitCode},
 };
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
+/// Runs the command; a failure is printed as one line of causes, never with a backtrace
+/// (`RUST_BACKTRACE` may be set for the tests).
+fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
-    match command.as_str() {
-        "run" => dist::run(&rest),
+    let mut rest: Vec<String> = args.collect();
+    // `cargo xtask run -- --no-browser`: the cargo habit of `--` before arguments.
+    if rest.first().map(String::as_str) == Some("--") {
+        rest.remove(0);
+    }
+    match dispatch(&command, &rest) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: &str, rest: &[String]) -> Result<()> {
+    match command {
+        "run" => dist::run(rest),
         "dist" => dist::dist().map(|_| ()),
-        "test" => test::test(&rest),
-        "bench" => bench::bench(&rest),
-        "testnet" => testnet::main(&rest),
-        "fuzz" => fuzz::fuzz(&rest),
+        "test" => test::test(rest),
+        "bench" => bench::bench(rest),
+        "testnet" => testnet::main(rest),
+        "fuzz" => fuzz::fuzz(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
