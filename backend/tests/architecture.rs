@@ -25,8 +25,11 @@ const RULES: &[(&str, &[&str])] = &[
     // The public site knows nothing of Tor, iroh or the API.
     ("serve::public", &["serve::public", "core"]),
     // The receiving side trusts nothing of the serving side's state: of the core it needs
-    // only the range maths.
-    ("receive", &["receive", "transport", "core::bao"]),
+    // only the range maths, and the (pure) metadata cleaning `send` applies to photos.
+    (
+        "receive",
+        &["receive", "transport", "core::bao", "core::metadata"],
+    ),
     ("app", &["app", "core", "transport", "serve", "receive"]),
     ("cli", &["cli", "app"]),
 ];

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// `veilshare send`: uploading into someone's drop box.
-pub use crate::receive::send::{SendSettings, send};
+pub use crate::receive::send::{SendSettings, Sent, send};
 /// The settings of `veilshare get` are those of a multi-source fetch: the sources, the
 /// settings every link fetch shares, and how to reach direct peers.
 pub use crate::receive::{link::FetchSettings, multi::MultiFetch as GetSettings};

@@ -67,6 +67,11 @@ pub(super) struct SendArgs {
     /// A text message for the box's owner (when the box takes one).
     #[arg(long)]
     message: Option<String>,
+    /// Send files with their metadata (GPS position, camera, serial number, author). Without
+    /// it, photos are sent without theirs (pixels unchanged), and a PDF or Office file that
+    /// holds some is refused, saying what it holds.
+    #[arg(long)]
+    keep_metadata: bool,
     /// The key of a restricted drop box (its owner gives it with the link).
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -268,8 +273,13 @@ pub(super) async fn send(args: SendArgs) -> Result<()> {
         tor_config: args.tor_config,
         quiet: args.quiet,
         patience: args.timeout,
+        keep_metadata: args.keep_metadata,
     };
-    let received = crate::app::get::send(&settings).await?;
+    let sent = crate::app::get::send(&settings).await?;
+    for report in &sent.metadata {
+        eprintln!("{}", report.summary());
+    }
+    let received = sent.received;
     if received.is_empty() {
         println!("The drop box received your message.");
     } else {

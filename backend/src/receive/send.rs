@@ -15,8 +15,9 @@ use std::{path::PathBuf, time::Duration};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
-use veilshare_shared::{ContentHash, FileEntry, dropbox::MAX_MESSAGE_BYTES};
+use veilshare_shared::{ContentHash, FileEntry, MetadataReport, dropbox::MAX_MESSAGE_BYTES};
 
+use crate::core::metadata;
 use crate::receive::{
     error::{IoContext, ReceiveError, Refusal, Result},
     link::{self, FetchSettings, Transport},
@@ -50,18 +51,39 @@ pub struct SendSettings {
     pub quiet: bool,
     /// How long to keep trying to reach the drop box.
     pub patience: Duration,
+    /// Send files with their metadata. Without it, photos (JPEG, PNG, WebP) are sent without
+    /// theirs (pixels unchanged), and a file whose metadata cannot be removed (PDF, Office,
+    /// HEIF) is refused before anything is sent, saying what it holds.
+    pub keep_metadata: bool,
 }
 
-/// A file to send: where it is, the name the box gets, its size when the upload began.
+/// What a drop box confirmed, and what the files' metadata held.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The files as the box received them (for cleaned photos: the cleaned copy).
+    pub received: Vec<FileEntry>,
+    /// Per file that had identifying metadata: what, and whether it was removed.
+    pub metadata: Vec<MetadataReport>,
+}
+
+/// A file to send: where it is, the name the box gets, its size when the upload began, and
+/// the cleaned copy to send instead when its metadata was removed.
 struct Outgoing {
     path: PathBuf,
     name: String,
     size: u64,
+    cleaned: Option<Bytes>,
 }
 
 /// Sends the files and the message; returns what the drop box confirmed it received.
-pub async fn send(settings: &SendSettings) -> Result<Vec<FileEntry>> {
-    let outgoing = outgoing_files(&settings.files)?;
+pub async fn send(settings: &SendSettings) -> Result<Sent> {
+    let keep = settings.keep_metadata;
+    let mut outgoing = outgoing_files(&settings.files)?;
+    let (outgoing, metadata) = tokio::task::spawn_blocking(move || {
+        clean(&mut outgoing, keep).map(|metadata| (outgoing, metadata))
+    })
+    .await
+    .map_err(|error| ReceiveError::io("checking the files' metadata failed").because(error))??;
     if outgoing.is_empty() && settings.message.is_none() {
         return Err(ReceiveError::bad_source(
             "nothing to send: give at least one file, or --message",
@@ -148,7 +170,47 @@ pub async fn send(settings: &SendSettings) -> Result<Vec<FileEntry>> {
             )));
         }
     }
-    Ok(entries)
+    Ok(Sent {
+        received: entries,
+        metadata,
+    })
+}
+
+/// Looks for identifying metadata in each file (see [`crate::core::metadata`]): photos are
+/// replaced by cleaned copies unless `keep`; a file whose metadata cannot be removed is
+/// refused unless `keep`.
+fn clean(files: &mut [Outgoing], keep: bool) -> Result<Vec<MetadataReport>> {
+    let mut reports = Vec::new();
+    for file in files {
+        if file.size == 0 || file.size > metadata::MAX_INSPECTED {
+            continue;
+        }
+        let bytes = std::fs::read(&file.path)
+            .io_context(|| format!("cannot read {}", file.path.display()))?;
+        let Some(inspection) = metadata::inspect(&bytes).filter(|i| !i.found.is_empty()) else {
+            continue;
+        };
+        if keep {
+            reports.push(inspection.report(&file.name, false));
+            continue;
+        }
+        if !inspection.removable {
+            return Err(ReceiveError::bad_source(format!(
+                "{}; nothing was sent. Send it anyway with --keep-metadata",
+                inspection.report(&file.name, false).summary()
+            )));
+        }
+        let cleaned = metadata::strip(Bytes::from(bytes)).map_err(|error| {
+            ReceiveError::bad_source(format!(
+                "{}: cannot remove its metadata ({error}); nothing was sent. Clean it first, or send it as it is with --keep-metadata",
+                file.path.display()
+            ))
+        })?;
+        file.size = cleaned.len() as u64;
+        file.cleaned = Some(cleaned);
+        reports.push(inspection.report(&file.name, true));
+    }
+    Ok(reports)
 }
 
 /// The files' names and sizes, checked before anything is sent.
@@ -183,6 +245,7 @@ fn outgoing_files(paths: &[PathBuf]) -> Result<Vec<Outgoing>> {
             path: path.clone(),
             name,
             size: metadata.len(),
+            cleaned: None,
         });
     }
     Ok(files)
@@ -251,6 +314,25 @@ async fn stream_form(
             quoted_name(&file.name)
         );
         tx.send(Ok(Bytes::from(head))).await.map_err(|_| closed())?;
+        if let Some(cleaned) = file.cleaned {
+            let hash = blake3::hash(&cleaned);
+            for piece in cleaned.chunks(PIECE) {
+                tx.send(Ok(cleaned.slice_ref(piece)))
+                    .await
+                    .map_err(|_| closed())?;
+                bar.inc(piece.len() as u64);
+            }
+            tx.send(Ok(Bytes::from_static(b"\r\n")))
+                .await
+                .map_err(|_| closed())?;
+            entries.push(FileEntry {
+                name: file.name,
+                size: file.size,
+                hash: ContentHash::parse(hash.to_hex().as_str())
+                    .ok_or_else(|| ReceiveError::io("a BLAKE3 hash did not format"))?,
+            });
+            continue;
+        }
         let mut reader = tokio::fs::File::open(&file.path)
             .await
             .io_context(|| format!("cannot open {}", file.path.display()))?;

@@ -321,3 +321,99 @@ async fn receive_lists_uploads_as_they_arrive_and_leaves_the_box_open_on_ctrl_c(
     );
     server.stop().await;
 }
+
+/// A Word document whose properties name its author (stored, not compressed).
+fn docx_with_author() -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("[Content_Types].xml", options)
+        .expect("part");
+    zip.write_all(b"<Types/>").expect("write");
+    zip.start_file("docProps/core.xml", options).expect("part");
+    zip.write_all(br#"<cp:coreProperties xmlns:cp="c" xmlns:dc="d"><dc:creator>Ana Lima</dc:creator></cp:coreProperties>"#)
+        .expect("write");
+    zip.finish().expect("zip");
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn send_removes_a_photos_gps_position_and_refuses_a_document_that_names_its_author() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data")).await;
+    let view = receive(&server, &["--label", "Tips"]).await;
+    let link = view.links.local.clone().expect("link");
+    let files = dir.path().join("out");
+    std::fs::create_dir(&files).expect("mkdir");
+    let photo = veilshare_e2e::samples::jpeg();
+    let photo_path = files.join("balcony.jpg");
+    std::fs::write(&photo_path, &photo).expect("write");
+    let doc_path = files.join("memo.docx");
+    std::fs::write(&doc_path, docx_with_author()).expect("write");
+    let photo_arg = photo_path.to_string_lossy().into_owned();
+    let doc_arg = doc_path.to_string_lossy().into_owned();
+
+    // The document cannot be cleaned: nothing at all is sent, and the reason is given.
+    let (ok, _, err) = cli(&server, &["send", &link, &photo_arg, &doc_arg, "--quiet"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("memo.docx (Office document) contains a person's or organisation's name")
+            && err.contains("nothing was sent"),
+        "{err}"
+    );
+    assert!(
+        server
+            .view(&view.id)
+            .await
+            .dropbox
+            .expect("box")
+            .items
+            .is_empty()
+    );
+
+    // The photo alone: it arrives without its metadata, the same picture.
+    let (ok, _, err) = cli(&server, &["send", &link, &photo_arg, "--quiet"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("balcony.jpg (JPEG) contains a GPS position"),
+        "{err}"
+    );
+    assert!(err.contains("removed from the shared copy"), "{err}");
+    let dropbox = server.view(&view.id).await.dropbox.expect("box");
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    let (status, arrived) = server.item_file(&view.id, &item.id, "balcony.jpg").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        veilshare_e2e::samples::exif_fields(&arrived),
+        vec!["Orientation = row 0 at right and column 0 at top".to_owned()]
+    );
+    assert_eq!(
+        veilshare_e2e::samples::pixels(&arrived),
+        veilshare_e2e::samples::pixels(&photo)
+    );
+
+    // Asked to keep it: both files go as they are.
+    let (ok, _, err) = cli(
+        &server,
+        &[
+            "send",
+            &link,
+            &photo_arg,
+            &doc_arg,
+            "--keep-metadata",
+            "--quiet",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let dropbox = server.view(&view.id).await.dropbox.expect("box");
+    let item = dropbox.items.last().expect("a second item");
+    assert_eq!(
+        server.item_file(&view.id, &item.id, "balcony.jpg").await,
+        (200, photo)
+    );
+}
