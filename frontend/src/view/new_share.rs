@@ -97,6 +97,19 @@ fn finding_line(finding: Option<&Finding>, strip: bool) -> Html {
     }
 }
 
+/// A checkbox's `change` handler that keeps `state` equal to whether it is ticked.
+fn follow_checkbox(state: &UseStateHandle<bool>) -> Callback<Event> {
+    let state = state.clone();
+    Callback::from(move |event: Event| {
+        if let Some(input) = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
+            state.set(input.checked());
+        }
+    })
+}
+
 fn files_of(list: Option<web_sys::FileList>) -> Vec<web_sys::File> {
     let Some(list) = list else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
@@ -176,28 +189,8 @@ pub fn NewShare(props: &NewShareProps) -> Html {
         let files = files.clone();
         Callback::from(move |_: MouseEvent| files.set(Vec::new()))
     };
-    let on_keep_log = {
-        let keep_log = keep_log.clone();
-        Callback::from(move |event: Event| {
-            if let Some(input) = event
-                .target()
-                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-            {
-                keep_log.set(input.checked());
-            }
-        })
-    };
-    let on_strip = {
-        let strip = strip.clone();
-        Callback::from(move |event: Event| {
-            if let Some(input) = event
-                .target()
-                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-            {
-                strip.set(input.checked());
-            }
-        })
-    };
+    let on_keep_log = follow_checkbox(&keep_log);
+    let on_strip = follow_checkbox(&strip);
 
     let submit = {
         let files = files.clone();
