@@ -768,4 +768,32 @@ mod tests {
             Err(StripError::NotRemovable("PDF"))
         ));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The fuzz target's invariant, bounded, on damaged photos: inspecting never panics,
+        /// and cleaning refuses or leaves nothing to find.
+        #[test]
+        fn damaged_photos_never_panic_and_never_come_out_half_clean(
+            which in 0usize..3,
+            edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..4096,
+        ) {
+            let mut photo = match which {
+                0 => samples::jpeg(),
+                1 => samples::png(),
+                _ => samples::webp(),
+            };
+            for (at, byte) in edits {
+                let at = at % photo.len();
+                photo[at] = byte;
+            }
+            photo.truncate(photo.len().saturating_sub(cut % 64));
+            let _ = inspect(&photo);
+            if let Ok(cleaned) = strip(Bytes::from(photo)) {
+                proptest::prop_assert_eq!(kinds(&cleaned), Vec::new());
+            }
+        }
+    }
 }
