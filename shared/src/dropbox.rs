@@ -146,6 +146,10 @@ pub struct ReceivedItem {
     /// plaintext (what the uploader was shown, to check against after decrypting).
     #[serde(default)]
     pub sent: Vec<FileEntry>,
+    /// Identifying metadata found in the files as they arrived (not for encrypted uploads):
+    /// what could tie them to whoever sent them, if published as they are.
+    #[serde(default)]
+    pub metadata: Vec<crate::MetadataReport>,
 }
 
 #[cfg(test)]

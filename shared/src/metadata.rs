@@ -74,14 +74,18 @@ pub struct MetadataReport {
 }
 
 impl MetadataReport {
-    /// One line: "photo.jpg (JPEG) contains a GPS position, …", and what was done.
-    pub fn summary(&self) -> String {
-        let found = self
-            .found
+    /// What was found, in plain words: "a GPS position (where it was taken), …".
+    pub fn found_text(&self) -> String {
+        self.found
             .iter()
             .map(|kind| kind.describe())
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(", ")
+    }
+
+    /// One line: "photo.jpg (JPEG) contains a GPS position, …", and what was done.
+    pub fn summary(&self) -> String {
+        let found = self.found_text();
         let done = if self.removed {
             "; removed from the shared copy"
         } else if self.removable {

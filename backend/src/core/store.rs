@@ -438,6 +438,9 @@ pub struct StoredItem {
     /// For an encrypted upload: the plaintext's names, sizes and hashes.
     #[serde(default)]
     pub sent: Vec<veilshare_shared::FileEntry>,
+    /// Identifying metadata found in the files as they arrived (unencrypted uploads).
+    #[serde(default)]
+    pub metadata: Vec<MetadataReport>,
 }
 
 impl ShareRecord {

@@ -186,6 +186,14 @@ mod browser_tests {
                 message: Some("from a source".into()),
                 encrypted: false,
                 sent: Vec::new(),
+                metadata: vec![veilshare_shared::MetadataReport {
+                    name: "tip 1.pdf".into(),
+                    format: "PDF".into(),
+                    found: vec![veilshare_shared::MetadataKind::Author],
+                    removable: false,
+                    removed: false,
+                    note: None,
+                }],
             }],
         });
         let props = ShareCardProps {
@@ -203,6 +211,10 @@ mod browser_tests {
         );
         assert!(text.contains("Received 2025-12-01 00:00 UTC"), "{text}");
         assert!(text.contains("from a source"), "{text}");
+        assert!(
+            text.contains("tip 1.pdf contains a person's or organisation's name: it may identify whoever sent it"),
+            "{text}"
+        );
         assert!(!text.contains("downloads"), "{text}");
         assert!(text.contains("stored as received, not encrypted"), "{text}");
         let link = root

@@ -151,6 +151,13 @@ fn Item(props: &ItemProps) -> Html {
             if let Some(message) = &item.message {
                 <blockquote class="message">{ message.clone() }</blockquote>
             }
+            { for item.metadata.iter().map(|report| html! {
+                <p class="metadata warn">{ format!(
+                    "{} contains {}: it may identify whoever sent it. Remove it before publishing the file.",
+                    report.name,
+                    report.found_text()
+                ) }</p>
+            }) }
             <div class="actions">
                 if *confirming {
                     <span role="alert">{ "Delete this upload? Its files and message are removed from this computer for good." }</span>

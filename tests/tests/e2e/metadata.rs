@@ -114,3 +114,38 @@ async fn a_photos_gps_position_is_shown_before_sharing_and_removed_from_what_is_
     let message = refused.text().await.expect("body");
     assert!(message.contains("cannot remove its metadata"), "{message}");
 }
+
+#[tokio::test]
+async fn a_drop_box_tells_its_owner_what_a_received_photo_reveals_and_keeps_it_as_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path()).await;
+    let view = crate::dropbox::create_dropbox(&server, serde_json::json!({})).await;
+    let link = view.links.local.clone().expect("local link");
+    let photo = samples::jpeg();
+    let (status, page) = crate::dropbox::upload(
+        &server,
+        &link,
+        &[("tip.jpg", &photo), ("note.txt", b"hi")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let dropbox = server.view(&view.id).await.dropbox.expect("a drop box");
+    let [item] = dropbox.items.as_slice() else {
+        panic!("one item: {:?}", dropbox.items);
+    };
+    let [report] = item.metadata.as_slice() else {
+        panic!("one report, for the photo: {:?}", item.metadata);
+    };
+    assert_eq!(report.name, "tip.jpg");
+    assert!(
+        report.found.contains(&MetadataKind::GpsPosition),
+        "{report:?}"
+    );
+    assert!(!report.removed);
+    // The owner gets exactly what was sent: evidence is not altered.
+    assert_eq!(
+        server.item_file(&view.id, &item.id, "tip.jpg").await,
+        (200, photo)
+    );
+}

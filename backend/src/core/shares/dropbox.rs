@@ -76,6 +76,8 @@ pub struct NewItem {
     pub message: Option<String>,
     /// For an encrypted upload: what the uploader sent (plaintext names, sizes, hashes).
     pub sent: Option<Vec<veilshare_shared::FileEntry>>,
+    /// Identifying metadata found in the files (unencrypted uploads).
+    pub metadata: Vec<veilshare_shared::MetadataReport>,
 }
 
 impl Upload {
@@ -216,6 +218,7 @@ impl Shares {
             held,
             message,
             sent,
+            metadata,
         } = new;
         let id = &upload.id;
         let persist = self
@@ -256,6 +259,7 @@ impl Shares {
             message,
             encrypted: sent.is_some(),
             sent: sent.unwrap_or_default(),
+            metadata,
         };
         dropbox.items.push(item.clone());
         dropbox.uploads += 1;
@@ -391,5 +395,6 @@ pub(super) fn item_view(item: &StoredItem) -> veilshare_shared::ReceivedItem {
         message: item.message.clone(),
         encrypted: item.encrypted,
         sent: item.sent.clone(),
+        metadata: item.metadata.clone(),
     }
 }

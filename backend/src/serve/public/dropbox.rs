@@ -20,6 +20,7 @@ use axum::{
 };
 use tokio::io::AsyncWriteExt;
 use veilshare_shared::{
+    MetadataReport,
     dropbox::{MAX_FILES_PER_UPLOAD, MAX_MESSAGE_BYTES},
     human_size,
 };
@@ -30,7 +31,7 @@ use super::{
     upload::{UploadGuard, read_text},
 };
 use crate::core::{
-    crash,
+    crash, metadata,
     shares::{AddItemError, NewItem, PublicShare, Shares, Upload, UploadRefusal},
     store::StoredFile,
 };
@@ -423,7 +424,13 @@ async fn store_item(
     let mut files: Vec<StoredFile> = Vec::new();
     let mut held = Vec::new();
     let mut sent = Vec::new();
+    let mut metadata = Vec::new();
     for part in parts {
+        if part.sent.is_none()
+            && let Some(report) = inspect_received(&part.file, &part.name).await
+        {
+            metadata.push(report);
+        }
         sent.extend(part.sent);
         let (tag, file) = store
             .import_path(&permit, &part.file, part.name)
@@ -444,6 +451,7 @@ async fn store_item(
         held,
         message,
         sent: upload.encrypt_to.is_some().then_some(sent),
+        metadata,
     };
     shares
         .add_item(upload, new, permit)
@@ -455,6 +463,31 @@ async fn store_item(
                 failed()
             }
         })
+}
+
+/// What identifying metadata a received file holds, so that its owner knows before publishing
+/// it (a source's photo can carry the GPS position of their home). Nothing is changed: the
+/// owner keeps exactly what was sent.
+async fn inspect_received(path: &std::path::Path, name: &str) -> Option<MetadataReport> {
+    let (path, name) = (path.to_owned(), name.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let size = std::fs::metadata(&path).ok()?.len();
+        if size == 0 || size > metadata::MAX_INSPECTED {
+            return None;
+        }
+        let mut head = [0u8; 64];
+        let read = std::io::Read::read(&mut std::fs::File::open(&path).ok()?, &mut head).ok()?;
+        if !metadata::may_hold(&head[..read]) {
+            return None;
+        }
+        let bytes = std::fs::read(&path).ok()?;
+        metadata::inspect(&bytes)
+            .filter(|i| !i.found.is_empty())
+            .map(|i| i.report(&name, false))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// The page after an upload: what this upload brought, nothing else.
