@@ -675,16 +675,19 @@ impl Shares {
             }
             crash::point("transfer.counted");
             self.with_entry(&id, |e| e.record = record);
-            if completed > before.completed {
-                let event = AuditEvent::Download {
-                    transport: via,
-                    completed,
-                };
-                self.0.audit.record(&id, now_secs(), event).await;
-            }
+        }
+        // Released at once: until then the share counts this download twice (done and in
+        // flight), and a recipient arriving now would be told it is busy.
+        self.release_flight(&id, reserved);
+        if changed && completed > before.completed {
+            // Under the share's lock, so that downloads are logged in the order they counted.
+            let event = AuditEvent::Download {
+                transport: via,
+                completed,
+            };
+            self.0.audit.record(&id, now_secs(), event).await;
         }
         drop(guard);
-        self.release_flight(&id, reserved);
         if !quiet {
             self.0.events.publish(Event::DownloadEnded {
                 id: id.clone(),
