@@ -74,26 +74,27 @@ impl AuditLog {
         }
     }
 
-    /// Counts a refused request, and records it unless one was recorded this minute.
-    pub async fn refused(&self, id: &ShareId, now: u64, reason: RefusalReason) {
+    /// Counts a refused request; returns the entry to record when none was recorded for this
+    /// share and reason this minute. Synchronous and cheap: a flood of refusals costs a lock
+    /// each, not a task or a write.
+    pub fn count_refusal(
+        &self,
+        id: &ShareId,
+        now: u64,
+        reason: RefusalReason,
+    ) -> Option<AuditEvent> {
         let minute = now - now % 60;
-        let count = {
-            let Ok(mut refusals) = self.0.refusals.lock() else {
-                return;
-            };
-            let slot = refusals
-                .entry((id.clone(), reason))
-                .or_insert((u64::MAX, 0));
-            slot.1 += 1;
-            if slot.0 == minute {
-                return;
-            }
-            let count = slot.1;
-            *slot = (minute, 0);
-            count
-        };
-        self.record(id, now, AuditEvent::Refused { reason, count })
-            .await;
+        let mut refusals = self.0.refusals.lock().ok()?;
+        let slot = refusals
+            .entry((id.clone(), reason))
+            .or_insert((u64::MAX, 0));
+        slot.1 += 1;
+        if slot.0 == minute {
+            return None;
+        }
+        let count = slot.1;
+        *slot = (minute, 0);
+        Some(AuditEvent::Refused { reason, count })
     }
 
     /// Appends one entry, synchronously.
@@ -253,6 +254,13 @@ mod tests {
         ShareId::parse("abcdefghijklmnopqrstuvwxyz").expect("id")
     }
 
+    /// What the registry does with a refusal.
+    async fn refused(log: &AuditLog, now: u64) {
+        if let Some(event) = log.count_refusal(&id(), now, RefusalReason::Busy) {
+            log.record(&id(), now, event).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_scripted_history_reads_back_in_order_to_the_minute() {
         let dir = tempfile::tempdir().expect("dir");
@@ -267,9 +275,9 @@ mod tests {
         }
         // Three refusals in one minute make one entry now; the next minute's carries the rest.
         for _ in 0..3 {
-            log.refused(&id(), 1_000_130, RefusalReason::Busy).await;
+            refused(&log, 1_000_130).await;
         }
-        log.refused(&id(), 1_000_200, RefusalReason::Busy).await;
+        refused(&log, 1_000_200).await;
         log.record(
             &id(),
             1_000_300,

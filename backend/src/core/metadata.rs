@@ -25,10 +25,15 @@
 //!
 //! Parsing is done by maintained crates: `img-parts` (JPEG/PNG/WebP containers),
 //! `kamadak-exif` (EXIF, HEIF, TIFF), `lopdf` (PDF), `zip` and `quick-xml` (Office). Everything
-//! here is pure: bytes in, a report or cleaned bytes out. Files larger than [`MAX_INSPECTED`]
-//! are not read (see its doc).
+//! here is pure (bytes in, a report or cleaned bytes out) but [`read_inspectable`], which reads
+//! a local file for the callers that have one. Files larger than [`MAX_INSPECTED`] are not read
+//! (see its doc).
 
-use std::{collections::BTreeSet, io::Read};
+use std::{
+    collections::BTreeSet,
+    io::{self, Read},
+    path::Path,
+};
 
 use bytes::Bytes;
 use img_parts::{ImageEXIF, jpeg::Jpeg, png::Png, webp::WebP};
@@ -133,6 +138,25 @@ pub fn strip(bytes: Bytes) -> Result<Bytes, StripError> {
 /// Whether a file starting with `head` (its first 64 bytes) is in a format inspected here.
 pub fn may_hold(head: &[u8]) -> bool {
     sniff(head).is_some()
+}
+
+/// The whole file at `path` when it is in a format inspected here and not empty nor larger
+/// than [`MAX_INSPECTED`]; otherwise `None`, having read at most its first 64 bytes.
+/// Blocking.
+pub fn read_inspectable(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size == 0 || size > MAX_INSPECTED {
+        return Ok(None);
+    }
+    let mut head = Vec::with_capacity(64);
+    (&mut file).take(64).read_to_end(&mut head)?;
+    if !may_hold(&head) {
+        return Ok(None);
+    }
+    let mut bytes = head;
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -712,9 +712,12 @@ impl Shares {
             Refusal::Busy => RefusalReason::Busy,
             Refusal::OverBudget => RefusalReason::OverBudget,
         };
+        let Some(event) = self.0.audit.count_refusal(id, now, reason) else {
+            return;
+        };
         let (audit, id) = (self.0.audit.clone(), id.clone());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { audit.refused(&id, now, reason).await });
+            handle.spawn(async move { audit.record(&id, now, event).await });
         }
     }
 

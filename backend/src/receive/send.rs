@@ -182,11 +182,11 @@ pub async fn send(settings: &SendSettings) -> Result<Sent> {
 fn clean(files: &mut [Outgoing], keep: bool) -> Result<Vec<MetadataReport>> {
     let mut reports = Vec::new();
     for file in files {
-        if file.size == 0 || file.size > metadata::MAX_INSPECTED {
+        let Some(bytes) = metadata::read_inspectable(&file.path)
+            .io_context(|| format!("cannot read {}", file.path.display()))?
+        else {
             continue;
-        }
-        let bytes = std::fs::read(&file.path)
-            .io_context(|| format!("cannot read {}", file.path.display()))?;
+        };
         let Some(inspection) = metadata::inspect(&bytes).filter(|i| !i.found.is_empty()) else {
             continue;
         };
@@ -314,77 +314,17 @@ async fn stream_form(
             quoted_name(&file.name)
         );
         tx.send(Ok(Bytes::from(head))).await.map_err(|_| closed())?;
-        if let Some(cleaned) = file.cleaned {
-            let hash = blake3::hash(&cleaned);
-            for piece in cleaned.chunks(PIECE) {
-                tx.send(Ok(cleaned.slice_ref(piece)))
-                    .await
-                    .map_err(|_| closed())?;
-                bar.inc(piece.len() as u64);
-            }
-            tx.send(Ok(Bytes::from_static(b"\r\n")))
-                .await
-                .map_err(|_| closed())?;
-            entries.push(FileEntry {
-                name: file.name,
-                size: file.size,
-                hash: ContentHash::parse(hash.to_hex().as_str())
-                    .ok_or_else(|| ReceiveError::io("a BLAKE3 hash did not format"))?,
-            });
-            continue;
-        }
-        let mut reader = tokio::fs::File::open(&file.path)
-            .await
-            .io_context(|| format!("cannot open {}", file.path.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut read = 0u64;
-        loop {
-            let mut piece = BytesMut::with_capacity(PIECE);
-            let n = reader
-                .read_buf(&mut piece)
-                .await
-                .io_context(|| format!("cannot read {}", file.path.display()));
-            let n = match n {
-                Ok(n) => n,
-                Err(error) => {
-                    // The upload must not end as if the file were complete.
-                    let _ = tx
-                        .send(Err(std::io::Error::other("a file could not be read")))
-                        .await;
-                    return Err(error);
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            read += n as u64;
-            if read > file.size {
-                break;
-            }
-            let piece = piece.freeze();
-            hasher.update(&piece);
-            tx.send(Ok(piece)).await.map_err(|_| closed())?;
-            bar.inc(n as u64);
-        }
-        if read != file.size {
-            let _ = tx
-                .send(Err(std::io::Error::other(
-                    "a file changed while it was sent",
-                )))
-                .await;
-            return Err(ReceiveError::io(format!(
-                "{} changed while it was sent ({} bytes when the upload began); nothing of this upload was kept, send it again",
-                file.path.display(),
-                file.size
-            )));
-        }
+        let hash = match &file.cleaned {
+            Some(cleaned) => send_cleaned(cleaned, &tx, &bar).await?,
+            None => send_from_disk(&file, &tx, &bar).await?,
+        };
         tx.send(Ok(Bytes::from_static(b"\r\n")))
             .await
             .map_err(|_| closed())?;
         entries.push(FileEntry {
             name: file.name,
             size: file.size,
-            hash: ContentHash::parse(hasher.finalize().to_hex().as_str())
+            hash: ContentHash::parse(hash.to_hex().as_str())
                 .ok_or_else(|| ReceiveError::io("a BLAKE3 hash did not format"))?,
         });
     }
@@ -398,6 +338,77 @@ async fn stream_form(
         .await
         .map_err(|_| closed())?;
     Ok(entries)
+}
+
+/// Sends a cleaned copy held in memory; returns its BLAKE3.
+async fn send_cleaned(
+    cleaned: &Bytes,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    bar: &indicatif::ProgressBar,
+) -> Result<blake3::Hash> {
+    for piece in cleaned.chunks(PIECE) {
+        tx.send(Ok(cleaned.slice_ref(piece)))
+            .await
+            .map_err(|_| ReceiveError::unreachable("the upload was cut off"))?;
+        bar.inc(piece.len() as u64);
+    }
+    Ok(blake3::hash(cleaned))
+}
+
+/// Sends a file as it is read from disk, hashing it on the way; refuses to end the part as if
+/// complete when the file is shorter or longer than when the upload began.
+async fn send_from_disk(
+    file: &Outgoing,
+    tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    bar: &indicatif::ProgressBar,
+) -> Result<blake3::Hash> {
+    let closed = || ReceiveError::unreachable("the upload was cut off");
+    let mut reader = tokio::fs::File::open(&file.path)
+        .await
+        .io_context(|| format!("cannot open {}", file.path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut read = 0u64;
+    loop {
+        let mut piece = BytesMut::with_capacity(PIECE);
+        let n = reader
+            .read_buf(&mut piece)
+            .await
+            .io_context(|| format!("cannot read {}", file.path.display()));
+        let n = match n {
+            Ok(n) => n,
+            Err(error) => {
+                // The upload must not end as if the file were complete.
+                let _ = tx
+                    .send(Err(std::io::Error::other("a file could not be read")))
+                    .await;
+                return Err(error);
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > file.size {
+            break;
+        }
+        let piece = piece.freeze();
+        hasher.update(&piece);
+        tx.send(Ok(piece)).await.map_err(|_| closed())?;
+        bar.inc(n as u64);
+    }
+    if read != file.size {
+        let _ = tx
+            .send(Err(std::io::Error::other(
+                "a file changed while it was sent",
+            )))
+            .await;
+        return Err(ReceiveError::io(format!(
+            "{} changed while it was sent ({} bytes when the upload began); nothing of this upload was kept, send it again",
+            file.path.display(),
+            file.size
+        )));
+    }
+    Ok(hasher.finalize())
 }
 
 /// Why the drop box refused, in its own words (the paragraph of its error page) and ours.

@@ -77,6 +77,17 @@ fn items(id: &ShareId, dropbox: &DropBoxView, on_changed: &Callback<ShareView>) 
     }
 }
 
+/// The handlers of an action done in two steps: ask (show the confirmation), cancel (hide it).
+fn confirm_steps(
+    confirming: &UseStateHandle<bool>,
+) -> (Callback<MouseEvent>, Callback<MouseEvent>) {
+    let (yes, no) = (confirming.clone(), confirming.clone());
+    (
+        Callback::from(move |_: MouseEvent| yes.set(true)),
+        Callback::from(move |_: MouseEvent| no.set(false)),
+    )
+}
+
 #[derive(Properties, PartialEq)]
 struct ItemProps {
     share: ShareId,
@@ -92,14 +103,7 @@ fn Item(props: &ItemProps) -> Html {
     let problem = use_state(|| None::<String>);
     let item = &props.item;
     let id = &props.share;
-    let ask = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(true))
-    };
-    let cancel = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(false))
-    };
+    let (ask, cancel) = confirm_steps(&confirming);
     let delete = {
         let (id, item_id) = (id.clone(), item.id.clone());
         let (confirming, problem) = (confirming.clone(), problem.clone());
@@ -241,14 +245,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
     let problem = use_state(|| None::<String>);
     let copied = use_state(|| None::<String>);
 
-    let ask = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(true))
-    };
-    let cancel = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(false))
-    };
+    let (ask, cancel) = confirm_steps(&confirming);
     let revoke = {
         let id = share.id.clone();
         let confirming = confirming.clone();

@@ -181,15 +181,7 @@ async fn a_drop_box_takes_uploads_through_its_form_and_gives_its_owner_exactly_t
         .await
         .expect("delete");
     assert_eq!(response.status(), 200);
-    assert!(
-        server
-            .view(&view.id)
-            .await
-            .dropbox
-            .expect("box")
-            .items
-            .is_empty()
-    );
+    assert!(server.items(&view.id).await.is_empty());
     eventually("the deleted item's data to go", || async {
         server.stored_blob_files().is_empty().then_some(())
     })
@@ -493,11 +485,8 @@ async fn a_drop_box_takes_four_uploads_at_once_and_tells_a_fifth_to_come_back() 
         200
     );
     let names: Vec<String> = server
-        .view(&view.id)
+        .items(&view.id)
         .await
-        .dropbox
-        .expect("box")
-        .items
         .iter()
         .flat_map(|item| item.files.iter().map(|f| f.name.clone()))
         .collect();
@@ -604,27 +593,13 @@ async fn an_upload_larger_than_the_free_disk_gets_507_and_leaves_nothing() {
         .expect("scratch")
         .collect();
     assert!(scratch.is_empty(), "parts left in scratch: {scratch:?}");
-    assert!(
-        server
-            .view(&view.id)
-            .await
-            .dropbox
-            .expect("box")
-            .items
-            .is_empty()
-    );
+    assert!(server.items(&view.id).await.is_empty());
 
     // The positive control: what fits is taken.
     let small = data(1 << 20, 9);
     let (status, page) = upload(&server, &link, &[("small.bin", &small)], None).await;
     assert_eq!(status, 200, "{page}");
-    let item = server
-        .view(&view.id)
-        .await
-        .dropbox
-        .expect("box")
-        .items
-        .remove(0);
+    let item = server.items(&view.id).await.remove(0);
     assert_eq!(
         server.item_file(&view.id, &item.id, "small.bin").await,
         (200, small)

@@ -91,9 +91,9 @@ async fn receive_send_and_save_move_exact_bytes_and_a_message_from_the_terminal(
         "send prints the confirmed hashes: {out}"
     );
 
-    let dropbox = server.view(&view.id).await.dropbox.expect("box");
-    let [item] = dropbox.items.as_slice() else {
-        panic!("one item: {:?}", dropbox.items);
+    let items = server.items(&view.id).await;
+    let [item] = items.as_slice() else {
+        panic!("one item: {items:?}");
     };
     assert_eq!(item.message.as_deref(), Some("from a friend"));
     let names: Vec<&str> = item.files.iter().map(|f| f.name.as_str()).collect();
@@ -135,16 +135,7 @@ async fn receive_send_and_save_move_exact_bytes_and_a_message_from_the_terminal(
     let (ok, _, err) = cli(&server, &["send", &link, &huge, "--quiet"]).await;
     assert!(!ok, "an upload over --max-file fails");
     assert!(err.contains("too large (413)"), "{err}");
-    assert_eq!(
-        server
-            .view(&view.id)
-            .await
-            .dropbox
-            .expect("box")
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(server.items(&view.id).await.len(), 1);
 
     // A share's link is not a drop box: nothing is sent.
     let share = server.create(&[("a.txt", b"hello")], &[]).await;
@@ -171,13 +162,7 @@ async fn an_encrypting_box_made_by_receive_is_saved_decrypted_with_the_identity_
     )
     .await;
     assert!(ok, "send failed: {err}");
-    let item = server
-        .view(&view.id)
-        .await
-        .dropbox
-        .expect("box")
-        .items
-        .remove(0);
+    let item = server.items(&view.id).await.remove(0);
 
     let opened = dir.path().join("opened");
     let (ok, _, err) = cli(
@@ -363,15 +348,7 @@ async fn send_removes_a_photos_gps_position_and_refuses_a_document_that_names_it
             && err.contains("nothing was sent"),
         "{err}"
     );
-    assert!(
-        server
-            .view(&view.id)
-            .await
-            .dropbox
-            .expect("box")
-            .items
-            .is_empty()
-    );
+    assert!(server.items(&view.id).await.is_empty());
 
     // The photo alone: it arrives without its metadata, the same picture.
     let (ok, _, err) = cli(&server, &["send", &link, &photo_arg, "--quiet"]).await;
@@ -381,9 +358,9 @@ async fn send_removes_a_photos_gps_position_and_refuses_a_document_that_names_it
         "{err}"
     );
     assert!(err.contains("removed from the shared copy"), "{err}");
-    let dropbox = server.view(&view.id).await.dropbox.expect("box");
-    let [item] = dropbox.items.as_slice() else {
-        panic!("one item: {:?}", dropbox.items);
+    let items = server.items(&view.id).await;
+    let [item] = items.as_slice() else {
+        panic!("one item: {items:?}");
     };
     let (status, arrived) = server.item_file(&view.id, &item.id, "balcony.jpg").await;
     assert_eq!(status, 200);
@@ -410,8 +387,8 @@ async fn send_removes_a_photos_gps_position_and_refuses_a_document_that_names_it
     )
     .await;
     assert!(ok, "{err}");
-    let dropbox = server.view(&view.id).await.dropbox.expect("box");
-    let item = dropbox.items.last().expect("a second item");
+    let items = server.items(&view.id).await;
+    let item = items.last().expect("a second item");
     assert_eq!(
         server.item_file(&view.id, &item.id, "balcony.jpg").await,
         (200, photo)

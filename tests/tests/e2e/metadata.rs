@@ -130,9 +130,9 @@ async fn a_drop_box_tells_its_owner_what_a_received_photo_reveals_and_keeps_it_a
     )
     .await;
     assert_eq!(status, 200, "{page}");
-    let dropbox = server.view(&view.id).await.dropbox.expect("a drop box");
-    let [item] = dropbox.items.as_slice() else {
-        panic!("one item: {:?}", dropbox.items);
+    let items = server.items(&view.id).await;
+    let [item] = items.as_slice() else {
+        panic!("one item: {items:?}");
     };
     let [report] = item.metadata.as_slice() else {
         panic!("one report, for the photo: {:?}", item.metadata);

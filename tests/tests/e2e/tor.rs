@@ -912,15 +912,6 @@ async fn veilshare_send_through_arti_reaches_a_restricted_drop_box_only_with_its
     let (ok, _, err) = send(vec![], "20s", false).await;
     assert!(!ok, "send without the key succeeded");
     assert!(err.contains("not reachable"), "{err}");
-    assert_eq!(
-        server
-            .view(&view.id)
-            .await
-            .dropbox
-            .expect("box")
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(server.items(&view.id).await.len(), 1);
     server.stop().await;
 }

@@ -287,6 +287,14 @@ impl Server {
         serde_json::from_str(&text).expect("share view")
     }
 
+    /// What a drop box holds now.
+    pub async fn items(
+        &self,
+        id: &veilshare_shared::ShareId,
+    ) -> Vec<veilshare_shared::ReceivedItem> {
+        self.view(id).await.dropbox.expect("a drop box").items
+    }
+
     /// The current view of a share.
     pub async fn view(&self, id: &veilshare_shared::ShareId) -> ShareView {
         self.api(reqwest::Method::GET, &format!("/api/shares/{id}"))

@@ -471,16 +471,7 @@ async fn store_item(
 async fn inspect_received(path: &std::path::Path, name: &str) -> Option<MetadataReport> {
     let (path, name) = (path.to_owned(), name.to_owned());
     tokio::task::spawn_blocking(move || {
-        let size = std::fs::metadata(&path).ok()?.len();
-        if size == 0 || size > metadata::MAX_INSPECTED {
-            return None;
-        }
-        let mut head = [0u8; 64];
-        let read = std::io::Read::read(&mut std::fs::File::open(&path).ok()?, &mut head).ok()?;
-        if !metadata::may_hold(&head[..read]) {
-            return None;
-        }
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = metadata::read_inspectable(&path).ok()??;
         metadata::inspect(&bytes)
             .filter(|i| !i.found.is_empty())
             .map(|i| i.report(&name, false))
