@@ -762,10 +762,6 @@ impl Shares {
         }
         crash::point("share.ended");
         tracing::info!(share = %log_id(id), state = state.label(), "share ended");
-        self.0
-            .audit
-            .record(id, now_secs(), AuditEvent::Ended { state })
-            .await;
         if let Some(share) = self.view(id) {
             self.0.events.publish(Event::ShareEnded { share });
         }
@@ -777,6 +773,11 @@ impl Shares {
         for publisher in self.publishers() {
             publisher.stop(id, state);
         }
+        // Logged once the addresses are gone: the log's write must not delay the revocation.
+        self.0
+            .audit
+            .record(id, now_secs(), AuditEvent::Ended { state })
+            .await;
         if self
             .with_entry(id, |e| keeps_data(&e.record))
             .unwrap_or(false)
