@@ -330,7 +330,7 @@ impl Tor {
                                 // them once it has every byte (closing first can lose the
                                 // tail still queued on the circuit).
                                 http::serve_connection(
-                                    super::coalesce::Coalesced::new(stream),
+                                    super::coalesce::Coalesced::new(Ending(Some(stream))),
                                     router,
                                     http::Audience::Strangers,
                                     tokio_util::sync::CancellationToken::new(),
@@ -339,7 +339,7 @@ impl Tor {
                                 )
                                 .await;
                             }
-                            None => http::refuse_busy(stream).await,
+                            None => http::refuse_busy(Ending(Some(stream))).await,
                         },
                         Err(error) => {
                             tracing::debug!(%error, "could not accept an onion stream");
@@ -540,6 +540,87 @@ pub fn authorize(
         )
         .map_err(failed)?;
     Ok(())
+}
+
+/// How long an ended onion stream is kept while its END cell goes out.
+const END_GRACE: Duration = Duration::from_secs(3);
+
+/// An onion stream that ends with an END cell when it is dropped.
+///
+/// Dropping an Arti stream that holds the last handle on its circuit closes the circuit at once,
+/// and the circuit's reactor may stop before it sends the stream's END. The recipient then
+/// learns that the stream ended only from the circuit's DESTROY, which a quiet relay channel
+/// can hold back for seconds (seen on the private network: 8 to 10 s, until the next cell on the
+/// channel). A stream closed after its service ended (a request after a revocation) hung that
+/// long instead of failing at once. So the stream is shut down first (its END is sent), and
+/// kept until the other end closes too or [`END_GRACE`] passes.
+struct Ending(Option<arti_client::DataStream>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(END_GRACE, async {
+                stream.shutdown().await.ok()?;
+                // Whatever still arrives is not read by anyone; wait for the other end's END.
+                let mut sink = [0u8; 512];
+                while stream.read(&mut sink).await.ok()? > 0 {}
+                Some(())
+            })
+            .await;
+        });
+    }
+}
+
+impl tokio::io::AsyncRead for Ending {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Ending {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_write(cx, data),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
 }
 
 #[cfg(test)]
