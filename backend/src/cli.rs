@@ -49,6 +49,19 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// A share's named recipients (each with a link and key of their own): list them, add one,
+    /// or revoke one (their link and key stop working for good; the others' go on).
+    Recipients {
+        /// The share's id (from `veilshare list`).
+        id: String,
+        /// What to do; without it, lists them.
+        #[arg(value_enum)]
+        action: Option<RecipientAction>,
+        /// The recipient's name.
+        name: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// A share's history for its owner (created, published, downloads by transport, refusals,
     /// ended), to the minute and with nothing about recipients; checks that it was not edited.
     Log {
@@ -179,6 +192,10 @@ struct PolicyArgs {
     /// Only recipients who also hold a key (printed with the link) can reach the share.
     #[arg(long)]
     restricted: bool,
+    /// A named recipient (repeat for each): each gets a link and a key of their own, and can
+    /// be revoked alone (`veilshare recipients ID revoke NAME`). Implies --restricted.
+    #[arg(long = "recipient", value_name = "NAME")]
+    recipients: Vec<String>,
     /// Also share directly over iroh and print a ticket: fast and verified, but the recipient
     /// learns your IP address.
     #[arg(long)]
@@ -196,9 +213,10 @@ impl PolicyArgs {
             expires_in_secs: self.expires.map(|d| d.as_secs().max(1)),
             label: self.label.clone(),
             direct: self.direct,
-            restricted: self.restricted,
+            restricted: self.restricted || !self.recipients.is_empty(),
             keep_metadata: false,
             keep_log: self.keep_log,
+            recipients: self.recipients.clone(),
         }
         .checked()
         .map_err(anyhow::Error::msg)
@@ -416,6 +434,12 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::List { data, json }) => list(&data.resolve()?, json).await,
         Some(Command::Revoke { id, data }) => revoke(&data.resolve()?, &id).await,
         Some(Command::Log { id, data, json }) => log(&data.resolve()?, &id, json).await,
+        Some(Command::Recipients {
+            id,
+            action,
+            name,
+            data,
+        }) => recipients(&data.resolve()?, &id, action, name).await,
         Some(Command::Get(args)) => get(args).await,
         Some(Command::Mirror(args)) => mirror(args).await,
         Some(Command::Share(args)) => crate::app::headless::share(args.into_settings()?).await,
@@ -656,6 +680,96 @@ async fn revoke(data_dir: &Path, id: &str) -> Result<()> {
     #[allow(clippy::print_stdout)]
     {
         println!("share {} is {}", share.id, share.state.label());
+    }
+    Ok(())
+}
+
+/// What `veilshare recipients` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RecipientAction {
+    /// Add a recipient: prints their link and key once their onion service is up.
+    Add,
+    /// Revoke a recipient.
+    Revoke,
+}
+
+async fn recipients(
+    data_dir: &Path,
+    id: &str,
+    action: Option<RecipientAction>,
+    name: Option<String>,
+) -> Result<()> {
+    let client = ApiClient::connect(data_dir)?;
+    let base = format!("{}/api/shares/{id}", client.base);
+    let needs_name = || name.clone().context("give the recipient's name");
+    let show = |r: &veilshare_shared::RecipientView| {
+        let state = match r.state {
+            veilshare_shared::RecipientState::Publishing => "publishing",
+            veilshare_shared::RecipientState::Live => "live",
+            veilshare_shared::RecipientState::Revoked => "revoked",
+        };
+        let mut line = format!("{}  ({state})", r.name);
+        if let (Some(link), Some(key)) = (&r.link, &r.client_key) {
+            line.push_str(&format!("\n  link: {link}\n  key:  {key}"));
+        }
+        line
+    };
+    #[allow(clippy::print_stdout)]
+    match action {
+        None => {
+            let share: ShareView = client.call(client.http.get(&base)).await?;
+            if share.recipients.is_empty() {
+                println!("share {id} has no named recipients");
+            }
+            for recipient in &share.recipients {
+                println!("{}", show(recipient));
+            }
+        }
+        Some(RecipientAction::Add) => {
+            let name = needs_name()?;
+            let request = veilshare_shared::AddRecipient { name: name.clone() };
+            let _: veilshare_shared::RecipientView = client
+                .call(
+                    client
+                        .http
+                        .post(format!("{base}/recipients"))
+                        .json(&request),
+                )
+                .await?;
+            // Their link exists once their onion service is launched; a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let share: ShareView = client.call(client.http.get(&base)).await?;
+                let added = share
+                    .recipients
+                    .into_iter()
+                    .find(|r| r.name.eq_ignore_ascii_case(name.trim()));
+                match added {
+                    Some(r) if r.link.is_some() || std::time::Instant::now() > deadline => {
+                        println!("{}", show(&r));
+                        break;
+                    }
+                    None => {
+                        bail!("the recipient was added, then not found: was the share revoked?")
+                    }
+                    Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        Some(RecipientAction::Revoke) => {
+            let name = needs_name()?;
+            let mut url =
+                reqwest::Url::parse(&format!("{base}/recipients")).context("bad share id")?;
+            url.path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("bad API address"))?
+                .push(&name);
+            let revoked: veilshare_shared::RecipientView =
+                client.call(client.http.delete(url)).await?;
+            println!(
+                "{} is revoked: their link and key no longer reach the share",
+                revoked.name
+            );
+        }
     }
     Ok(())
 }

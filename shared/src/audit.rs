@@ -88,6 +88,16 @@ pub enum AuditEvent {
     },
     /// Its stored data was deleted.
     DataDeleted,
+    /// The owner added a named recipient (the name is not logged).
+    RecipientAdded {
+        /// Recipients who can reach the share now.
+        active: usize,
+    },
+    /// The owner revoked a named recipient: their address and key are gone.
+    RecipientRevoked {
+        /// Recipients who can still reach the share.
+        active: usize,
+    },
 }
 
 impl AuditEvent {
@@ -127,6 +137,12 @@ impl AuditEvent {
                 line
             }
             Self::Live => "published: the link works".to_owned(),
+            Self::RecipientAdded { active } => {
+                format!("a recipient was added ({active} can reach the share)")
+            }
+            Self::RecipientRevoked { active } => {
+                format!("a recipient was revoked ({active} can still reach the share)")
+            }
             Self::Download {
                 transport,
                 completed,

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 pub mod audit;
 pub mod dropbox;
 pub mod metadata;
+pub mod recipients;
 
 pub use audit::{AuditEntry, AuditEvent, AuditLogView, RefusalReason, Transport};
 pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
 pub use metadata::{MetadataKind, MetadataReport};
+pub use recipients::{AddRecipient, RecipientState, RecipientView};
 
 /// Largest number of downloads a policy may allow.
 pub const MAX_DOWNLOADS_LIMIT: u32 = 1_000_000;
@@ -51,6 +53,9 @@ pub mod form {
     /// Optional `true`/`false`: keep the share's history (its audit log) after its data is
     /// deleted. By default the log goes with the data.
     pub const KEEP_LOG: &str = "keep_log";
+    /// Optional, repeatable: a named recipient, with an onion service and a key of their own
+    /// (see [`crate::recipients`]). Makes the share restricted.
+    pub const RECIPIENT: &str = "recipient";
     /// Query parameter naming an upload so that its progress events can be followed.
     pub const UPLOAD_ID_QUERY: &str = "upload";
 }
@@ -302,6 +307,10 @@ pub struct ShareView {
     /// then empty.
     #[serde(default)]
     pub dropbox: Option<DropBoxView>,
+    /// For a share with named recipients: each one's link, key and state (`links.onion` and
+    /// `client_key` are then empty).
+    #[serde(default)]
+    pub recipients: Vec<RecipientView>,
     /// Identifying metadata found in the files when they were added, per file that had any,
     /// and whether it was removed from the shared copy.
     #[serde(default)]
@@ -326,6 +335,8 @@ pub struct CreateShareFields {
     pub keep_metadata: bool,
     /// See [`form::KEEP_LOG`].
     pub keep_log: bool,
+    /// See [`form::RECIPIENT`].
+    pub recipients: Vec<String>,
 }
 
 /// `POST /api/mirrors`: fetch a share from elsewhere and publish it from here, with a policy of
@@ -364,6 +375,9 @@ impl CreateShareFields {
         out.restricted = self.restricted;
         out.keep_metadata = self.keep_metadata;
         out.keep_log = self.keep_log;
+        for name in &self.recipients {
+            out.set(form::RECIPIENT, name)?;
+        }
         Ok(out)
     }
 
@@ -384,6 +398,9 @@ impl CreateShareFields {
         out.push((form::RESTRICTED, self.restricted.to_string()));
         out.push((form::KEEP_METADATA, self.keep_metadata.to_string()));
         out.push((form::KEEP_LOG, self.keep_log.to_string()));
+        for name in &self.recipients {
+            out.push((form::RECIPIENT, name.clone()));
+        }
         out
     }
 
@@ -423,7 +440,17 @@ impl CreateShareFields {
             form::RESTRICTED => {
                 let restricted = parse_flag(name, value)?;
                 Self::check_together(self.direct, restricted)?;
+                if !restricted && !self.recipients.is_empty() {
+                    return Err("a share with named recipients always requires a key".into());
+                }
                 self.restricted = restricted;
+            }
+            form::RECIPIENT => {
+                Self::check_together(self.direct, true)?;
+                let name =
+                    recipients::check_new(value, self.recipients.iter().map(String::as_str))?;
+                self.recipients.push(name);
+                self.restricted = true;
             }
             form::KEEP_METADATA => self.keep_metadata = parse_flag(name, value)?,
             form::KEEP_LOG => self.keep_log = parse_flag(name, value)?,
@@ -832,6 +859,7 @@ mod tests {
             restricted: false,
             keep_metadata: true,
             keep_log: true,
+            recipients: Vec::new(),
         };
         let mut read = CreateShareFields::default();
         for (name, value) in fields.form_fields() {
@@ -857,6 +885,31 @@ mod tests {
             ..CreateShareFields::default()
         };
         assert!(both.checked().is_err());
+    }
+
+    #[test]
+    fn named_recipients_make_a_share_restricted_and_round_trip() {
+        let mut fields = CreateShareFields::default();
+        fields.set(form::RECIPIENT, " alice ").expect("alice");
+        fields.set(form::RECIPIENT, "bob").expect("bob");
+        assert!(fields.restricted);
+        assert_eq!(fields.recipients, ["alice", "bob"]);
+        assert!(
+            fields.set(form::RECIPIENT, "Alice").is_err(),
+            "a name twice"
+        );
+        assert!(fields.set(form::RESTRICTED, "false").is_err());
+        assert!(fields.set(form::DIRECT, "true").is_err());
+        let mut back = CreateShareFields::default();
+        for (name, value) in fields.form_fields() {
+            back.set(name, &value).expect("its own fields read back");
+        }
+        assert_eq!(back, fields);
+        let json = CreateShareFields {
+            recipients: vec!["carol".into()],
+            ..CreateShareFields::default()
+        };
+        assert!(json.checked().expect("checked").restricted);
     }
 
     #[test]

@@ -216,6 +216,11 @@ impl From<ShareError> for Failure {
                 ErrorKind::NotFound,
                 format!("there is no item {item} in this drop box"),
             ),
+            ShareError::RecipientNotFound(name) => Self::new(
+                ErrorKind::NotFound,
+                format!("this share has no recipient named {name:?}"),
+            ),
+            ShareError::Refused(message) => Self::new(ErrorKind::BadRequest, message),
             ShareError::Store(error) => error.into(),
             ShareError::Publish(error) => Self::new(ErrorKind::Unavailable, error.0),
         }
@@ -243,6 +248,11 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
         .route("/api/mirrors", post(create_mirror))
         .route("/api/dropboxes", post(create_dropbox))
         .route("/api/shares/{id}/items/{item}", delete(delete_item))
+        .route("/api/shares/{id}/recipients", post(add_recipient))
+        .route(
+            "/api/shares/{id}/recipients/{name}",
+            delete(revoke_recipient),
+        )
         .route("/api/shares/{id}/items/{item}/files/{name}", get(item_file))
         .route("/api/events", get(events))
         .route("/api/launch", post(new_launch))
@@ -619,6 +629,35 @@ async fn share_log(
         )
     })?;
     Ok(Json(log))
+}
+
+/// `POST /api/shares/{id}/recipients`: adds a named recipient (their own onion service and
+/// key) to a share that has named recipients. `201` with the recipient; their link follows
+/// in the share's updates once the service is launched.
+async fn add_recipient(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(request): Json<veilshare_shared::AddRecipient>,
+) -> Result<(StatusCode, Json<veilshare_shared::RecipientView>), Failure> {
+    let id = parse_id(id)?;
+    if state.node.tor.is_none() {
+        return Err(Failure::new(
+            ErrorKind::Unavailable,
+            "a recipient needs Tor, and veilshare runs with --no-tor".to_owned(),
+        ));
+    }
+    let added = state.node.shares.add_recipient(&id, &request.name).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// `DELETE /api/shares/{id}/recipients/{name}`: revokes one recipient: their address and key
+/// stop working for good; the other recipients keep theirs.
+async fn revoke_recipient(
+    State(state): State<AdminState>,
+    axum::extract::Path((id, name)): axum::extract::Path<(String, String)>,
+) -> Result<Json<veilshare_shared::RecipientView>, Failure> {
+    let id = parse_id(id)?;
+    Ok(Json(state.node.shares.revoke_recipient(&id, &name).await?))
 }
 
 /// `DELETE /api/shares/{id}/items/{item}`: deletes what a drop box received in one upload.

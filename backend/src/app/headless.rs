@@ -101,6 +101,14 @@ pub async fn share(settings: HeadlessSettings) -> Result<()> {
                 "The recipient also needs this key (Tor Browser asks for it; `veilshare get --key`):\n\n  {key}\n"
             );
         }
+        for recipient in &view.recipients {
+            if let (Some(link), Some(key)) = (&recipient.link, &recipient.client_key) {
+                println!(
+                    "\nFor {} only (their own link and key; Tor Browser asks for the key):\n\n  {link}\n  key: {key}\n",
+                    recipient.name
+                );
+            }
+        }
         if let Some(max) = view.policy.max_downloads {
             println!("It ends after {max} complete download(s).");
         }

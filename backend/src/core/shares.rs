@@ -31,8 +31,8 @@ use rand::RngCore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use veilshare_shared::{
-    AuditEvent, CreateShareFields, DropBoxView, Event, FileEntry, Policy, RefusalReason, ShareId,
-    ShareLinks, ShareState, ShareView, Transport,
+    AuditEvent, CreateShareFields, DropBoxView, Event, FileEntry, Policy, RecipientState,
+    RecipientView, RefusalReason, ShareId, ShareLinks, ShareState, ShareView, Transport,
 };
 
 use crate::core::{
@@ -42,7 +42,8 @@ use crate::core::{
     log_id,
     policy::{self, Flight, Ledger, Refusal},
     store::{
-        DropBoxRecord, ImportPermit, ShareRecord, Store, StoreError, StoredFile, TransferRecord,
+        DropBoxRecord, ImportPermit, RecipientRecord, ShareRecord, Store, StoreError, StoredFile,
+        TransferRecord,
     },
 };
 
@@ -56,6 +57,12 @@ pub enum ShareError {
     /// No item with that id in the drop box.
     #[error("no item {0} in this drop box")]
     ItemNotFound(String),
+    /// No recipient with that name.
+    #[error("no recipient named {0:?}")]
+    RecipientNotFound(String),
+    /// The change cannot be made (a message for the user).
+    #[error("{0}")]
+    Refused(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +108,18 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
 
     /// Adds this publisher's links to the view of a share that is not ended.
     fn links(&self, share: &ShareRecord, links: &mut ShareLinks);
+
+    /// Starts publishing recipient `index` of a share that is not ended (added after the share
+    /// started; [`Publisher::start`] starts those it already has).
+    fn start_recipient(&self, share: &ShareRecord, index: usize) {
+        let _ = (share, index);
+    }
+
+    /// Stops publishing a revoked recipient for good. Also called, when the publisher is
+    /// attached, for every revoked recipient: must be idempotent.
+    fn stop_recipient(&self, id: &ShareId, index: usize) {
+        let _ = (id, index);
+    }
 }
 
 /// Current unix time in seconds.
@@ -336,6 +355,15 @@ impl Shares {
                 publisher.stop(&record.id, record.state);
                 continue;
             }
+            // A crash after a revocation was recorded may have left its keys behind.
+            for (index, _) in record
+                .recipients
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.is_revoked())
+            {
+                publisher.stop_recipient(&record.id, index);
+            }
             publisher.prepare(&record).await?;
             publisher.start(&record);
             self.publish_updated(&record.id);
@@ -428,10 +456,15 @@ impl Shares {
             direct: fields.direct,
             problem: None,
             onion: None,
-            client_key: fields.restricted.then(new_recipient_key),
+            client_key: (fields.restricted && fields.recipients.is_empty()).then(new_recipient_key),
             dropbox,
             metadata,
             keep_log: fields.keep_log,
+            recipients: fields
+                .recipients
+                .into_iter()
+                .map(|name| RecipientRecord::new(name, new_recipient_key()))
+                .collect(),
         };
         let release = |publishers: &[Arc<dyn Publisher>]| {
             for publisher in publishers {
@@ -462,7 +495,7 @@ impl Shares {
             bytes: record.content_size(),
             max_downloads: record.policy.max_downloads,
             expires_at: record.policy.expires_at,
-            restricted: record.client_key.is_some(),
+            restricted: record.is_restricted(),
             direct: record.direct,
             dropbox: record.dropbox.is_some(),
             metadata_removed: record.metadata.iter().filter(|m| m.removed).count(),
@@ -547,6 +580,11 @@ impl Shares {
                 items: dropbox.items.iter().map(dropbox::item_view).collect(),
             }),
             metadata: record.metadata.clone(),
+            recipients: record
+                .recipients
+                .iter()
+                .map(|r| recipient_view(r, ended))
+                .collect(),
         }
     }
 
@@ -907,6 +945,149 @@ impl Shares {
         Ok(())
     }
 
+    /// Adds a named recipient to a share that has named recipients and is not ended: their key
+    /// is made, the record persisted, then their service started.
+    pub async fn add_recipient(
+        &self,
+        id: &ShareId,
+        name: &str,
+    ) -> Result<RecipientView, ShareError> {
+        let record = self
+            .with_entry(id, |entry| entry.record.clone())
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
+        if record.state.is_ended() {
+            return Err(ShareError::Refused(format!(
+                "this share has ended ({}): it can have no new recipients",
+                record.state.label()
+            )));
+        }
+        if record.recipients.is_empty() {
+            return Err(ShareError::Refused(
+                "this share has no named recipients: make a new share with recipients".into(),
+            ));
+        }
+        let name = veilshare_shared::recipients::check_new(
+            name,
+            record.recipients.iter().map(|r| r.name.as_str()),
+        )
+        .map_err(ShareError::Refused)?;
+        let added = RecipientRecord::new(name.clone(), new_recipient_key());
+        let mut index = None;
+        self.modify(id, |r| {
+            // Checked again under the lock: two adds of one name race.
+            if !r
+                .recipients
+                .iter()
+                .any(|other| other.name.eq_ignore_ascii_case(&name))
+            {
+                index = Some(r.recipients.len());
+                r.recipients.push(added.clone());
+            }
+        })
+        .await?;
+        let index = index.ok_or_else(|| {
+            ShareError::Refused(format!("there is already a recipient named {name:?}"))
+        })?;
+        let record = self
+            .with_entry(id, |entry| entry.record.clone())
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
+        let active = record.recipients.iter().filter(|r| !r.is_revoked()).count();
+        self.0
+            .audit
+            .record(id, now_secs(), AuditEvent::RecipientAdded { active })
+            .await;
+        for publisher in self.publishers() {
+            publisher.start_recipient(&record, index);
+        }
+        tracing::info!(share = %log_id(id), index, "recipient added");
+        Ok(recipient_view(&added, false))
+    }
+
+    /// Revokes a named recipient: the revocation is persisted first (a restart does not bring
+    /// their service back), then their service is stopped and its keys deleted. The others'
+    /// services go on.
+    pub async fn revoke_recipient(
+        &self,
+        id: &ShareId,
+        name: &str,
+    ) -> Result<RecipientView, ShareError> {
+        let record = self
+            .with_entry(id, |entry| entry.record.clone())
+            .ok_or_else(|| ShareError::NotFound(id.clone()))?;
+        let index = record
+            .recipients
+            .iter()
+            .position(|r| r.name.eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| ShareError::RecipientNotFound(name.trim().to_owned()))?;
+        if !record.recipients[index].is_revoked() && !record.state.is_ended() {
+            let now = now_secs();
+            self.modify(id, |r| {
+                if let Some(recipient) = r.recipients.get_mut(index) {
+                    recipient.revoked_at.get_or_insert(now);
+                    recipient.client_key = None;
+                    recipient.live = false;
+                }
+            })
+            .await?;
+            crash::point("recipient.revoked");
+            for publisher in self.publishers() {
+                publisher.stop_recipient(id, index);
+            }
+            let active = self
+                .with_entry(id, |entry| {
+                    entry
+                        .record
+                        .recipients
+                        .iter()
+                        .filter(|r| !r.is_revoked())
+                        .count()
+                })
+                .unwrap_or(0);
+            self.0
+                .audit
+                .record(id, now, AuditEvent::RecipientRevoked { active })
+                .await;
+            tracing::info!(share = %log_id(id), index, "recipient revoked");
+        }
+        let view = self
+            .view(id)
+            .and_then(|view| view.recipients.into_iter().nth(index))
+            .ok_or_else(|| ShareError::RecipientNotFound(name.trim().to_owned()))?;
+        Ok(view)
+    }
+
+    /// A publisher reports the address of recipient `index`'s service.
+    pub async fn set_recipient_address(
+        &self,
+        id: &ShareId,
+        index: usize,
+        address: String,
+    ) -> Result<(), ShareError> {
+        self.modify(id, |r| {
+            if let Some(recipient) = r.recipients.get_mut(index).filter(|r| !r.is_revoked()) {
+                recipient.onion = Some(address);
+            }
+        })
+        .await
+    }
+
+    /// A publisher reports that recipient `index`'s service can be reached; once every
+    /// recipient's can, the share is reachable (see [`Shares::reachable`]).
+    pub async fn recipient_reachable(&self, id: &ShareId, index: usize) -> Result<(), ShareError> {
+        let mut all = false;
+        self.modify(id, |r| {
+            if let Some(recipient) = r.recipients.get_mut(index).filter(|r| !r.is_revoked()) {
+                recipient.live = true;
+            }
+            all = r.recipients.iter().all(|r| r.live || r.is_revoked());
+        })
+        .await?;
+        if all {
+            self.reachable(id).await?;
+        }
+        Ok(())
+    }
+
     /// A publisher reports a problem with a share, in plain words for its owner.
     pub async fn report_problem(&self, id: &ShareId, problem: String) -> Result<(), ShareError> {
         self.modify(id, |r| r.problem = Some(problem)).await
@@ -990,6 +1171,24 @@ fn keeps_data(record: &ShareRecord) -> bool {
 mod dropbox;
 
 pub use dropbox::{AddItemError, NewItem, Upload, UploadRefusal};
+
+/// A recipient as the API shows them: link and key until revoked (or the share ended).
+fn recipient_view(recipient: &RecipientRecord, share_ended: bool) -> RecipientView {
+    let reachable = !recipient.is_revoked() && !share_ended;
+    RecipientView {
+        name: recipient.name.clone(),
+        link: recipient.onion.clone().filter(|_| reachable),
+        client_key: recipient.client_key.clone().filter(|_| reachable),
+        state: if recipient.is_revoked() {
+            RecipientState::Revoked
+        } else if recipient.live {
+            RecipientState::Live
+        } else {
+            RecipientState::Publishing
+        },
+        revoked_at: recipient.revoked_at,
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -377,6 +377,51 @@ pub struct ShareRecord {
     /// Keep the share's audit log after its data is deleted.
     #[serde(default)]
     pub keep_log: bool,
+    /// Named recipients, each with an onion service and a key of their own (then `onion` and
+    /// `client_key` stay empty). In the order they were added; a revoked one stays, so that
+    /// each keeps its index (its service's name).
+    #[serde(default)]
+    pub recipients: Vec<RecipientRecord>,
+}
+
+impl ShareRecord {
+    /// Whether the share is reached only through onion services, with a key.
+    pub fn is_restricted(&self) -> bool {
+        self.client_key.is_some() || !self.recipients.is_empty()
+    }
+}
+
+/// A named recipient of a share (see [`veilshare_shared::recipients`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecipientRecord {
+    /// The owner's name for them.
+    pub name: String,
+    /// Their key (base32 of an x25519 secret); `None` once revoked.
+    pub client_key: Option<String>,
+    /// `http://<address>.onion/` once their service was launched.
+    pub onion: Option<String>,
+    /// Whether the probe reached their service.
+    pub live: bool,
+    /// Unix seconds of the revocation.
+    pub revoked_at: Option<u64>,
+}
+
+impl RecipientRecord {
+    /// A recipient with a fresh key.
+    pub fn new(name: String, client_key: String) -> Self {
+        Self {
+            name,
+            client_key: Some(client_key),
+            onion: None,
+            live: false,
+            revoked_at: None,
+        }
+    }
+
+    /// Whether they were revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
 }
 
 /// What a drop box keeps: its limits and the uploads it received.
@@ -1169,6 +1214,7 @@ mod tests {
             dropbox: None,
             metadata: Vec::new(),
             keep_log: false,
+            recipients: Vec::new(),
         }
     }
 

@@ -153,7 +153,8 @@ pub struct Tor {
     config_file: Option<PathBuf>,
     probe: tokio::sync::Mutex<Option<Arc<TorClient<PreferredRuntime>>>>,
     status: watch::Sender<TorStatus>,
-    services: Mutex<HashMap<ShareId, Service>>,
+    /// Running services by nickname (see [`ServiceName`]).
+    services: Mutex<HashMap<String, Service>>,
     /// Onion streams open now, across all services.
     streams: Arc<watch::Sender<usize>>,
 }
@@ -182,9 +183,31 @@ impl std::fmt::Debug for Tor {
     }
 }
 
-/// The nickname of a share's onion service.
-fn nickname(id: &ShareId) -> String {
-    format!("vs-{id}")
+/// Which onion service: a share's own, or one of its named recipients'. Its nickname names
+/// its keys and state on disk: `vs-<share id>`, or `vs-<share id>-r<index>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// The share's own service.
+    pub fn share(id: &ShareId) -> Self {
+        Self(format!("vs-{id}"))
+    }
+
+    /// The service of the share's recipient number `index`.
+    pub fn recipient(id: &ShareId, index: usize) -> Self {
+        Self(format!("vs-{id}-r{index}"))
+    }
+
+    /// Whether this is the share's service or one of its recipients'.
+    fn belongs_to(nick: &str, id: &ShareId) -> bool {
+        let own = Self::share(id).0;
+        nick == own
+            || nick
+                .strip_prefix(&own)
+                .and_then(|rest| rest.strip_prefix("-r"))
+                .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+    }
 }
 
 impl Tor {
@@ -259,17 +282,18 @@ impl Tor {
         self.status.subscribe()
     }
 
-    /// Launches (or relaunches, at the same address) the onion service of share `id`, serving
+    /// Launches (or relaunches, at the same address) the onion service `name`, serving
     /// `router` at its root (and nothing else). With `client_key`, the service runs in restricted discovery mode:
     /// only a client holding that key can fetch its descriptor. Returns `http://<address>.onion/`.
     pub fn publish(
         &self,
-        id: &ShareId,
+        name: &ServiceName,
         router: axum::Router,
         client_key: Option<&str>,
     ) -> Result<String, TorError> {
-        self.unpublish(id, false);
-        let nick: HsNickname = nickname(id)
+        self.stop_service(&name.0);
+        let nick: HsNickname = name
+            .0
             .parse()
             .map_err(|e| TorError::Launch(format!("bad nickname: {e}")))?;
         let mut builder = OnionServiceConfigBuilder::default();
@@ -350,7 +374,7 @@ impl Tor {
         });
         if let Ok(mut services) = self.services.lock() {
             services.insert(
-                id.clone(),
+                name.0.clone(),
                 Service {
                     _handle: handle,
                     task,
@@ -377,39 +401,74 @@ impl Tor {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Stops a share's onion service; with `forget`, deletes its keys and state so that the
-    /// address is gone for good.
+    /// Stops every onion service of a share (its own and its recipients'); with `forget`,
+    /// deletes their keys and state so that the addresses are gone for good.
     pub fn unpublish(&self, id: &ShareId, forget: bool) {
-        let service = self.services.lock().ok().and_then(|mut s| s.remove(id));
+        let running: Vec<String> = match self.services.lock() {
+            Ok(services) => services
+                .keys()
+                .filter(|nick| ServiceName::belongs_to(nick, id))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for nick in running {
+            self.stop_service(&nick);
+        }
+        if forget {
+            self.forget_services(|nick| ServiceName::belongs_to(nick, id));
+        }
+    }
+
+    /// Stops one onion service and deletes its keys and state: its address is gone for good.
+    pub fn unpublish_service(&self, name: &ServiceName) {
+        self.stop_service(&name.0);
+        self.forget_services(|nick| nick == name.0);
+    }
+
+    fn stop_service(&self, nick: &str) {
+        let service = self.services.lock().ok().and_then(|mut s| s.remove(nick));
         if let Some(service) = service {
             // No new stream; on the open ones (a keep-alive stream of a recipient who fetched
             // a moment ago), the next request closes the stream instead of being answered.
             service.task.abort();
             service.gone.cancel();
         }
-        if forget {
-            for dir in self.service_dirs(id) {
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {
-                        crate::core::crash::point("onion.keys_deleted");
-                        tracing::debug!(path = %dir.display(), "deleted onion service keys/state")
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => {
-                        tracing::error!(path = %dir.display(), %error, "could not delete an onion service's keys")
-                    }
+    }
+
+    /// Deletes the keys and state of every service whose nickname `matches`.
+    fn forget_services(&self, matches: impl Fn(&str) -> bool) {
+        for dir in self.service_dirs(&matches) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    crate::core::crash::point("onion.keys_deleted");
+                    tracing::debug!(path = %dir.display(), "deleted onion service keys/state")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::error!(path = %dir.display(), %error, "could not delete an onion service's keys")
                 }
             }
         }
     }
 
-    /// Where Arti keeps a share's onion service keys and its service state.
-    fn service_dirs(&self, id: &ShareId) -> [PathBuf; 2] {
-        let nick = nickname(id);
-        [
-            self.state_dir.join("keystore/hss").join(&nick),
-            self.state_dir.join("hss").join(&nick),
-        ]
+    /// Where Arti keeps the keys and state of the services whose nickname `matches`.
+    fn service_dirs(&self, matches: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for parent in [
+            self.state_dir.join("keystore/hss"),
+            self.state_dir.join("hss"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_str().is_some_and(&matches) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        dirs
     }
 
     async fn probe_client(&self) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {

@@ -917,3 +917,214 @@ async fn veilshare_send_through_arti_reaches_a_restricted_drop_box_only_with_its
     assert_eq!(server.items(&view.id).await.len(), 1);
     server.stop().await;
 }
+
+/// Named recipients: each has an onion service and a key of their own. One recipient's key does
+/// not open another's address; revoking alice closes her open stream at once and deletes her
+/// service's keys, while bob's link and key go on working, a recipient added later works, and
+/// after a restart alice stays revoked and the others keep their addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_recipient_has_an_own_address_and_key_and_one_is_revoked_alone() {
+    use veilshare_shared::RecipientState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("server");
+    let server = Server::start_tor(&data_dir).await;
+    let content = data(300_000, 61);
+    let view = server
+        .create(
+            &[("memo.bin", &content)],
+            &[("recipient", "alice"), ("recipient", "bob")],
+        )
+        .await;
+    assert_eq!(view.recipients.len(), 2, "{view:?}");
+    assert_eq!(view.links.onion, None, "no address besides the recipients'");
+    assert_eq!(view.links.local, None, "not on the plain listener");
+    assert_eq!(view.client_key, None);
+    // Live once every recipient's service answered its own key.
+    let view = wait_live(&server, &view).await;
+    let [alice, bob] = [&view.recipients[0], &view.recipients[1]];
+    assert!(alice.state == RecipientState::Live && bob.state == RecipientState::Live);
+    let (alice_link, alice_key) = (
+        alice.link.clone().expect("alice's link"),
+        alice.client_key.clone().expect("alice's key"),
+    );
+    let (bob_link, bob_key) = (
+        bob.link.clone().expect("bob's link"),
+        bob.client_key.clone().expect("bob's key"),
+    );
+    assert_ne!(alice_link, bob_link);
+    assert_ne!(alice_key, bob_key);
+
+    // Alice fetches, and keeps her stream open (her descriptor cached, her circuit up).
+    let alice_host = onion_host(&alice_link);
+    let alice_client = veilshare::transport::tor::create_client(
+        &dir.path().join("alice"),
+        Some(&crate::util::testnet_config()),
+    )
+    .await
+    .expect("client");
+    alice_client.bootstrap().await.expect("bootstrap");
+    veilshare::transport::tor::authorize(&alice_client, &alice_host, &alice_key).expect("key");
+    let mut open = alice_client
+        .connect((alice_host.as_str(), 80))
+        .await
+        .expect("alice's stream");
+    assert_eq!(
+        get_on(&mut open, &alice_host, "/manifest.json").await,
+        Some(200)
+    );
+    // Her key does not open bob's address.
+    let bob_host = onion_host(&bob_link);
+    veilshare::transport::tor::authorize(&alice_client, &bob_host, &alice_key).expect("key");
+    let crossed = tokio::time::timeout(
+        Duration::from_secs(30),
+        alice_client.connect((bob_host.as_str(), 80)),
+    )
+    .await;
+    assert!(
+        !matches!(crossed, Ok(Ok(_))),
+        "alice's key opened bob's address"
+    );
+
+    // Revoked from the command line.
+    let data_arg = data_dir.to_string_lossy().into_owned();
+    let (ok, stdout, stderr) = crate::util::run_cli(&[
+        "recipients",
+        view.id.as_str(),
+        "revoke",
+        "alice",
+        "--data-dir",
+        &data_arg,
+    ])
+    .await
+    .expect("veilshare recipients");
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("alice is revoked"), "{stdout}");
+    let started = Instant::now();
+    let on_open = tokio::time::timeout(
+        Duration::from_secs(5),
+        get_on(&mut open, &alice_host, "/files/memo.bin"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("alice's open stream hung; server log:\n{}", server.log()));
+    assert_eq!(on_open, None, "alice was answered after her revocation");
+    eprintln!(
+        "alice's open stream closed {:?} after her revocation",
+        started.elapsed()
+    );
+    let now = server.view(&view.id).await;
+    assert_eq!(now.state, ShareState::Live, "the share goes on");
+    let alice_now = &now.recipients[0];
+    assert_eq!(alice_now.state, RecipientState::Revoked);
+    assert!(alice_now.link.is_none() && alice_now.client_key.is_none());
+    let keys =
+        |index: usize| data_dir.join(format!("tor/state/keystore/hss/vs-{}-r{index}", view.id));
+    assert!(!keys(0).exists(), "alice's service keys are deleted");
+    assert!(keys(1).exists(), "bob's service keys are kept");
+    let (ok, output) = gone(
+        &alice_link,
+        &dir.path().join("alice-again"),
+        &dir.path().join("c1"),
+    )
+    .await;
+    assert!(
+        !ok,
+        "alice's address answered after her revocation: {output}"
+    );
+
+    // Bob's link and key still work.
+    let fetch = |link: String, key: String, name: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let out = dir.join(format!("{name}-out"));
+            let (ok, output) = crate::util::get_cli_extra(
+                &link,
+                &out,
+                &dir.join(format!("{name}-client")),
+                true,
+                "2m",
+                &["--key", &key],
+            )
+            .await;
+            assert!(ok, "{name}: {output}");
+            std::fs::read(out.join("memo.bin")).expect("file")
+        }
+    };
+    assert_eq!(
+        fetch(bob_link.clone(), bob_key.clone(), "bob").await,
+        content
+    );
+
+    // A recipient added now gets a link and key of their own.
+    let (ok, stdout, stderr) = crate::util::run_cli(&[
+        "recipients",
+        view.id.as_str(),
+        "add",
+        "carol",
+        "--data-dir",
+        &data_arg,
+    ])
+    .await
+    .expect("veilshare recipients");
+    assert!(ok, "{stdout}{stderr}");
+    let carol = eventually("carol is live", || async {
+        let now = server.view(&view.id).await;
+        now.recipients
+            .into_iter()
+            .find(|r| r.name == "carol" && r.state == RecipientState::Live)
+    })
+    .await;
+    let carol_link = carol.link.clone().expect("carol's link");
+    assert!(stdout.contains(&carol_link), "{stdout}");
+    let carol_key = carol.client_key.clone().expect("carol's key");
+    assert_eq!(fetch(carol_link.clone(), carol_key, "carol").await, content);
+    let again = server
+        .api(Method::POST, &format!("/api/shares/{}/recipients", view.id))
+        .json(&serde_json::json!({ "name": "Alice" }))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(again.status(), 400, "a name is never given twice");
+
+    // The owner's log says what happened, without names.
+    let log: veilshare_shared::AuditLogView = server
+        .api(Method::GET, &format!("/api/shares/{}/log", view.id))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("log JSON");
+    let lines: Vec<String> = log.entries.iter().map(|e| e.event.describe()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "a recipient was revoked (1 can still reach the share)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "a recipient was added (2 can reach the share)"),
+        "{lines:?}"
+    );
+    let raw = serde_json::to_string(&log).expect("json");
+    assert!(!raw.contains("alice") && !raw.contains("carol"), "{raw}");
+
+    // After a restart: alice stays revoked; bob and carol keep their addresses.
+    server.stop().await;
+    let server = Server::start_tor(&data_dir).await;
+    let now = wait_live(&server, &server.view(&view.id).await).await;
+    let states: Vec<_> = now.recipients.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [
+            RecipientState::Revoked,
+            RecipientState::Live,
+            RecipientState::Live
+        ]
+    );
+    assert_eq!(now.recipients[1].link.as_deref(), Some(bob_link.as_str()));
+    assert_eq!(now.recipients[2].link.as_deref(), Some(carol_link.as_str()));
+    assert!(!keys(0).exists(), "alice's keys did not come back");
+    server.stop().await;
+}

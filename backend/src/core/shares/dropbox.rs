@@ -134,6 +134,7 @@ impl Shares {
             restricted: request.restricted,
             keep_metadata: false,
             keep_log: request.keep_log,
+            recipients: Vec::new(),
         };
         let dropbox = DropBoxRecord {
             limits: veilshare_shared::DropBoxLimits {

@@ -92,7 +92,7 @@ impl Publisher for PlainSite {
 
     fn links(&self, share: &ShareRecord, links: &mut veilshare_shared::ShareLinks) {
         // A restricted share is reached only through its onion service, with the key.
-        if share.client_key.is_none() {
+        if !share.is_restricted() {
             links.local = Some(format!("{}/s/{}/", self.base, share.id));
         }
     }
@@ -186,7 +186,7 @@ impl FromRequestParts<Shares> for Reached {
         let share = lookup(shares, &id)?;
         // Restricted: only its onion service, where Tor checked the key. Elsewhere it does
         // not exist.
-        if share.record.client_key.is_some() && !own_listener {
+        if share.record.is_restricted() && !own_listener {
             return Err(not_found_page());
         }
         let via = if own_listener {
