@@ -70,6 +70,30 @@ pub async fn delete_item(id: &ShareId, item: &str) -> Result<ShareView, Problem>
     json(Request::delete(&format!("/api/shares/{id}/items/{item}"))).await
 }
 
+/// `POST /api/shares/{id}/recipients`: adds a named recipient (their link follows in the
+/// share's updates once their onion service is launched).
+pub async fn add_recipient(
+    id: &ShareId,
+    name: &str,
+) -> Result<veilshare_shared::RecipientView, Problem> {
+    let request = veilshare_shared::AddRecipient {
+        name: name.to_owned(),
+    };
+    post_json(&format!("/api/shares/{id}/recipients"), &request).await
+}
+
+/// `DELETE /api/shares/{id}/recipients/{name}`: revokes one recipient.
+pub async fn revoke_recipient(
+    id: &ShareId,
+    name: &str,
+) -> Result<veilshare_shared::RecipientView, Problem> {
+    let name = String::from(js_sys::encode_uri_component(name));
+    json(Request::delete(&format!(
+        "/api/shares/{id}/recipients/{name}"
+    )))
+    .await
+}
+
 /// `POST /api/inspect`: the identifying metadata in `file`, before it is shared (`None`:
 /// nothing found). The file goes to veilshare on this computer and is not kept.
 pub async fn inspect(

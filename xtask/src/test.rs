@@ -111,5 +111,15 @@ pub(crate) fn ui_e2e() -> Result<()> {
             .env("VEILSHARE_DIST", &binary)
             .env("VEILSHARE_SAMPLE_PHOTO", &photo)
             .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
+    )?;
+    // With Tor on, on the private network (started by `test` before the Rust tests).
+    testnet::up()?;
+    exec(
+        Command::new("node")
+            .arg("tor.mjs")
+            .current_dir(&ui_tests)
+            .env("VEILSHARE_DIST", &binary)
+            .env("VEILSHARE_TESTNET", testnet::arti_toml())
+            .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
     )
 }

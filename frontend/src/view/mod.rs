@@ -134,6 +134,7 @@ mod browser_tests {
                 removed: false,
                 note: None,
             }],
+            recipients: Vec::new(),
         }
     }
 
@@ -307,6 +308,75 @@ mod browser_tests {
         let text = root.text_content().unwrap_or_default();
         assert!(
             text.contains("Yes, revoke") && text.contains("Keep it"),
+            "{text}"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_card_lists_each_recipient_with_their_own_link_and_revokes_after_asking() {
+        use veilshare_shared::{RecipientState, RecipientView};
+        let root = root();
+        let mut named = share(ShareState::Live);
+        named.links.onion = None;
+        named.client_key = None;
+        named.recipients = vec![
+            RecipientView {
+                name: "alice".into(),
+                link: Some(format!("http://{}.onion/", "b".repeat(56))),
+                client_key: Some("A".repeat(52)),
+                state: RecipientState::Live,
+                revoked_at: None,
+            },
+            RecipientView {
+                name: "bob".into(),
+                link: None,
+                client_key: None,
+                state: RecipientState::Revoked,
+                revoked_at: Some(5),
+            },
+        ];
+        let props = ShareCardProps {
+            share: named,
+            now: 0,
+            on_changed: Callback::noop(),
+        };
+        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains(&"b".repeat(56)) && text.contains(&"A".repeat(52)),
+            "{text}"
+        );
+        assert!(
+            text.contains("Revoked: their link and key no longer reach this share."),
+            "{text}"
+        );
+        assert_eq!(
+            root.query_selector_all("li.recipient button.copy")
+                .map(|l| l.length())
+                .unwrap_or(0),
+            2,
+            "alice's link and key can be copied; bob has none"
+        );
+        assert!(
+            root.query_selector("form.add-recipient input")
+                .ok()
+                .flatten()
+                .is_some()
+        );
+        let revoke = root
+            .query_selector("button[aria-label='Revoke alice']")
+            .ok()
+            .flatten()
+            .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok())
+            .expect("alice's revoke button");
+        revoke.click();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains(
+                "Revoke alice? Their link and key stop working for good; the others keep theirs."
+            ),
             "{text}"
         );
     }

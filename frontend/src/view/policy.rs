@@ -102,6 +102,8 @@ pub struct PolicyInput {
     pub direct: bool,
     /// Only recipients with the key.
     pub restricted: bool,
+    /// Named recipients, separated by commas (each gets a link and key of their own).
+    pub recipients: String,
 }
 
 impl PolicyInput {
@@ -115,6 +117,7 @@ impl PolicyInput {
             label: String::new(),
             direct: false,
             restricted: false,
+            recipients: String::new(),
         }
     }
 
@@ -146,6 +149,11 @@ impl PolicyInput {
         fields.set(form::LABEL, &self.label)?;
         fields.set(form::DIRECT, &self.direct.to_string())?;
         fields.set(form::RESTRICTED, &self.restricted.to_string())?;
+        if self.restricted {
+            for name in self.recipients.split(',').filter(|n| !n.trim().is_empty()) {
+                fields.set(form::RECIPIENT, name)?;
+            }
+        }
         Ok(fields)
     }
 }
@@ -220,6 +228,13 @@ pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
                                onchange={check(|p, c| p.restricted = c)} />
                         { "Require a key: the recipient needs the link and a key (Tor Browser asks for it)" }
                     </label>
+                    if value.restricted {
+                        <label class="wide" for="recipients">{ "Recipients (optional, separated by commas): each gets a link and key of their own, and can be revoked alone" }
+                            <input id="recipients" type="text" placeholder="alice, bob"
+                                   value={value.recipients.clone()}
+                                   oninput={typed(|p, t| p.recipients = t)} />
+                        </label>
+                    }
                 }
             }
             <label class="check" for={direct_id.clone()}>
@@ -316,5 +331,25 @@ mod tests {
         ] {
             assert!(bad.fields().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn named_recipients_are_read_only_for_a_share_that_requires_a_key() {
+        let named = PolicyInput {
+            restricted: true,
+            recipients: " alice, bob ,, ".into(),
+            ..PolicyInput::new_share()
+        };
+        assert_eq!(named.fields().expect("valid").recipients, ["alice", "bob"]);
+        let open = PolicyInput {
+            restricted: false,
+            ..named.clone()
+        };
+        assert!(open.fields().expect("valid").recipients.is_empty());
+        let twice = PolicyInput {
+            recipients: "alice, Alice".into(),
+            ..named
+        };
+        assert!(twice.fields().is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! One share's card: state, counters, countdown, links with copy buttons, QR code, revoke; for a
 //! drop box, what it received, each upload with its own Delete.
 
-use veilshare_shared::{DropBoxView, ReceivedItem, ShareId, ShareState, ShareView};
+use veilshare_shared::{
+    DropBoxView, ReceivedItem, RecipientState, RecipientView, ShareId, ShareState, ShareView,
+};
 use yew::prelude::*;
 
 use crate::{
@@ -171,6 +173,169 @@ fn Item(props: &ItemProps) -> Html {
                     <button type="button" class="danger" onclick={ask}>{ "Delete…" }</button>
                 }
             </div>
+            if let Some(problem) = &*problem {
+                <p class="problem" role="alert">{ problem.clone() }</p>
+            }
+        </li>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct RecipientsProps {
+    share: ShareId,
+    recipients: Vec<RecipientView>,
+    /// Whether the share ended (no more adding or revoking).
+    ended: bool,
+}
+
+/// A share's named recipients: each one's link and key (copy, QR code) and Revoke (asked
+/// twice), and a field to add one more.
+#[component]
+fn Recipients(props: &RecipientsProps) -> Html {
+    let name = use_state(String::new);
+    let problem = use_state(|| None::<String>);
+    let oninput = {
+        let name = name.clone();
+        Callback::from(move |event: InputEvent| name.set(super::policy::text_of(&event)))
+    };
+    let add = {
+        let (name, problem, id) = (name.clone(), problem.clone(), props.share.clone());
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let (name, problem, id) = (name.clone(), problem.clone(), id.clone());
+            if let Err(message) = veilshare_shared::recipients::check_name(&name) {
+                problem.set(Some(message));
+                return;
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::add_recipient(&id, &name).await {
+                    Ok(_) => {
+                        problem.set(None);
+                        name.set(String::new());
+                    }
+                    Err(message) => problem.set(Some(format!("could not add: {message}"))),
+                }
+            });
+        })
+    };
+    html! {
+        <section class="recipients" aria-label="Recipients">
+            <h4>{ "Recipients" }</h4>
+            <p class="quiet">{ "Each has a link and a key of their own. Revoking one stops theirs for good; the others keep working." }</p>
+            <ul>
+                { for props.recipients.iter().map(|recipient| html! {
+                    <Recipient key={recipient.name.clone()} share={props.share.clone()}
+                               recipient={recipient.clone()} ended={props.ended} />
+                }) }
+            </ul>
+            if !props.ended {
+                <form class="row add-recipient" onsubmit={add}>
+                    <input type="text" aria-label="New recipient's name" placeholder="name"
+                           maxlength="40" value={(*name).clone()} {oninput} />
+                    <button type="submit">{ "Add recipient" }</button>
+                </form>
+            }
+            if let Some(problem) = &*problem {
+                <p class="problem" role="alert">{ problem.clone() }</p>
+            }
+        </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct RecipientProps {
+    share: ShareId,
+    recipient: RecipientView,
+    ended: bool,
+}
+
+/// One recipient: state, link and key with copy buttons, QR code on demand, Revoke.
+#[component]
+fn Recipient(props: &RecipientProps) -> Html {
+    let confirming = use_state(|| false);
+    let show_qr = use_state(|| false);
+    let copied = use_state(|| None::<String>);
+    let problem = use_state(|| None::<String>);
+    let recipient = &props.recipient;
+    let (ask, cancel) = confirm_steps(&confirming);
+    let revoke = {
+        let (id, name) = (props.share.clone(), recipient.name.clone());
+        let (confirming, problem) = (confirming.clone(), problem.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (id, name) = (id.clone(), name.clone());
+            let (confirming, problem) = (confirming.clone(), problem.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(message) = api::revoke_recipient(&id, &name).await {
+                    problem.set(Some(format!("could not revoke: {message}")));
+                }
+                confirming.set(false);
+            });
+        })
+    };
+    let toggle_qr = {
+        let show_qr = show_qr.clone();
+        Callback::from(move |_: MouseEvent| show_qr.set(!*show_qr))
+    };
+    let state = match recipient.state {
+        RecipientState::Publishing => html! { <span class="state busy">{ "publishing" }</span> },
+        RecipientState::Live => html! { <span class="state ok">{ "live" }</span> },
+        RecipientState::Revoked => html! { <span class="state off">{ "revoked" }</span> },
+    };
+    let active = recipient.state != RecipientState::Revoked && !props.ended;
+    let shown = recipient
+        .link
+        .clone()
+        .zip(recipient.client_key.clone())
+        .filter(|_| active);
+    html! {
+        <li class="recipient" aria-label={recipient.name.clone()}>
+            <div class="card-head">
+                <strong>{ recipient.name.clone() }</strong>
+                { state }
+            </div>
+            if let Some((link, key)) = shown {
+                <div class="link-row">
+                    <span class="link-name">{ "Link" }</span>
+                    <code class="link-value">{ link.clone() }</code>
+                    { copy_button(&link, &format!("link for {}", recipient.name), &copied) }
+                </div>
+                <div class="link-row">
+                    <span class="link-name">{ "Key" }</span>
+                    <code class="link-value">{ key.clone() }</code>
+                    { copy_button(&key, &format!("key for {}", recipient.name), &copied) }
+                </div>
+                if *show_qr {
+                    if let Some(svg) = qr_svg(&link) {
+                        <figure class="qr">
+                            { Html::from_html_unchecked(AttrValue::from(svg)) }
+                            <figcaption>{ format!("{}'s link, for Tor Browser on a phone (it asks for the key)", recipient.name) }</figcaption>
+                        </figure>
+                    }
+                }
+            }
+            if recipient.state == RecipientState::Revoked {
+                <p class="quiet">{ "Revoked: their link and key no longer reach this share." }</p>
+            }
+            if let Some(what) = &*copied {
+                <p class="quiet" role="status">{ format!("Copied the {what}.") }</p>
+            }
+            if active {
+                <div class="actions">
+                    if recipient.link.is_some() {
+                        <button type="button" class="link" onclick={toggle_qr}>
+                            { if *show_qr { "Hide QR code" } else { "QR code" } }
+                        </button>
+                    }
+                    if *confirming {
+                        <span role="alert">{ format!("Revoke {}? Their link and key stop working for good; the others keep theirs.", recipient.name) }</span>
+                        <button type="button" class="danger" onclick={revoke}>{ "Yes, revoke" }</button>
+                        <button type="button" onclick={cancel}>{ "Keep" }</button>
+                    } else {
+                        <button type="button" class="danger" onclick={ask}
+                                aria-label={format!("Revoke {}", recipient.name)}>{ "Revoke…" }</button>
+                    }
+                </div>
+            }
             if let Some(problem) = &*problem {
                 <p class="problem" role="alert">{ problem.clone() }</p>
             }
@@ -371,6 +536,9 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
             if let Some(problem) = &share.problem {
                 <p class="problem">{ problem.clone() }</p>
             }
+            if !share.recipients.is_empty() {
+                <Recipients share={share.id.clone()} recipients={share.recipients.clone()} {ended} />
+            }
             if !ended {
                 <div class="links">
                     { link_row("Onion", &share.links.onion) }
@@ -413,8 +581,10 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                         <button type="button" onclick={cancel}>{ "Keep it" }</button>
                     } else if dropbox.is_some() {
                         <button type="button" class="danger" onclick={ask}>{ "Close…" }</button>
-                    } else {
+                    } else if share.recipients.is_empty() {
                         <button type="button" class="danger" onclick={ask}>{ "Revoke…" }</button>
+                    } else {
+                        <button type="button" class="danger" onclick={ask}>{ "Revoke for everyone…" }</button>
                     }
                 </div>
             }
@@ -422,7 +592,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                 <p class="problem" role="alert">{ problem.clone() }</p>
             }
             <History share={share.id.clone()} />
-            if preferred.is_none() && share.links.ticket.is_none() && !ended && share.state == ShareState::Live {
+            if preferred.is_none() && share.links.ticket.is_none() && share.recipients.is_empty() && !ended && share.state == ShareState::Live {
                 <p class="quiet">{ "No link yet: start veilshare with Tor, or with --public-listen." }</p>
             }
         </li>

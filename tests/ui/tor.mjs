@@ -1,0 +1,201 @@
+// The UI with Tor on, in a real browser, against the private Tor network on 127.0.0.1 that
+// `cargo xtask test` starts. `cargo xtask test` runs it with
+//   VEILSHARE_DIST=<target>/dist/veilshare  VEILSHARE_TESTNET=<arti.toml>  SCREENSHOTS=<dir>
+// A share for two named recipients: each gets a link and a key of their own on the card; one is
+// revoked from the card (after a confirmation) and their address stops answering, the other's
+// does not; a third is added from the card and gets a link of their own. What a recipient
+// fetches goes through C tor's SOCKS port (Tor Browser's path), with the recipient's key.
+// Screenshots go to SCREENSHOTS. Only 127.0.0.1 is contacted.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer, connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const binary = process.env.VEILSHARE_DIST;
+const shots = process.env.SCREENSHOTS;
+const testnet = process.env.VEILSHARE_TESTNET;
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+if (!binary || !shots || !testnet) {
+  throw new Error('set VEILSHARE_DIST, VEILSHARE_TESTNET and SCREENSHOTS (run it through `cargo xtask test`)');
+}
+mkdirSync(shots, { recursive: true });
+const DEADLINE = 30_000;
+// Publishing an onion service on the test network takes seconds; allow for a slow machine.
+const PUBLISH = 150_000;
+
+const work = mkdtempSync(join(tmpdir(), 'veilshare-ui-tor-'));
+const file = join(work, 'for named eyes.txt');
+writeFileSync(file, 'only for the people named on the card\n');
+
+function fail(message) {
+  throw new Error(message);
+}
+
+// Starts the app on the test network and waits for the launch URL on its standard output.
+async function startApp() {
+  const child = spawn(binary, [
+    'serve', '--no-browser', '--listen', '127.0.0.1:0', '--tor-config', testnet,
+    '--data-dir', join(work, 'data'),
+  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VEILSHARE_LOG: 'error' } });
+  const launch = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no launch URL within 30 s')), DEADLINE);
+    let seen = '';
+    child.stdout.on('data', (chunk) => {
+      seen += chunk;
+      const match = seen.match(/Open (http:\/\/\S+\?launch=\S+)/);
+      if (match) { clearTimeout(timer); resolve(match[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
+  });
+  return { child, launch };
+}
+
+// A C tor client on the test network (Tor Browser's tor), with a SOCKS and a control port.
+async function startCTor() {
+  const dir = join(work, 'ctor');
+  mkdirSync(dir, { mode: 0o700 });
+  const [socks, control] = [await freePort(), await freePort()];
+  const base = readFileSync(join(dirname(testnet), 'client-torrc'), 'utf8');
+  const torrc = join(dir, 'torrc');
+  writeFileSync(torrc, `${base}DataDirectory ${dir}\nSocksPort 127.0.0.1:${socks}\nControlPort 127.0.0.1:${control}\nLog notice stdout\n`);
+  const child = spawn('tor', ['--defaults-torrc', '/dev/null', '-f', torrc], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('C tor did not bootstrap within 120 s')), 120_000);
+    let seen = '';
+    child.stdout.on('data', (chunk) => {
+      seen += chunk;
+      if (seen.includes('Bootstrapped 100%')) { clearTimeout(timer); resolve(); }
+    });
+    child.on('exit', (code) => reject(new Error(`C tor exited with ${code}`)));
+  });
+  return { child, socks, control };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+// Gives C tor the key of a restricted onion address (what Tor Browser's key prompt does), over
+// its control port.
+async function authorize(ctor, host, key) {
+  const address = host.replace(/\.onion$/, '');
+  // The control port takes the key in base64; veilshare shows it in base32 (Tor Browser's form).
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of key.toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const bytes = Buffer.from(bits.match(/.{8}/g).slice(0, 32).map((b) => parseInt(b, 2)));
+  const reply = await new Promise((resolve, reject) => {
+    const socket = connect(ctor.control, '127.0.0.1');
+    let seen = '';
+    socket.on('data', (chunk) => { seen += chunk; });
+    socket.on('end', () => resolve(seen));
+    socket.on('error', reject);
+    socket.write(`AUTHENTICATE\r\nONION_CLIENT_AUTH_ADD ${address} x25519:${bytes.toString('base64')}\r\nQUIT\r\n`);
+  });
+  const lines = reply.split('\r\n').filter(Boolean);
+  // AUTHENTICATE, then the key (251: it replaced one given before), then QUIT.
+  if (!/^25[01] /.test(lines[1] ?? '')) fail(`C tor refused the key: ${reply}`);
+}
+
+// Fetches `path` of an onion link through C tor (curl over its SOCKS port, which is how Tor
+// Browser reaches it) with the recipient's key. Returns the HTTP status, or 0 when the address
+// could not be reached within `seconds`.
+async function fetchOverTor(ctor, link, key, path, seconds) {
+  const host = new URL(link).host;
+  await authorize(ctor, host, key);
+  const curl = spawn('curl', [
+    '--silent', '--output', '/dev/null', '--write-out', '%{http_code}',
+    '--max-time', String(seconds), '--socks5-hostname', `127.0.0.1:${ctor.socks}`, `http://${host}/${path}`,
+  ], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  curl.stdout.on('data', (chunk) => { out += chunk; });
+  await new Promise((resolve) => curl.on('exit', resolve));
+  return Number(out) || 0;
+}
+
+const app = await startApp();
+const ctor = await startCTor();
+const browser = await chromium.launch({
+  executablePath: browserPath,
+  args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+let ok = false;
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 1100 } });
+  page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  await page.goto(app.launch);
+  await page.getByRole('heading', { name: 'Share files' }).waitFor({ timeout: DEADLINE });
+  await page.getByText('Connected to Tor').waitFor({ timeout: PUBLISH });
+
+  // Two named recipients.
+  await page.setInputFiles('#files', file);
+  await page.getByText('for named eyes.txt').first().waitFor();
+  await page.fill('#label', 'For the two of them');
+  await page.check('#restricted');
+  await page.fill('#recipients', 'alice, bob');
+  await page.screenshot({ path: join(shots, '12-recipients-form.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Share', exact: true }).click();
+  const card = page.locator('li.card', { hasText: 'For the two of them' });
+  await card.waitFor({ timeout: DEADLINE });
+  await card.locator('.card-head .state', { hasText: 'live' }).first().waitFor({ timeout: PUBLISH });
+  const person = (name) => card.locator('li.recipient', { has: page.locator('strong', { hasText: name }) });
+  const linkAndKey = async (name) => {
+    const values = person(name).locator('.link-value');
+    await values.nth(1).waitFor({ timeout: PUBLISH });
+    return [(await values.nth(0).textContent()).trim(), (await values.nth(1).textContent()).trim()];
+  };
+  const [aliceLink, aliceKey] = await linkAndKey('alice');
+  const [bobLink, bobKey] = await linkAndKey('bob');
+  if (aliceLink === bobLink || aliceKey === bobKey) fail('alice and bob share a link or a key');
+  if (!/^http:\/\/[a-z2-7]{56}\.onion\/$/.test(aliceLink)) fail(`alice's link: ${aliceLink}`);
+  await page.screenshot({ path: join(shots, '13-recipients-live.png'), fullPage: true });
+  if (await fetchOverTor(ctor, aliceLink, aliceKey, 'manifest.json', 120) !== 200) fail("alice's link did not answer");
+
+  if (await fetchOverTor(ctor, bobLink, bobKey, 'manifest.json', 120) !== 200) fail("bob's link did not answer");
+
+  // Bob is revoked from the card, after a confirmation.
+  await person('bob').getByRole('button', { name: 'Revoke bob' }).click();
+  await person('bob').getByText('Revoke bob? Their link and key stop working for good').waitFor();
+  await page.screenshot({ path: join(shots, '14-recipient-confirm-revoke.png'), fullPage: true });
+  await person('bob').getByRole('button', { name: 'Yes, revoke' }).click();
+  await person('bob').getByText('Revoked: their link and key no longer reach this share.').waitFor({ timeout: DEADLINE });
+  if (await person('bob').locator('.link-value').count() !== 0) fail("bob's link is still shown");
+  if (await fetchOverTor(ctor, bobLink, bobKey, 'manifest.json', 20) === 200) fail("bob's link answered after his revocation");
+  if (await fetchOverTor(ctor, aliceLink, aliceKey, 'manifest.json', 120) !== 200) fail("alice's link stopped with bob's");
+
+  // Carol is added from the card and gets her own link.
+  await card.getByLabel("New recipient's name").fill('carol');
+  await card.getByRole('button', { name: 'Add recipient' }).click();
+  await person('carol').locator('.state', { hasText: 'live' }).waitFor({ timeout: PUBLISH });
+  const [carolLink, carolKey] = await linkAndKey('carol');
+  if ([aliceLink, bobLink].includes(carolLink)) fail("carol got someone else's link");
+  if (await fetchOverTor(ctor, carolLink, carolKey, 'manifest.json', 120) !== 200) fail("carol's link did not answer");
+  await person('carol').getByRole('button', { name: 'QR code' }).click();
+  if (await person('carol').locator('.qr svg').count() !== 1) fail("no QR code for carol's link");
+  await page.screenshot({ path: join(shots, '15-recipient-added.png'), fullPage: true });
+
+  if (errors.length) fail(`the page logged errors: ${errors.join('; ')}`);
+  ok = true;
+  console.log('UI over Tor: named recipients shared, one revoked, one added');
+} finally {
+  if (!ok && page) await page.screenshot({ path: join(shots, 'failed-tor.png'), fullPage: true }).catch(() => {});
+  await browser.close();
+  app.child.kill('SIGTERM');
+  ctor.child.kill('SIGTERM');
+}
+if (!ok) process.exit(1);
