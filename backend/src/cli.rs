@@ -858,6 +858,7 @@ async fn get(args: GetArgs) -> Result<()> {
             patience: args.timeout,
             key: args.key,
             allow_hidden: args.allow_hidden,
+            progress: None,
         },
         p2p: args.p2p.config()?,
     };

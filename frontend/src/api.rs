@@ -64,6 +64,61 @@ pub async fn revoke(id: &ShareId) -> Result<ShareView, Problem> {
     json(Request::delete(&format!("/api/shares/{id}"))).await
 }
 
+/// `GET /api/downloads`: the Get panel's fetches.
+pub async fn gets() -> Result<Vec<veilshare_shared::GetView>, Problem> {
+    json(Request::get("/api/downloads")).await
+}
+
+/// `POST /api/downloads`: starts fetching a share into the downloads folder.
+pub async fn start_get(
+    request: &veilshare_shared::StartGet,
+) -> Result<veilshare_shared::GetView, Problem> {
+    post_json("/api/downloads", request).await
+}
+
+/// `POST /api/downloads/{id}/pause`.
+pub async fn pause_get(id: &str) -> Result<veilshare_shared::GetView, Problem> {
+    let id = String::from(js_sys::encode_uri_component(id));
+    json(Request::post(&format!("/api/downloads/{id}/pause"))).await
+}
+
+/// `POST /api/downloads/{id}/resume`.
+pub async fn resume_get(id: &str) -> Result<veilshare_shared::GetView, Problem> {
+    let id = String::from(js_sys::encode_uri_component(id));
+    json(Request::post(&format!("/api/downloads/{id}/resume"))).await
+}
+
+/// `DELETE /api/downloads/{id}`: cancels (an unfinished one) or removes it from the list.
+pub async fn remove_get(id: &str) -> Result<(), Problem> {
+    let id = String::from(js_sys::encode_uri_component(id));
+    let response = Request::delete(&format!("/api/downloads/{id}"))
+        .send()
+        .await
+        .map_err(unreachable_error)?;
+    if !response.ok() {
+        return Err(error_of(response).await);
+    }
+    Ok(())
+}
+
+/// `GET /api/settings/downloads`: the folder fetched files go to.
+pub async fn download_settings() -> Result<veilshare_shared::DownloadSettings, Problem> {
+    json(Request::get("/api/settings/downloads")).await
+}
+
+/// `PUT /api/settings/downloads`: chooses that folder.
+pub async fn set_download_folder(
+    folder: &str,
+) -> Result<veilshare_shared::DownloadSettings, Problem> {
+    let settings = veilshare_shared::DownloadSettings {
+        folder: folder.to_owned(),
+    };
+    let request = Request::put("/api/settings/downloads")
+        .json(&settings)
+        .map_err(|e| e.to_string())?;
+    answer(request.send().await).await
+}
+
 /// `DELETE /api/shares/{id}/items/{item}`: deletes one upload a drop box received.
 pub async fn delete_item(id: &ShareId, item: &str) -> Result<ShareView, Problem> {
     let item = String::from(js_sys::encode_uri_component(item));

@@ -10,10 +10,10 @@ mod view;
 
 use std::rc::Rc;
 
-use veilshare_shared::{Event, ShareView, Status, TorStatus};
+use veilshare_shared::{Event, GetView, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-use view::{MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
+use view::{GetCard, GetForm, MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
 
 /// Unix seconds now, from the browser's clock.
 pub fn now_secs() -> u64 {
@@ -25,16 +25,18 @@ pub fn now_secs() -> u64 {
 enum Job {
     Share,
     Receive,
+    Get,
     Mirror,
 }
 
 impl Job {
-    const ALL: [Self; 3] = [Self::Share, Self::Receive, Self::Mirror];
+    const ALL: [Self; 4] = [Self::Share, Self::Receive, Self::Get, Self::Mirror];
 
     fn title(self) -> &'static str {
         match self {
             Self::Share => "Share files",
             Self::Receive => "Receive files",
+            Self::Get => "Get files",
             Self::Mirror => "Mirror a share",
         }
     }
@@ -43,6 +45,7 @@ impl Job {
         match self {
             Self::Share => "tab-share",
             Self::Receive => "tab-receive",
+            Self::Get => "tab-get",
             Self::Mirror => "tab-mirror",
         }
     }
@@ -53,13 +56,17 @@ impl Job {
 struct Model {
     status: Option<Status>,
     shares: Vec<ShareView>,
+    /// The Get panel's fetches, newest first.
+    gets: Vec<GetView>,
     load_problem: Option<String>,
     live_problem: Option<String>,
     now: u64,
 }
 
 enum Action {
-    Loaded(Status, Vec<ShareView>),
+    Loaded(Status, Vec<ShareView>, Vec<GetView>),
+    UpsertGet(Box<GetView>),
+    RemoveGet(String),
     LoadFailed(String),
     Tor(TorStatus),
     Upsert(Box<ShareView>),
@@ -73,12 +80,19 @@ impl Reducible for Model {
     fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
         let mut next = (*self).clone();
         match action {
-            Action::Loaded(status, mut shares) => {
+            Action::Loaded(status, mut shares, mut gets) => {
                 shares.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+                gets.sort_by_key(|g| std::cmp::Reverse(g.created_at));
                 next.status = Some(status);
                 next.shares = shares;
+                next.gets = gets;
                 next.load_problem = None;
             }
+            Action::UpsertGet(get) => match next.gets.iter_mut().find(|g| g.id == get.id) {
+                Some(existing) => *existing = *get,
+                None => next.gets.insert(0, *get),
+            },
+            Action::RemoveGet(id) => next.gets.retain(|g| g.id != id),
             Action::LoadFailed(problem) => next.load_problem = Some(problem),
             Action::Tor(tor) => {
                 if let Some(status) = next.status.as_mut() {
@@ -97,8 +111,8 @@ impl Reducible for Model {
 }
 
 async fn load(model: &UseReducerHandle<Model>) {
-    match futures::try_join!(api::status(), api::shares()) {
-        Ok((status, shares)) => model.dispatch(Action::Loaded(status, shares)),
+    match futures::try_join!(api::status(), api::shares(), api::gets()) {
+        Ok((status, shares, gets)) => model.dispatch(Action::Loaded(status, shares, gets)),
         Err(problem) => model.dispatch(Action::LoadFailed(problem)),
     }
 }
@@ -142,6 +156,14 @@ fn App() -> Html {
     let upsert = {
         let model = model.clone();
         Callback::from(move |share: ShareView| model.dispatch(Action::Upsert(Box::new(share))))
+    };
+    let upsert_get = {
+        let model = model.clone();
+        Callback::from(move |get: GetView| model.dispatch(Action::UpsertGet(Box::new(get))))
+    };
+    let remove_get = {
+        let model = model.clone();
+        Callback::from(move |id: String| model.dispatch(Action::RemoveGet(id)))
     };
     let tor = model.status.as_ref().map(|s| s.tor.clone());
     let tor_on = !matches!(
@@ -210,9 +232,21 @@ fn App() -> Html {
                     { match *job_state {
                         Job::Share => html! { <NewShare on_created={upsert.clone()} tor_on={tor_on} /> },
                         Job::Receive => html! { <NewDropBox on_created={upsert.clone()} tor_on={tor_on} /> },
+                        Job::Get => html! { <GetForm on_started={upsert_get.clone()} /> },
                         Job::Mirror => html! { <MirrorForm on_created={upsert.clone()} /> },
                     } }
                 </div>
+                if !model.gets.is_empty() {
+                    <section aria-labelledby="gets-title">
+                        <h2 id="gets-title">{ format!("Downloads ({})", model.gets.len()) }</h2>
+                        <ul class="shares">
+                            { for model.gets.iter().map(|get| html! {
+                                <GetCard key={get.id.clone()} get={get.clone()}
+                                         on_changed={upsert_get.clone()} on_removed={remove_get.clone()} />
+                            }) }
+                        </ul>
+                    </section>
+                }
                 if !boxes.is_empty() {
                     <section aria-labelledby="boxes-title">
                         <h2 id="boxes-title">{ format!("Drop boxes ({open} open)") }</h2>
@@ -239,6 +273,8 @@ fn apply(model: &UseReducerHandle<Model>, event: Event) {
         | Event::ShareUpdated { share }
         | Event::ShareEnded { share } => model.dispatch(Action::Upsert(Box::new(share))),
         Event::Tor { status } => model.dispatch(Action::Tor(status)),
+        Event::GetUpdated { get } => model.dispatch(Action::UpsertGet(Box::new(get))),
+        Event::GetRemoved { id } => model.dispatch(Action::RemoveGet(id)),
         Event::DownloadStarted { .. }
         | Event::DownloadEnded { .. }
         | Event::UploadProgress { .. }

@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod audit;
 pub mod dropbox;
+pub mod gets;
 pub mod metadata;
 pub mod recipients;
 
 pub use audit::{AuditEntry, AuditEvent, AuditLogView, RefusalReason, Transport};
 pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
+pub use gets::{DownloadSettings, GetState, GetView, StartGet};
 pub use metadata::{MetadataKind, MetadataReport};
 pub use recipients::{AddRecipient, RecipientState, RecipientView};
 
@@ -748,6 +750,16 @@ pub enum Event {
     Tor {
         /// The new state.
         status: TorStatus,
+    },
+    /// A fetch in the Get panel started, moved on, paused or ended.
+    GetUpdated {
+        /// The fetch as it is now.
+        get: gets::GetView,
+    },
+    /// A fetch was removed from the Get panel.
+    GetRemoved {
+        /// Its id.
+        id: String,
     },
 }
 

@@ -5,9 +5,13 @@
 // revoked from the card (after a confirmation) and their address stops answering, the other's
 // does not; a third is added from the card and gets a link of their own. What a recipient
 // fetches goes through C tor's SOCKS port (Tor Browser's path), with the recipient's key.
+// Then the Get panel: a second instance shares a file over Tor (with a key) and directly; the
+// UI fetches it by its onion link and key, showing progress, then by its direct ticket, and the
+// saved bytes match.
 // Screenshots go to SCREENSHOTS. Only 127.0.0.1 is contacted.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, connect } from 'node:net';
@@ -34,11 +38,12 @@ function fail(message) {
   throw new Error(message);
 }
 
-// Starts the app on the test network and waits for the launch URL on its standard output.
-async function startApp() {
+// Starts an app on the test network (data under `name`; direct sharing on 127.0.0.1 only) and
+// waits for the launch URL on its standard output.
+async function startApp(name = 'data') {
   const child = spawn(binary, [
     'serve', '--no-browser', '--listen', '127.0.0.1:0', '--tor-config', testnet,
-    '--data-dir', join(work, 'data'),
+    '--no-iroh-relay', '--iroh-bind', '127.0.0.1:0', '--data-dir', join(work, name),
   ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VEILSHARE_LOG: 'error' } });
   const launch = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no launch URL within 30 s')), DEADLINE);
@@ -50,7 +55,27 @@ async function startApp() {
     });
     child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
   });
-  return { child, launch };
+  return { child, launch, dataDir: join(work, name) };
+}
+
+// Creates a share through an app's local API (the CLI's way in: its token).
+async function createShare(app, name, bytes, fields) {
+  const { api } = JSON.parse(readFileSync(join(app.dataDir, 'instance.json'), 'utf8'));
+  const token = readFileSync(join(app.dataDir, 'api-token'), 'utf8').trim();
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  form.append('files', new Blob([bytes]), name);
+  const response = await fetch(`${api}/api/shares`, { method: 'POST', body: form, headers: { authorization: `Bearer ${token}` } });
+  if (!response.ok) fail(`cannot create a share: ${response.status} ${await response.text()}`);
+  const view = await response.json();
+  // Until its onion service answers.
+  const started = Date.now();
+  for (;;) {
+    const now = await (await fetch(`${api}/api/shares/${view.id}`, { headers: { authorization: `Bearer ${token}` } })).json();
+    if (now.state === 'live') return now;
+    if (Date.now() - started > PUBLISH) fail(`the sender's share did not go live: ${JSON.stringify(now)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 // A C tor client on the test network (Tor Browser's tor), with a SOCKS and a control port.
@@ -125,6 +150,7 @@ async function fetchOverTor(ctor, link, key, path, seconds) {
 
 const app = await startApp();
 const ctor = await startCTor();
+const others = [];
 const browser = await chromium.launch({
   executablePath: browserPath,
   args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
@@ -189,13 +215,61 @@ try {
   if (await person('carol').locator('.qr svg').count() !== 1) fail("no QR code for carol's link");
   await page.screenshot({ path: join(shots, '15-recipient-added.png'), fullPage: true });
 
+  // The Get panel: fetch another instance's share by its onion link and key, then by ticket.
+  const sender = await startApp('sender');
+  others.push(sender);
+  const sent = randomBytes(24 * 1024 * 1024 + 5);
+  const shared = await createShare(sender, 'evidence.bin', sent, { restricted: 'true' });
+  const downloads = join(work, 'Downloads');
+  mkdirSync(downloads);
+  await page.getByRole('tab', { name: 'Get files' }).click();
+  await page.getByRole('button', { name: 'Change folder' }).click();
+  await page.fill('#get-folder', downloads);
+  await page.getByRole('button', { name: 'Use this folder' }).click();
+  await page.getByText(`Saved into ${downloads}`).waitFor({ timeout: DEADLINE });
+  await page.fill('#get-sources', shared.links.onion);
+  await page.fill('#get-key', shared.client_key);
+  await page.screenshot({ path: join(shots, '16-get-form.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Get', exact: true }).click();
+  const fetching = page.locator('li.get-card', { hasText: 'evidence.bin' });
+  await fetching.waitFor({ timeout: PUBLISH });
+  // Progress shows while the bytes arrive (a bar, bytes of the total), then the saved path.
+  let sawProgress = false;
+  const got = Date.now();
+  while (await fetching.locator('.state', { hasText: 'saved' }).count() === 0) {
+    if (Date.now() - got > PUBLISH) fail('the fetch over Tor did not finish');
+    const bar = fetching.locator('progress');
+    const [value, max] = await bar.count() > 0
+      ? [Number(await bar.getAttribute('value').catch(() => '0')), Number(await bar.getAttribute('max').catch(() => '0'))]
+      : [0, 0];
+    if (!sawProgress && value > 0 && value < max
+        && /of 24\.0 MiB/.test(await fetching.locator('.progress-line').textContent().catch(() => ''))) {
+      sawProgress = true;
+      await page.screenshot({ path: join(shots, '17-get-progress.png'), fullPage: true });
+    }
+    await page.waitForTimeout(50);
+  }
+  if (!sawProgress) fail('no progress was shown while the share arrived');
+  await fetching.getByText('Saved and verified:').waitFor();
+  await page.screenshot({ path: join(shots, '18-get-saved.png'), fullPage: true });
+  if (!readFileSync(join(downloads, 'evidence.bin')).equals(sent)) fail('the saved bytes differ from the shared ones');
+  // Other content of the same name, by a direct ticket: saved beside it under a new name.
+  const other = randomBytes(3 * 1024 * 1024 + 1);
+  const direct = await createShare(sender, 'evidence.bin', other, { direct: 'true' });
+  await page.fill('#get-sources', direct.links.ticket);
+  await page.getByRole('button', { name: 'Get', exact: true }).click();
+  await page.locator('li.get-card .state', { hasText: 'saved' }).nth(1).waitFor({ timeout: PUBLISH });
+  if (!readFileSync(join(downloads, 'evidence (1).bin')).equals(other)) fail('the bytes fetched by ticket differ');
+  if (!readFileSync(join(downloads, 'evidence.bin')).equals(sent)) fail('the first copy was changed');
+
   if (errors.length) fail(`the page logged errors: ${errors.join('; ')}`);
   ok = true;
-  console.log('UI over Tor: named recipients shared, one revoked, one added');
+  console.log('UI over Tor: named recipients shared, one revoked, one added; a share fetched in the app by onion link and by ticket');
 } finally {
   if (!ok && page) await page.screenshot({ path: join(shots, 'failed-tor.png'), fullPage: true }).catch(() => {});
   await browser.close();
   app.child.kill('SIGTERM');
   ctor.child.kill('SIGTERM');
+  for (const other of others) other.child.kill('SIGTERM');
 }
 if (!ok) process.exit(1);

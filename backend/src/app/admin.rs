@@ -205,6 +205,20 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<crate::app::gets::GetError> for Failure {
+    fn from(error: crate::app::gets::GetError) -> Self {
+        use crate::app::gets::GetError;
+        match error {
+            GetError::BadRequest(message) => Self::bad_request(message),
+            GetError::NotFound(_) => Self::new(ErrorKind::NotFound, error.to_string()),
+            GetError::Storage(_) => {
+                tracing::error!(%error, "downloads");
+                Self::new(ErrorKind::Internal, error.to_string())
+            }
+        }
+    }
+}
+
 impl From<ShareError> for Failure {
     fn from(error: ShareError) -> Self {
         match error {
@@ -248,6 +262,14 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
         .route("/api/mirrors", post(create_mirror))
         .route("/api/dropboxes", post(create_dropbox))
         .route("/api/shares/{id}/items/{item}", delete(delete_item))
+        .route("/api/downloads", get(list_gets).post(start_get))
+        .route("/api/downloads/{id}", delete(remove_get))
+        .route("/api/downloads/{id}/pause", post(pause_get))
+        .route("/api/downloads/{id}/resume", post(resume_get))
+        .route(
+            "/api/settings/downloads",
+            get(download_settings).put(set_download_settings),
+        )
         .route("/api/shares/{id}/recipients", post(add_recipient))
         .route(
             "/api/shares/{id}/recipients/{name}",
@@ -658,6 +680,65 @@ async fn revoke_recipient(
 ) -> Result<Json<veilshare_shared::RecipientView>, Failure> {
     let id = parse_id(id)?;
     Ok(Json(state.node.shares.revoke_recipient(&id, &name).await?))
+}
+
+/// `GET /api/downloads`: the Get panel's fetches, oldest first.
+async fn list_gets(State(state): State<AdminState>) -> Json<Vec<veilshare_shared::GetView>> {
+    Json(state.node.gets.list())
+}
+
+/// `POST /api/downloads`: fetch a share (links or tickets of one share) into the downloads
+/// folder; `201` with the fetch, whose progress follows as `get_updated` events.
+async fn start_get(
+    State(state): State<AdminState>,
+    Json(request): Json<veilshare_shared::StartGet>,
+) -> Result<(StatusCode, Json<veilshare_shared::GetView>), Failure> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.node.gets.add(request).await?),
+    ))
+}
+
+/// `POST /api/downloads/{id}/pause`: stops a fetch; its partial files are kept.
+async fn pause_get(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<veilshare_shared::GetView>, Failure> {
+    Ok(Json(state.node.gets.pause(&id).await?))
+}
+
+/// `POST /api/downloads/{id}/resume`: runs a paused or failed fetch again, from its partial
+/// files.
+async fn resume_get(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<veilshare_shared::GetView>, Failure> {
+    Ok(Json(state.node.gets.resume(&id).await?))
+}
+
+/// `DELETE /api/downloads/{id}`: removes a fetch from the list (an unfinished one stops and
+/// its partial files are deleted; saved files stay). `204`.
+async fn remove_get(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, Failure> {
+    state.node.gets.remove(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/settings/downloads`: where fetched files go.
+async fn download_settings(
+    State(state): State<AdminState>,
+) -> Json<veilshare_shared::DownloadSettings> {
+    Json(state.node.gets.settings())
+}
+
+/// `PUT /api/settings/downloads`: chooses the folder fetched files go to (it must exist).
+async fn set_download_settings(
+    State(state): State<AdminState>,
+    Json(settings): Json<veilshare_shared::DownloadSettings>,
+) -> Result<Json<veilshare_shared::DownloadSettings>, Failure> {
+    Ok(Json(state.node.gets.set_settings(settings).await?))
 }
 
 /// `DELETE /api/shares/{id}/items/{item}`: deletes what a drop box received in one upload.

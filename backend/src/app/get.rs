@@ -30,6 +30,7 @@ pub async fn get(settings: &GetSettings) -> Result<Vec<PathBuf>> {
                 patience: settings.link.patience,
                 config: settings.p2p.clone(),
                 allow_hidden: settings.link.allow_hidden,
+                progress: settings.link.progress.clone(),
             };
             ticket::fetch_ticket(&fetch).await
         }

@@ -149,6 +149,7 @@ async fn from_link(
         patience,
         key,
         allow_hidden: true,
+        progress: None,
     };
     Ok(crate::receive::link::fetch(&settings).await?)
 }

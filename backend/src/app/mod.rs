@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod get;
+pub mod gets;
 pub mod headless;
 pub mod mirror;
 pub mod ui;
@@ -156,6 +157,8 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// The Arti TOML merged into every Tor client's configuration.
     pub tor_config: Option<PathBuf>,
+    /// The Get panel's fetches.
+    pub gets: gets::Gets,
 }
 
 /// A running node: store, shares, the publishers attached to them, and its listeners. The
@@ -233,6 +236,14 @@ impl Node {
                 public_base,
                 data_dir: settings.data_dir.clone(),
                 tor_config: settings.tor_config.clone(),
+                // The headless share runs nothing but its share: no fetch is resumed there.
+                gets: gets::Gets::start(
+                    &settings.data_dir,
+                    settings.tor_config.clone(),
+                    settings.p2p.clone(),
+                    events.clone(),
+                    !settings.revoke_leftovers,
+                ),
             },
             store,
             _publishers: (plain, onion, direct),

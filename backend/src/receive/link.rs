@@ -87,6 +87,8 @@ pub struct FetchSettings {
     pub key: Option<String>,
     /// Accept hidden files (`.bashrc`…) in the share.
     pub allow_hidden: bool,
+    /// Where the app follows the fetch (its Get panel); `None` from the command line.
+    pub progress: Option<std::sync::Arc<local::Progress>>,
 }
 
 /// The folder under a data directory where `get` and `send` keep their Tor client's state
@@ -460,6 +462,16 @@ async fn fetch_from(
         manifest.files.iter().map(|f| f.name.as_str()),
         settings.allow_hidden,
     )?;
+    if let Some(progress) = &settings.progress {
+        progress.set_listing(local::Listing {
+            label: manifest.label.clone(),
+            files: manifest
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), f.size, f.blake3.as_str().to_owned()))
+                .collect(),
+        });
+    }
     tokio::fs::create_dir_all(&settings.out_dir)
         .await
         .io_context(|| format!("cannot create {}", settings.out_dir.display()))?;
@@ -549,7 +561,12 @@ fn progress_bar(
     file: &ManifestFile,
     done: u64,
 ) -> indicatif::ProgressBar {
-    let bar = local::progress_bar(settings.quiet, Some(file.size), file.name.clone());
+    let bar = local::progress_bar(
+        settings.quiet,
+        Some(file.size),
+        file.name.clone(),
+        settings.progress.as_deref(),
+    );
     bar.set_position(done);
     bar
 }

@@ -246,14 +246,70 @@ pub async fn hash_file(path: &Path) -> Result<String> {
     .io_context(|| "hashing stopped".into())?
 }
 
+/// What a fetch has done so far, for someone other than a terminal to show (the app's Get
+/// panel): the share's file list once known, and the bars of the fetch, whose positions add up
+/// to the bytes saved.
+#[derive(Debug, Default)]
+pub struct Progress {
+    bars: std::sync::Mutex<Vec<indicatif::ProgressBar>>,
+    manifest: std::sync::Mutex<Option<Listing>>,
+}
+
+/// The share's label and files (name, size, BLAKE3 hex), as its source listed them.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The share's label.
+    pub label: Option<String>,
+    /// Name, size and BLAKE3 hash (hex) of each file.
+    pub files: Vec<(String, u64, String)>,
+}
+
+impl Progress {
+    /// Bytes saved so far, over every file.
+    pub fn done(&self) -> u64 {
+        self.bars
+            .lock()
+            .map(|bars| bars.iter().map(indicatif::ProgressBar::position).sum())
+            .unwrap_or(0)
+    }
+
+    /// The share's listing, once it arrived.
+    pub fn listing(&self) -> Option<Listing> {
+        self.manifest.lock().ok().and_then(|m| m.clone())
+    }
+
+    pub(crate) fn set_listing(&self, listing: Listing) {
+        if let Ok(mut manifest) = self.manifest.lock() {
+            *manifest = Some(listing);
+        }
+    }
+
+    fn watch(&self, bar: &indicatif::ProgressBar) {
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.push(bar.clone());
+        }
+    }
+}
+
 /// A progress bar for `total` bytes (unknown yet: `None`), hidden when `quiet`. Every fetch
-/// draws the same bar; a bar whose total is learnt later gets it with [`set_total`].
+/// draws the same bar; a bar whose total is learnt later gets it with [`set_total`]. With
+/// `progress`, the bar also counts there (hidden or not).
 pub(crate) fn progress_bar(
     quiet: bool,
     total: Option<u64>,
     message: String,
+    progress: Option<&Progress>,
 ) -> indicatif::ProgressBar {
+    let bar = bar(quiet, total, message);
+    if let Some(progress) = progress {
+        progress.watch(&bar);
+    }
+    bar
+}
+
+fn bar(quiet: bool, total: Option<u64>, message: String) -> indicatif::ProgressBar {
     if quiet {
+        // Hidden, but counting: a hidden bar keeps its position.
         return indicatif::ProgressBar::hidden();
     }
     let bar = match total {

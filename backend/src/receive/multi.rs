@@ -190,12 +190,23 @@ async fn run(
     let blobs: &BlobStore = &partial.store;
     let collection = collection(blobs, root, &sources, manifest.as_ref(), allow_hidden).await?;
     ticket::check_names(&collection, allow_hidden)?;
+    let label = manifest.as_ref().and_then(|m| m.label.clone());
     let sizes = match manifest {
         Some(manifest) if manifest.files.len() == collection.len() => {
             manifest.files.iter().map(|f| f.size).collect()
         }
         _ => iroh_sizes(blobs, root, &collection, &sources).await?,
     };
+    if let Some(progress) = &settings.progress {
+        progress.set_listing(local::Listing {
+            label,
+            files: collection
+                .iter()
+                .zip(&sizes)
+                .map(|((name, hash), size)| (name.clone(), *size, hash.to_hex().to_string()))
+                .collect(),
+        });
+    }
     // The sizes come from a source: before cutting pieces, refuse what the disk cannot hold
     // (what is stored already is on that disk).
     let total = sizes
@@ -228,7 +239,12 @@ async fn run(
             start = end;
         }
     }
-    let bar = local::progress_bar(quiet, Some(total), format!("{} sources", sources.len()));
+    let bar = local::progress_bar(
+        quiet,
+        Some(total),
+        format!("{} sources", sources.len()),
+        settings.progress.as_deref(),
+    );
     bar.set_position(have);
     let queue = Arc::new(Mutex::new(pieces));
     let busy = Arc::new(Busy::default());

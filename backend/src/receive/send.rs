@@ -111,6 +111,7 @@ pub async fn send(settings: &SendSettings) -> Result<Sent> {
             patience: settings.patience,
             key: settings.key.clone(),
             allow_hidden: false,
+            progress: None,
         },
     )
     .await?;
@@ -128,7 +129,7 @@ pub async fn send(settings: &SendSettings) -> Result<Sent> {
 
     let boundary = boundary();
     let total: u64 = outgoing.iter().map(|file| file.size).sum();
-    let bar = local::progress_bar(settings.quiet, Some(total), "sending".to_owned());
+    let bar = local::progress_bar(settings.quiet, Some(total), "sending".to_owned(), None);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let reader = tokio::spawn(stream_form(
         outgoing,

@@ -61,6 +61,8 @@ pub struct TicketFetch {
     pub config: P2pConfig,
     /// Accept hidden files (`.bashrc`…) in the share.
     pub allow_hidden: bool,
+    /// Where the app follows the fetch (its Get panel); `None` from the command line.
+    pub progress: Option<std::sync::Arc<local::Progress>>,
 }
 
 /// The refusal an iroh error means; `None` when it is not one (the network, worth another
@@ -458,7 +460,12 @@ pub async fn fetch_ticket(settings: &TicketFetch) -> Result<Vec<PathBuf>> {
         .bind(SecretKey::generate(), Vec::new())
         .await
         .map_err(|error| ReceiveError::io("cannot open a direct endpoint").because(error))?;
-    let bar = local::progress_bar(settings.quiet, None, "connecting".into());
+    let bar = local::progress_bar(
+        settings.quiet,
+        None,
+        "connecting".into(),
+        settings.progress.as_deref(),
+    );
     let shown = bar.clone();
     let quiet = settings.quiet;
     let result = fetch_ticket_into(

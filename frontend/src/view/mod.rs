@@ -2,6 +2,7 @@
 //! the new-drop-box form, the mirror form, the policy inputs both forms share (one validation path), and a share's
 //! card.
 
+mod get_panel;
 mod mirror;
 mod new_dropbox;
 mod new_share;
@@ -9,6 +10,7 @@ mod policy;
 mod share_card;
 mod tor_badge;
 
+pub use get_panel::{GetCard, GetForm};
 pub use mirror::MirrorForm;
 pub use new_dropbox::NewDropBox;
 pub use new_share::NewShare;
@@ -60,7 +62,10 @@ mod browser_tests {
     use veilshare_shared::{ShareState, ShareView, TorStatus};
     use yew::prelude::*;
 
-    use super::{mirror::MirrorFormProps, share_card::ShareCardProps, tor_badge::TorBadgeProps, *};
+    use super::{
+        get_panel::GetCardProps, mirror::MirrorFormProps, share_card::ShareCardProps,
+        tor_badge::TorBadgeProps, *,
+    };
 
     wasm_bindgen_test_configure!(run_in_browser);
 
@@ -379,6 +384,66 @@ mod browser_tests {
             ),
             "{text}"
         );
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_fetch_shows_its_files_progress_rate_and_time_left_then_where_it_saved() {
+        use veilshare_shared::{GetState, GetView, gets::GetFile};
+        let mut get = GetView {
+            id: "0123456789abcdef".into(),
+            sources: vec!["http://a.onion/".into(), "http://b.onion/".into()],
+            state: GetState::Fetching,
+            label: Some("Dossier".into()),
+            files: vec![GetFile {
+                name: "dossier.pdf".into(),
+                size: 4 << 20,
+            }],
+            total: Some(4 << 20),
+            done: 1 << 20,
+            rate: Some(512 << 10),
+            folder: "/home/ana/Downloads".into(),
+            saved: Vec::new(),
+            problem: None,
+            created_at: 1,
+        };
+        let root = root();
+        let props = GetCardProps {
+            get: get.clone(),
+            on_changed: Callback::noop(),
+            on_removed: Callback::noop(),
+        };
+        yew::Renderer::<GetCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains("1.0 MiB of 4.0 MiB · 512.0 KiB/s · 6 s left · 2 sources"),
+            "{text}"
+        );
+        assert!(text.contains("dossier.pdf (4.0 MiB)"), "{text}");
+        assert!(text.contains("Pause") && text.contains("Cancel…"), "{text}");
+        assert!(root.query_selector("progress").ok().flatten().is_some());
+
+        get.state = GetState::Done;
+        get.done = 4 << 20;
+        get.saved = vec!["/home/ana/Downloads/dossier (1).pdf".into()];
+        let root = self::root();
+        let props = GetCardProps {
+            get,
+            on_changed: Callback::noop(),
+            on_removed: Callback::noop(),
+        };
+        yew::Renderer::<GetCard>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        let text = root.text_content().unwrap_or_default();
+        assert!(
+            text.contains("Saved and verified:/home/ana/Downloads/dossier (1).pdf"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Remove from the list") && !text.contains("Pause"),
+            "{text}"
+        );
+        assert!(root.query_selector("progress").ok().flatten().is_none());
     }
 
     #[wasm_bindgen_test]

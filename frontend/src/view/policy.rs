@@ -250,18 +250,20 @@ pub fn PolicyFields(props: &PolicyFieldsProps) -> Html {
     }
 }
 
-/// The text of the input or select an event came from.
+/// The text of the input, text area or select an event came from.
 pub fn text_of(event: &Event) -> String {
-    let target = event.target();
+    let Some(target) = event.target() else {
+        return String::new();
+    };
+    if let Some(input) = target.dyn_ref::<web_sys::HtmlInputElement>() {
+        return input.value();
+    }
+    if let Some(area) = target.dyn_ref::<web_sys::HtmlTextAreaElement>() {
+        return area.value();
+    }
     target
-        .clone()
-        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
-        .map(|input| input.value())
-        .or_else(|| {
-            target
-                .and_then(|t| t.dyn_into::<web_sys::HtmlSelectElement>().ok())
-                .map(|select| select.value())
-        })
+        .dyn_ref::<web_sys::HtmlSelectElement>()
+        .map(web_sys::HtmlSelectElement::value)
         .unwrap_or_default()
 }
 

@@ -10,6 +10,7 @@ mod dropbox_cli;
 mod flood;
 mod foundation;
 mod get;
+mod gets;
 mod hostile;
 mod metadata;
 mod p2p;

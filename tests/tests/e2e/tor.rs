@@ -1128,3 +1128,30 @@ async fn each_recipient_has_an_own_address_and_key_and_one_is_revoked_alone() {
     assert!(!keys(0).exists(), "alice's keys did not come back");
     server.stop().await;
 }
+
+/// The Get panel over Tor: the app fetches a restricted share by its onion link and key into
+/// its downloads folder, verified.
+#[tokio::test]
+async fn the_app_fetches_a_restricted_onion_share_into_its_downloads_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sender = Server::start_tor(&dir.path().join("sender")).await;
+    let content = data(2 << 20, 91);
+    let view = sender
+        .create(&[("dossier.bin", &content)], &[("restricted", "true")])
+        .await;
+    let view = wait_live(&sender, &view).await;
+    let link = view.links.onion.clone().expect("onion");
+    let key = view.client_key.clone().expect("key");
+    let app = Server::start_tor(&dir.path().join("app")).await;
+    let folder = dir.path().join("Downloads");
+    crate::gets::use_folder(&app, &folder).await;
+    let started = crate::gets::start_get(&app, &[&link], Some(&key)).await;
+    let done = crate::gets::wait_get(&app, &started.id, veilshare_shared::GetState::Done).await;
+    assert_eq!(
+        std::fs::read(folder.join("dossier.bin")).expect("saved"),
+        content
+    );
+    assert_eq!(done.total, Some(content.len() as u64));
+    app.stop().await;
+    sender.stop().await;
+}
