@@ -28,7 +28,7 @@ use crate::{
     core::{events::EventBus, shares::now_secs},
     receive::{
         link::FetchSettings,
-        local::{self, Progress},
+        local::{self, Listing, Progress},
         multi::MultiFetch,
     },
     transport::iroh::P2pConfig,
@@ -69,11 +69,8 @@ struct GetRecord {
     key: Option<String>,
     folder: PathBuf,
     state: GetState,
-    label: Option<String>,
-    files: Vec<GetFile>,
-    /// BLAKE3 (hex) of each file, as listed: names its partial files.
-    hashes: Vec<String>,
-    total: Option<u64>,
+    /// The share's file list, once it arrived.
+    listing: Option<Listing>,
     done: u64,
     saved: Vec<String>,
     problem: Option<String>,
@@ -82,13 +79,24 @@ struct GetRecord {
 
 impl GetRecord {
     fn view(&self, rate: Option<u64>) -> GetView {
+        let listing = self.listing.as_ref();
         GetView {
             id: self.id.clone(),
             sources: self.sources.clone(),
             state: self.state,
-            label: self.label.clone(),
-            files: self.files.clone(),
-            total: self.total,
+            label: listing.and_then(|l| l.label.clone()),
+            files: listing
+                .map(|l| {
+                    l.files
+                        .iter()
+                        .map(|f| GetFile {
+                            name: f.name.clone(),
+                            size: f.size,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            total: listing.map(Listing::total),
             done: self.done,
             rate: rate.filter(|_| self.state.is_running()),
             folder: self.folder.display().to_string(),
@@ -176,9 +184,11 @@ impl Gets {
                 );
             }
         }
-        for id in restart.into_iter().filter(|_| resume) {
-            tracing::info!(get = %id, "resuming a download after a restart");
-            gets.spawn(&id);
+        if resume {
+            for id in restart {
+                tracing::info!(get = %id, "resuming a download after a restart");
+                gets.spawn(&id);
+            }
         }
         gets
     }
@@ -200,16 +210,19 @@ impl Gets {
 
     /// Where downloads go now.
     pub fn settings(&self) -> DownloadSettings {
-        let folder = self
-            .0
+        DownloadSettings {
+            folder: self.folder().display().to_string(),
+        }
+    }
+
+    /// The chosen folder, or the default one.
+    fn folder(&self) -> PathBuf {
+        self.0
             .folder
             .lock()
             .ok()
             .and_then(|f| f.clone())
-            .unwrap_or_else(|| default_folder(&self.0.data_dir));
-        DownloadSettings {
-            folder: folder.display().to_string(),
-        }
+            .unwrap_or_else(|| default_folder(&self.0.data_dir))
     }
 
     /// Chooses the folder for downloads from now on: an absolute path of a folder that exists.
@@ -240,7 +253,7 @@ impl Gets {
     /// Starts fetching a share into the downloads folder.
     pub async fn add(&self, request: StartGet) -> Result<GetView, GetError> {
         let request = request.checked().map_err(GetError::BadRequest)?;
-        let folder = PathBuf::from(self.settings().folder);
+        let folder = self.folder();
         tokio::fs::create_dir_all(&folder).await.map_err(|error| {
             GetError::BadRequest(format!(
                 "cannot use the downloads folder {}: {error}",
@@ -256,10 +269,7 @@ impl Gets {
             key: request.key,
             folder,
             state: GetState::Connecting,
-            label: None,
-            files: Vec::new(),
-            hashes: Vec::new(),
-            total: None,
+            listing: None,
             done: 0,
             saved: Vec::new(),
             problem: None,
@@ -331,10 +341,10 @@ impl Gets {
             task.abort();
         }
         if entry.record.state != GetState::Done {
-            for hash in &entry.record.hashes {
+            for file in entry.record.listing.iter().flat_map(|l| &l.files) {
                 for partial in [
-                    local::part_file(&entry.record.folder, hash),
-                    local::journal_file(&entry.record.folder, hash),
+                    local::part_file(&entry.record.folder, &file.blake3),
+                    local::journal_file(&entry.record.folder, &file.blake3),
                 ] {
                     if let Err(error) = tokio::fs::remove_file(&partial).await
                         && error.kind() != std::io::ErrorKind::NotFound
@@ -424,9 +434,8 @@ impl Gets {
             p2p: self.0.p2p.clone(),
         };
         let gets = self.clone();
-        let task_id = id.to_owned();
-        let id = id.to_owned();
         let task = tokio::spawn(async move {
+            let id = record.id;
             let fetch = crate::app::get::get(&settings);
             tokio::pin!(fetch);
             let mut tick = tokio::time::interval(TICK);
@@ -449,8 +458,8 @@ impl Gets {
                         entry.record.state = GetState::Done;
                         entry.record.saved =
                             paths.iter().map(|p| p.display().to_string()).collect();
-                        if let Some(total) = entry.record.total {
-                            entry.record.done = total;
+                        if let Some(listing) = &entry.record.listing {
+                            entry.record.done = listing.total();
                         }
                     }
                     Err(error) => {
@@ -464,33 +473,23 @@ impl Gets {
             }
             gets.announce(&id);
         });
-        let _ = self.change(&task_id, |entry| entry.task = Some(task.abort_handle()));
+        let _ = self.change(id, |entry| entry.task = Some(task.abort_handle()));
     }
 
     /// Copies what the fetch learnt into its record: the listing, the bytes saved, the rate.
     fn follow(&self, id: &str, progress: &Progress, last: &mut (Instant, u64)) {
         let done = progress.done();
-        let listing = progress.listing();
         let now = Instant::now();
         let elapsed = now.duration_since(last.0).as_secs_f64();
         let rate = (elapsed > 0.0).then(|| (done.saturating_sub(last.1) as f64 / elapsed) as u64);
         *last = (now, done);
         let _ = self.change(id, |entry| {
-            if let Some(listing) = listing {
-                entry.record.label = listing.label;
-                entry.record.files = listing
-                    .files
-                    .iter()
-                    .map(|(name, size, _)| GetFile {
-                        name: name.clone(),
-                        size: *size,
-                    })
-                    .collect();
-                entry.record.hashes = listing.files.into_iter().map(|(_, _, hash)| hash).collect();
-                entry.record.total = Some(entry.record.files.iter().map(|f| f.size).sum());
-                if entry.record.state == GetState::Connecting {
-                    entry.record.state = GetState::Fetching;
-                }
+            // The list arrives once: copied the first time it is there.
+            if entry.record.listing.is_none() {
+                entry.record.listing = progress.listing();
+            }
+            if entry.record.listing.is_some() && entry.record.state == GetState::Connecting {
+                entry.record.state = GetState::Fetching;
             }
             // Before the fetch resumed its files, it counts nothing yet: keep what was known.
             if done > 0 || entry.record.state == GetState::Fetching {

@@ -966,32 +966,34 @@ impl Shares {
                 "this share has no named recipients: make a new share with recipients".into(),
             ));
         }
-        let name = veilshare_shared::recipients::check_new(
-            name,
-            record.recipients.iter().map(|r| r.name.as_str()),
-        )
-        .map_err(ShareError::Refused)?;
-        let added = RecipientRecord::new(name.clone(), new_recipient_key());
-        let mut index = None;
+        // Checked under the share's lock: two adds of one name (or of the 17th) race.
+        let mut added = None;
         self.modify(id, |r| {
-            // Checked again under the lock: two adds of one name race.
-            if !r
-                .recipients
-                .iter()
-                .any(|other| other.name.eq_ignore_ascii_case(&name))
-            {
-                index = Some(r.recipients.len());
-                r.recipients.push(added.clone());
-            }
+            added = Some(
+                veilshare_shared::recipients::check_new(
+                    name,
+                    r.recipients.iter().map(|other| other.name.as_str()),
+                )
+                .map(|name| {
+                    r.recipients
+                        .push(RecipientRecord::new(name, new_recipient_key()));
+                    r.recipients.len() - 1
+                }),
+            );
         })
         .await?;
-        let index = index.ok_or_else(|| {
-            ShareError::Refused(format!("there is already a recipient named {name:?}"))
-        })?;
+        let index = match added {
+            Some(result) => result.map_err(ShareError::Refused)?,
+            None => {
+                return Err(ShareError::Refused(
+                    "this share has ended: it can have no new recipients".into(),
+                ));
+            }
+        };
         let record = self
             .with_entry(id, |entry| entry.record.clone())
             .ok_or_else(|| ShareError::NotFound(id.clone()))?;
-        let active = record.recipients.iter().filter(|r| !r.is_revoked()).count();
+        let active = record.active_recipients();
         self.0
             .audit
             .record(id, now_secs(), AuditEvent::RecipientAdded { active })
@@ -1000,7 +1002,11 @@ impl Shares {
             publisher.start_recipient(&record, index);
         }
         tracing::info!(share = %log_id(id), index, "recipient added");
-        Ok(recipient_view(&added, false))
+        record
+            .recipients
+            .get(index)
+            .map(|added| recipient_view(added, false))
+            .ok_or_else(|| ShareError::NotFound(id.clone()))
     }
 
     /// Revokes a named recipient: the revocation is persisted first (a restart does not bring
@@ -1034,14 +1040,7 @@ impl Shares {
                 publisher.stop_recipient(id, index);
             }
             let active = self
-                .with_entry(id, |entry| {
-                    entry
-                        .record
-                        .recipients
-                        .iter()
-                        .filter(|r| !r.is_revoked())
-                        .count()
-                })
+                .with_entry(id, |entry| entry.record.active_recipients())
                 .unwrap_or(0);
             self.0
                 .audit
@@ -1054,6 +1053,15 @@ impl Shares {
             .and_then(|view| view.recipients.into_iter().nth(index))
             .ok_or_else(|| ShareError::RecipientNotFound(name.trim().to_owned()))?;
         Ok(view)
+    }
+
+    /// Whether recipient `index` of the share was revoked (or the share is gone).
+    pub fn is_recipient_revoked(&self, id: &ShareId, index: usize) -> bool {
+        self.with_entry(id, |e| {
+            e.record.recipients.get(index).map(|r| r.is_revoked())
+        })
+        .flatten()
+        .unwrap_or(true)
     }
 
     /// A publisher reports the address of recipient `index`'s service.

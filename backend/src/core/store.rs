@@ -389,6 +389,11 @@ impl ShareRecord {
     pub fn is_restricted(&self) -> bool {
         self.client_key.is_some() || !self.recipients.is_empty()
     }
+
+    /// Named recipients who can reach the share (not revoked).
+    pub fn active_recipients(&self) -> usize {
+        self.recipients.iter().filter(|r| !r.is_revoked()).count()
+    }
 }
 
 /// A named recipient of a share (see [`veilshare_shared::recipients`]).

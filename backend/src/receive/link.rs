@@ -468,7 +468,11 @@ async fn fetch_from(
             files: manifest
                 .files
                 .iter()
-                .map(|f| (f.name.clone(), f.size, f.blake3.as_str().to_owned()))
+                .map(|f| local::ListedFile {
+                    name: f.name.clone(),
+                    size: f.size,
+                    blake3: f.blake3.as_str().to_owned(),
+                })
                 .collect(),
         });
     }

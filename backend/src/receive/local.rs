@@ -255,13 +255,31 @@ pub struct Progress {
     manifest: std::sync::Mutex<Option<Listing>>,
 }
 
-/// The share's label and files (name, size, BLAKE3 hex), as its source listed them.
-#[derive(Debug, Clone, Default)]
+/// The share's label and files, as its source listed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
     /// The share's label.
     pub label: Option<String>,
-    /// Name, size and BLAKE3 hash (hex) of each file.
-    pub files: Vec<(String, u64, String)>,
+    /// Its files.
+    pub files: Vec<ListedFile>,
+}
+
+/// A file of a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListedFile {
+    /// Its name in the share.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its BLAKE3 hash (hex): names its partial files.
+    pub blake3: String,
+}
+
+impl Listing {
+    /// Bytes of all the files.
+    pub fn total(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
 }
 
 impl Progress {

@@ -203,7 +203,11 @@ async fn run(
             files: collection
                 .iter()
                 .zip(&sizes)
-                .map(|((name, hash), size)| (name.clone(), *size, hash.to_hex().to_string()))
+                .map(|((name, hash), size)| local::ListedFile {
+                    name: name.clone(),
+                    size: *size,
+                    blake3: hash.to_hex().to_string(),
+                })
                 .collect(),
         });
     }

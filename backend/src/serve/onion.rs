@@ -122,14 +122,8 @@ async fn publish(shares: Shares, tor: Arc<Tor>, id: ShareId, service: Service) {
         recipient,
         client_key,
     } = service;
-    let revoked = |shares: &Shares| {
-        recipient.is_some_and(|index| {
-            shares
-                .public_share(&id)
-                .and_then(|s| s.record.recipients.get(index).map(|r| r.is_revoked()))
-                .unwrap_or(true)
-        })
-    };
+    let revoked =
+        |shares: &Shares| recipient.is_some_and(|index| shares.is_recipient_revoked(&id, index));
     let router = public::single_share_router(shares.clone(), id.clone());
     let url = match tor.publish(&name, router, client_key.as_deref()) {
         Ok(url) => url,
