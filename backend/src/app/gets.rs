@@ -488,7 +488,11 @@ impl Gets {
             if entry.record.listing.is_none() {
                 entry.record.listing = progress.listing();
             }
-            if entry.record.listing.is_some() && entry.record.state == GetState::Connecting {
+            // A direct ticket's fetch lists no files before they are saved: its first bytes
+            // say it is fetching.
+            if (entry.record.listing.is_some() || done > 0)
+                && entry.record.state == GetState::Connecting
+            {
                 entry.record.state = GetState::Fetching;
             }
             // Before the fetch resumed its files, it counts nothing yet: keep what was known.
@@ -502,5 +506,63 @@ impl Gets {
                 (before, None) => before,
             };
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fetch that is connecting, in the list of `gets`.
+    fn connecting(gets: &Gets) -> String {
+        let id = "00000000000000ff".to_owned();
+        let record = GetRecord {
+            id: id.clone(),
+            sources: vec!["blobticket".into()],
+            key: None,
+            folder: PathBuf::from("/nowhere"),
+            state: GetState::Connecting,
+            listing: None,
+            done: 0,
+            saved: Vec::new(),
+            problem: None,
+            created_at: 0,
+        };
+        if let Ok(mut entries) = gets.0.entries.lock() {
+            entries.insert(
+                id.clone(),
+                Entry {
+                    record,
+                    task: None,
+                    rate: None,
+                },
+            );
+        }
+        id
+    }
+
+    #[tokio::test]
+    async fn a_fetch_is_fetching_once_bytes_arrive_even_without_a_file_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gets = Gets::start(
+            dir.path(),
+            None,
+            P2pConfig::default(),
+            EventBus::default(),
+            false,
+        );
+        let id = connecting(&gets);
+        let progress = Progress::default();
+        let bar = local::progress_bar(true, None, "ticket".into(), Some(&progress));
+        let mut last = (Instant::now(), 0);
+        gets.follow(&id, &progress, &mut last);
+        assert_eq!(gets.view(&id).map(|g| g.state), Some(GetState::Connecting));
+        bar.set_position(4096);
+        gets.follow(&id, &progress, &mut last);
+        let view = gets.view(&id).expect("listed");
+        assert_eq!(
+            (view.state, view.done, view.total),
+            (GetState::Fetching, 4096, None)
+        );
     }
 }
