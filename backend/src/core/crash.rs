@@ -17,6 +17,7 @@ pub const POINTS: &[&str] = &[
     "data.untagged",
     "data.deleted",
     "onion.keys_deleted",
+    "recipient.revoked",
     "mirror.fetched",
     "direct.leased",
     "dropbox.part_written",

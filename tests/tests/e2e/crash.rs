@@ -9,11 +9,13 @@ use veilshare_shared::{ShareState, ShareView};
 
 use crate::util::{Server, data, fetch};
 
-/// The points the scenario below does not reach: onion keys need the private network (see
-/// `tor::a_crash_while_an_ended_share_loses_its_onion_keys…`), mirrors a second instance and
+/// The points the scenario below does not reach: onion keys and recipients need the private
+/// network (see `tor::a_crash_while_an_ended_share_loses_its_onion_keys…` and
+/// `tor::a_crash_after_a_recipient_is_revoked…`), mirrors a second instance and
 /// drop boxes an upload (see the tests at the end).
 const NOT_IN_SCENARIO: &[&str] = &[
     "onion.keys_deleted",
+    "recipient.revoked",
     "mirror.fetched",
     "dropbox.part_written",
     "dropbox.tagged",

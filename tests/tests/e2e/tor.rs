@@ -607,6 +607,67 @@ async fn a_crash_while_an_ended_share_loses_its_onion_keys_leaves_them_gone_afte
     server.stop().await;
 }
 
+/// A crash right after a recipient's revocation was recorded, before their service was stopped
+/// and its keys deleted: after a restart they are still revoked, their keys are gone and their
+/// address does not come back, while the other recipient keeps theirs.
+#[tokio::test]
+async fn a_crash_after_a_recipient_is_revoked_leaves_them_revoked_and_their_keys_gone() {
+    use veilshare_shared::RecipientState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("server");
+    let mut server =
+        Server::start_tor_with_env(&data_dir, &[("VEILSHARE_CRASH_AT", "recipient.revoked:1")])
+            .await;
+    let view = server
+        .create(
+            &[("memo.bin", &data(50_000, 62))],
+            &[("recipient", "alice"), ("recipient", "bob")],
+        )
+        .await;
+    let view = wait_live(&server, &view).await;
+    let keys =
+        |index: usize| data_dir.join(format!("tor/state/keystore/hss/vs-{}-r{index}", view.id));
+    assert!(keys(0).exists() && keys(1).exists());
+    let _ = server
+        .api(
+            Method::DELETE,
+            &format!("/api/shares/{}/recipients/alice", view.id),
+        )
+        .send()
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("the process to die at its crash point")
+        .expect("wait");
+    assert!(!status.success());
+    // What the crash left, so that the check after the restart can fail.
+    assert!(
+        keys(0).exists(),
+        "alice's keys were deleted before the crash"
+    );
+    drop(server);
+
+    let server = Server::start_tor(&data_dir).await;
+    let now = server.view(&view.id).await;
+    assert_eq!(now.recipients[0].state, RecipientState::Revoked);
+    assert_eq!(now.recipients[0].link, None);
+    assert!(!keys(0).exists(), "alice's keys survived the restart");
+    assert!(keys(1).exists());
+    let now = wait_live(&server, &now).await;
+    assert_eq!(now.recipients[1].link, view.recipients[1].link);
+    let (ok, output) = gone(
+        view.recipients[0]
+            .link
+            .as_deref()
+            .expect("alice's old link"),
+        &dir.path().join("alice"),
+        &dir.path().join("c1"),
+    )
+    .await;
+    assert!(!ok, "alice's address answered after the restart: {output}");
+    server.stop().await;
+}
+
 /// The ORPorts of the private network's relays and authorities (all on 127.0.0.1), from the
 /// Arti configuration `cargo xtask testnet up` wrote.
 fn testnet_orports() -> std::collections::HashSet<u16> {
