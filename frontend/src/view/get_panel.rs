@@ -6,7 +6,7 @@ use yew::prelude::*;
 
 use crate::{
     api,
-    view::{human_duration, human_size, policy::text_of},
+    view::{human_duration, human_size, policy::text_of, share_card::confirm_steps},
 };
 
 #[derive(Properties, PartialEq)]
@@ -139,6 +139,25 @@ pub fn GetForm(props: &GetFormProps) -> Html {
     }
 }
 
+/// What a fetch's buttons ask of the API.
+#[derive(Clone, Copy)]
+enum Act {
+    Pause,
+    Resume,
+    /// Cancel an unfinished one, or take a finished one off the list.
+    Remove,
+}
+
+impl Act {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Remove => "remove it",
+        }
+    }
+}
+
 #[derive(Properties, PartialEq)]
 pub struct GetCardProps {
     pub get: GetView,
@@ -153,7 +172,7 @@ pub fn GetCard(props: &GetCardProps) -> Html {
     let get = &props.get;
     let confirming = use_state(|| false);
     let problem = use_state(|| None::<String>);
-    let act = |action: &'static str| {
+    let act = |action: Act| {
         let (id, problem) = (get.id.clone(), problem.clone());
         let (on_changed, on_removed) = (props.on_changed.clone(), props.on_removed.clone());
         let confirming = confirming.clone();
@@ -163,27 +182,20 @@ pub fn GetCard(props: &GetCardProps) -> Html {
             let confirming = confirming.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let done = match action {
-                    "pause" => api::pause_get(&id).await.map(|g| on_changed.emit(g)),
-                    "resume" => api::resume_get(&id).await.map(|g| on_changed.emit(g)),
-                    _ => api::remove_get(&id)
+                    Act::Pause => api::pause_get(&id).await.map(|g| on_changed.emit(g)),
+                    Act::Resume => api::resume_get(&id).await.map(|g| on_changed.emit(g)),
+                    Act::Remove => api::remove_get(&id)
                         .await
                         .map(|()| on_removed.emit(id.clone())),
                 };
                 if let Err(message) = done {
-                    problem.set(Some(format!("could not {action}: {message}")));
+                    problem.set(Some(format!("could not {}: {message}", action.verb())));
                 }
                 confirming.set(false);
             });
         })
     };
-    let ask = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(true))
-    };
-    let keep = {
-        let confirming = confirming.clone();
-        Callback::from(move |_: MouseEvent| confirming.set(false))
-    };
+    let (ask, keep) = confirm_steps(&confirming);
     let title = get
         .label
         .clone()
@@ -246,16 +258,16 @@ pub fn GetCard(props: &GetCardProps) -> Html {
             }
             <div class="actions">
                 if get.state.is_running() {
-                    <button type="button" onclick={act("pause")}>{ "Pause" }</button>
+                    <button type="button" onclick={act(Act::Pause)}>{ "Pause" }</button>
                 }
                 if matches!(get.state, GetState::Paused | GetState::Failed) {
-                    <button type="button" onclick={act("resume")}>{ "Resume" }</button>
+                    <button type="button" onclick={act(Act::Resume)}>{ "Resume" }</button>
                 }
                 if finished {
-                    <button type="button" onclick={act("remove")}>{ "Remove from the list" }</button>
+                    <button type="button" onclick={act(Act::Remove)}>{ "Remove from the list" }</button>
                 } else if *confirming {
                     <span role="alert">{ "Cancel? What arrived so far is deleted." }</span>
-                    <button type="button" class="danger" onclick={act("cancel")}>{ "Yes, cancel" }</button>
+                    <button type="button" class="danger" onclick={act(Act::Remove)}>{ "Yes, cancel" }</button>
                     <button type="button" onclick={keep}>{ "Keep going" }</button>
                 } else {
                     <button type="button" class="danger" onclick={ask}>{ "Cancel…" }</button>

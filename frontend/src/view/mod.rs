@@ -87,17 +87,27 @@ mod browser_tests {
         gloo_timers::future::TimeoutFuture::new(10).await;
     }
 
-    /// A card for a share in `state`, rendered at time `now`.
-    async fn card(state: ShareState, now: u64) -> web_sys::Element {
+    /// Renders component `C` with `props` into a new element of the page.
+    async fn render<C: BaseComponent>(props: C::Properties) -> web_sys::Element {
         let root = root();
+        yew::Renderer::<C>::with_root_and_props(root.clone(), props).render();
+        settle().await;
+        root
+    }
+
+    /// The card of `share`, rendered at time `now`.
+    async fn show(share: ShareView, now: u64) -> web_sys::Element {
         let props = ShareCardProps {
-            share: share(state),
+            share,
             now,
             on_changed: Callback::noop(),
         };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
-        root
+        render::<ShareCard>(props).await
+    }
+
+    /// A card for a share in `state`, rendered at time `now`.
+    async fn card(state: ShareState, now: u64) -> web_sys::Element {
+        show(share(state), now).await
     }
 
     fn share(state: ShareState) -> ShareView {
@@ -167,7 +177,6 @@ mod browser_tests {
 
     #[wasm_bindgen_test]
     async fn a_drop_box_card_lists_what_arrived_with_links_to_save_each_file() {
-        let root = root();
         let mut dropbox = share(ShareState::Live);
         dropbox.label = None;
         dropbox.files = Vec::new();
@@ -202,13 +211,7 @@ mod browser_tests {
                 }],
             }],
         });
-        let props = ShareCardProps {
-            share: dropbox,
-            now: 0,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = show(dropbox, 0).await;
         let text = root.text_content().unwrap_or_default();
         assert!(text.contains("Drop box"), "{text}");
         assert!(
@@ -277,13 +280,11 @@ mod browser_tests {
     /// typed after it).
     #[wasm_bindgen_test]
     async fn the_drop_box_form_refuses_a_size_it_cannot_read_before_sending() {
-        let root = root();
         let props = new_dropbox::NewDropBoxProps {
             on_created: Callback::noop(),
             tor_on: true,
         };
-        yew::Renderer::<NewDropBox>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = render::<NewDropBox>(props).await;
         type_into(&root, "#box-max-file", "lots");
         type_into(&root, "#box-label", "Tips");
         settle().await;
@@ -320,7 +321,6 @@ mod browser_tests {
     #[wasm_bindgen_test]
     async fn a_card_lists_each_recipient_with_their_own_link_and_revokes_after_asking() {
         use veilshare_shared::{RecipientState, RecipientView};
-        let root = root();
         let mut named = share(ShareState::Live);
         named.links.onion = None;
         named.client_key = None;
@@ -340,13 +340,7 @@ mod browser_tests {
                 revoked_at: Some(5),
             },
         ];
-        let props = ShareCardProps {
-            share: named,
-            now: 0,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = show(named, 0).await;
         let text = root.text_content().unwrap_or_default();
         assert!(
             text.contains(&"b".repeat(56)) && text.contains(&"A".repeat(52)),
@@ -406,14 +400,12 @@ mod browser_tests {
             problem: None,
             created_at: 1,
         };
-        let root = root();
         let props = GetCardProps {
             get: get.clone(),
             on_changed: Callback::noop(),
             on_removed: Callback::noop(),
         };
-        yew::Renderer::<GetCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = render::<GetCard>(props).await;
         let text = root.text_content().unwrap_or_default();
         assert!(
             text.contains("1.0 MiB of 4.0 MiB · 512.0 KiB/s · 6 s left · 2 sources"),
@@ -426,14 +418,12 @@ mod browser_tests {
         get.state = GetState::Done;
         get.done = 4 << 20;
         get.saved = vec!["/home/ana/Downloads/dossier (1).pdf".into()];
-        let root = self::root();
         let props = GetCardProps {
             get,
             on_changed: Callback::noop(),
             on_removed: Callback::noop(),
         };
-        yew::Renderer::<GetCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = render::<GetCard>(props).await;
         let text = root.text_content().unwrap_or_default();
         assert!(
             text.contains("Saved and verified:/home/ana/Downloads/dossier (1).pdf"),
@@ -462,41 +452,30 @@ mod browser_tests {
 
     #[wasm_bindgen_test]
     async fn tor_progress_is_shown_in_plain_words() {
-        let root = root();
         let props = TorBadgeProps {
             tor: Some(TorStatus::Bootstrapping {
                 progress: 0.42,
                 message: "fetching directory".into(),
             }),
         };
-        yew::Renderer::<TorBadge>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = render::<TorBadge>(props).await;
         let text = root.text_content().unwrap_or_default();
         assert_eq!(text, "Connecting to Tor: 42% (fetching directory)");
     }
 
     #[wasm_bindgen_test]
     async fn a_direct_card_offers_its_ticket_and_the_mirror_form_wants_a_source() {
-        let root = root();
         let mut direct = share(ShareState::Live);
         direct.direct = true;
         direct.links.ticket = Some("blobexampleticket".into());
-        let props = ShareCardProps {
-            share: direct,
-            now: 0,
-            on_changed: Callback::noop(),
-        };
-        yew::Renderer::<ShareCard>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = show(direct, 0).await;
         let text = root.text_content().unwrap_or_default();
         assert!(text.contains("blobexampleticket"), "{text}");
 
-        let root = self::root();
         let props = MirrorFormProps {
             on_created: Callback::noop(),
         };
-        yew::Renderer::<MirrorForm>::with_root_and_props(root.clone(), props).render();
-        settle().await;
+        let root = render::<MirrorForm>(props).await;
         for id in [
             "mirror-source",
             "mirror-max",

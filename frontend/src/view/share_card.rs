@@ -42,6 +42,18 @@ fn copy_button(text: &str, what: &str, copied: &UseStateHandle<Option<String>>) 
     html! { <button type="button" class="copy" onclick={onclick} aria-label={format!("Copy the {what}")}>{ "Copy" }</button> }
 }
 
+/// A named value (a link, a key) with its Copy button; `what` names it in the button's label and
+/// in "Copied the …".
+fn value_row(name: &str, value: &str, what: &str, copied: &UseStateHandle<Option<String>>) -> Html {
+    html! {
+        <div class="link-row">
+            <span class="link-name">{ name.to_owned() }</span>
+            <code class="link-value">{ value.to_owned() }</code>
+            { copy_button(value, what, copied) }
+        </div>
+    }
+}
+
 /// What a drop box received, in one line: uploads, bytes, and the limits.
 fn received(dropbox: &DropBoxView) -> String {
     let limits = &dropbox.limits;
@@ -80,7 +92,7 @@ fn items(id: &ShareId, dropbox: &DropBoxView, on_changed: &Callback<ShareView>) 
 }
 
 /// The handlers of an action done in two steps: ask (show the confirmation), cancel (hide it).
-fn confirm_steps(
+pub(super) fn confirm_steps(
     confirming: &UseStateHandle<bool>,
 ) -> (Callback<MouseEvent>, Callback<MouseEvent>) {
     let (yes, no) = (confirming.clone(), confirming.clone());
@@ -294,16 +306,8 @@ fn Recipient(props: &RecipientProps) -> Html {
                 { state }
             </div>
             if let Some((link, key)) = shown {
-                <div class="link-row">
-                    <span class="link-name">{ "Link" }</span>
-                    <code class="link-value">{ link.clone() }</code>
-                    { copy_button(&link, &format!("link for {}", recipient.name), &copied) }
-                </div>
-                <div class="link-row">
-                    <span class="link-name">{ "Key" }</span>
-                    <code class="link-value">{ key.clone() }</code>
-                    { copy_button(&key, &format!("key for {}", recipient.name), &copied) }
-                </div>
+                { value_row("Link", &link, &format!("link for {}", recipient.name), &copied) }
+                { value_row("Key", &key, &format!("key for {}", recipient.name), &copied) }
                 if *show_qr {
                     if let Some(svg) = qr_svg(&link) {
                         <figure class="qr">
@@ -490,16 +494,9 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
     };
     let preferred = share.links.preferred().map(str::to_owned);
     let link_row = |name: &str, value: &Option<String>| -> Html {
-        match value {
-            Some(link) => html! {
-                <div class="link-row">
-                    <span class="link-name">{ name.to_owned() }</span>
-                    <code class="link-value">{ link.clone() }</code>
-                    { copy_button(link, &format!("{name} link"), &copied) }
-                </div>
-            },
-            None => html! {},
-        }
+        value.as_deref().map_or_else(Html::default, |link| {
+            value_row(name, link, &format!("{name} link"), &copied)
+        })
     };
 
     html! {
@@ -545,11 +542,7 @@ pub fn ShareCard(props: &ShareCardProps) -> Html {
                     { link_row("Local", &share.links.local) }
                     { link_row("Ticket", &share.links.ticket) }
                     if let Some(key) = &share.client_key {
-                        <div class="link-row">
-                            <span class="link-name">{ "Key" }</span>
-                            <code class="link-value">{ key.clone() }</code>
-                            { copy_button(key, "key", &copied) }
-                        </div>
+                        { value_row("Key", key, "key", &copied) }
                     }
                     if share.state == ShareState::Publishing {
                         <p class="quiet">{ "Publishing the onion service; the link works once this says live." }</p>
