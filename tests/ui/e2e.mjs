@@ -10,50 +10,24 @@
 // position is shown before it is shared and is gone from what recipients get. At 360 px nothing is wider than the window.
 // Screenshots of the main screens go to SCREENSHOTS. Only 127.0.0.1 is contacted.
 
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { DEADLINE, errorWatchedPage, fail, launchBrowser, startApp } from './common.mjs';
 
 const binary = process.env.VEILSHARE_DIST;
 const shots = process.env.SCREENSHOTS;
-const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 if (!binary || !shots) {
   throw new Error('set VEILSHARE_DIST and SCREENSHOTS (run it through `cargo xtask test`)');
 }
 mkdirSync(shots, { recursive: true });
-const DEADLINE = 30_000;
 
 const work = mkdtempSync(join(tmpdir(), 'veilshare-ui-'));
 const file = join(work, 'field notes.bin');
 const content = randomBytes(3 * 1024 * 1024 + 17);
 writeFileSync(file, content);
 
-function fail(message) {
-  throw new Error(message);
-}
-
-// Starts the app and waits for the launch URL on its standard output.
-async function startApp() {
-  const started = Date.now();
-  const child = spawn(binary, [
-    'serve', '--no-browser', '--no-tor', '--listen', '127.0.0.1:0',
-    '--public-listen', '127.0.0.1:0', '--data-dir', join(work, 'data'),
-  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VEILSHARE_LOG: 'warn' } });
-  const launch = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no launch URL within 30 s')), DEADLINE);
-    let seen = '';
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const match = seen.match(/Open (http:\/\/\S+\?launch=\S+)/);
-      if (match) { clearTimeout(timer); resolve(match[1]); }
-    });
-    child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
-  });
-  return { child, launch, startMs: Date.now() - started };
-}
 
 async function fetchStatus(url) {
   const response = await fetch(url);
@@ -61,20 +35,16 @@ async function fetchStatus(url) {
   return { status: response.status, body };
 }
 
-const app = await startApp();
-const browser = await chromium.launch({
-  executablePath: browserPath,
-  args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const app = await startApp(binary, [
+  '--no-tor', '--public-listen', '127.0.0.1:0', '--data-dir', join(work, 'data'),
+], 'warn');
+const browser = await launchBrowser();
 let ok = false;
 let page;
 try {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
-  page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(String(error)));
-  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  const watched = await errorWatchedPage(browser, 1000, 900);
+  const { context, errors } = watched;
+  page = watched.page;
 
   // The launch URL signs in and leaves the address bar without its code.
   const opened = Date.now();

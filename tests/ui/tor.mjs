@@ -16,17 +16,15 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, connect } from 'node:net';
 import { dirname, join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { DEADLINE, errorWatchedPage, fail, launchBrowser, startApp } from './common.mjs';
 
 const binary = process.env.VEILSHARE_DIST;
 const shots = process.env.SCREENSHOTS;
 const testnet = process.env.VEILSHARE_TESTNET;
-const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 if (!binary || !shots || !testnet) {
   throw new Error('set VEILSHARE_DIST, VEILSHARE_TESTNET and SCREENSHOTS (run it through `cargo xtask test`)');
 }
 mkdirSync(shots, { recursive: true });
-const DEADLINE = 30_000;
 // Publishing an onion service on the test network takes seconds; allow for a slow machine.
 const PUBLISH = 150_000;
 
@@ -34,28 +32,13 @@ const work = mkdtempSync(join(tmpdir(), 'veilshare-ui-tor-'));
 const file = join(work, 'for named eyes.txt');
 writeFileSync(file, 'only for the people named on the card\n');
 
-function fail(message) {
-  throw new Error(message);
-}
-
-// Starts an app on the test network (data under `name`; direct sharing on 127.0.0.1 only) and
-// waits for the launch URL on its standard output.
-async function startApp(name = 'data') {
-  const child = spawn(binary, [
-    'serve', '--no-browser', '--listen', '127.0.0.1:0', '--tor-config', testnet,
-    '--no-iroh-relay', '--iroh-bind', '127.0.0.1:0', '--data-dir', join(work, name),
-  ], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VEILSHARE_LOG: 'error' } });
-  const launch = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no launch URL within 30 s')), DEADLINE);
-    let seen = '';
-    child.stdout.on('data', (chunk) => {
-      seen += chunk;
-      const match = seen.match(/Open (http:\/\/\S+\?launch=\S+)/);
-      if (match) { clearTimeout(timer); resolve(match[1]); }
-    });
-    child.on('exit', (code) => reject(new Error(`veilshare exited with ${code}`)));
-  });
-  return { child, launch, dataDir: join(work, name) };
+// Starts an app on the test network (data under `name`; direct sharing on 127.0.0.1 only).
+async function startTorApp(name = 'data') {
+  const dataDir = join(work, name);
+  const app = await startApp(binary, [
+    '--tor-config', testnet, '--no-iroh-relay', '--iroh-bind', '127.0.0.1:0', '--data-dir', dataDir,
+  ], 'error');
+  return { ...app, dataDir };
 }
 
 // Creates a share through an app's local API (the CLI's way in: its token).
@@ -148,22 +131,16 @@ async function fetchOverTor(ctor, link, key, path, seconds) {
   return Number(out) || 0;
 }
 
-const app = await startApp();
+const app = await startTorApp();
 const ctor = await startCTor();
 const others = [];
-const browser = await chromium.launch({
-  executablePath: browserPath,
-  args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchBrowser();
 let ok = false;
 let page;
 try {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 1100 } });
-  page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(String(error)));
-  page.on('console', (message) => { if (message.type() === 'error') errors.push(message.text()); });
+  const watched = await errorWatchedPage(browser, 1000, 1100);
+  const { errors } = watched;
+  page = watched.page;
   await page.goto(app.launch);
   await page.getByRole('heading', { name: 'Share files' }).waitFor({ timeout: DEADLINE });
   await page.getByText('Connected to Tor').waitFor({ timeout: PUBLISH });
@@ -216,7 +193,7 @@ try {
   await page.screenshot({ path: join(shots, '15-recipient-added.png'), fullPage: true });
 
   // The Get panel: fetch another instance's share by its onion link and key, then by ticket.
-  const sender = await startApp('sender');
+  const sender = await startTorApp('sender');
   others.push(sender);
   const sent = randomBytes(24 * 1024 * 1024 + 5);
   const shared = await createShare(sender, 'evidence.bin', sent, { restricted: 'true' });
