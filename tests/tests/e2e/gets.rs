@@ -8,19 +8,24 @@ use veilshare_shared::{GetState, GetView};
 
 use crate::util::{Server, data};
 
+/// `method path` on the app's API, its JSON answer.
+async fn call<T: serde::de::DeserializeOwned>(server: &Server, method: Method, path: &str) -> T {
+    server
+        .api(method, path)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
 /// Waits until the fetch `id` is in `state` (a long deadline: a source that comes back is
 /// retried once a few seconds); panics with its last view otherwise.
 pub(crate) async fn wait_get(server: &Server, id: &str, state: GetState) -> GetView {
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
     loop {
-        let gets: Vec<GetView> = server
-            .api(Method::GET, "/api/downloads")
-            .send()
-            .await
-            .expect("GET /api/downloads")
-            .json()
-            .await
-            .expect("JSON");
+        let gets: Vec<GetView> = call(server, Method::GET, "/api/downloads").await;
         let get = gets
             .into_iter()
             .find(|g| g.id == id)
@@ -114,14 +119,7 @@ async fn the_app_fetches_a_share_into_its_downloads_folder_without_overwriting()
         .expect("DELETE");
     assert_eq!(removed.status(), 204);
     assert!(folder.join("report.pdf").exists());
-    let left: Vec<GetView> = app
-        .api(Method::GET, "/api/downloads")
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let left: Vec<GetView> = call(&app, Method::GET, "/api/downloads").await;
     assert!(left.is_empty(), "{left:?}");
     app.stop().await;
     sender.stop().await;
@@ -151,23 +149,19 @@ async fn a_fetch_waits_for_its_source_pauses_and_survives_a_restart_of_the_app()
     use_folder(&app, &folder).await;
     let get = start_get(&app, &[&link], None).await;
     assert_eq!(get.state, GetState::Connecting);
-    let paused: GetView = app
-        .api(Method::POST, &format!("/api/downloads/{}/pause", get.id))
-        .send()
-        .await
-        .expect("pause")
-        .json()
-        .await
-        .expect("JSON");
+    let paused: GetView = call(
+        &app,
+        Method::POST,
+        &format!("/api/downloads/{}/pause", get.id),
+    )
+    .await;
     assert_eq!(paused.state, GetState::Paused);
-    let resumed: GetView = app
-        .api(Method::POST, &format!("/api/downloads/{}/resume", get.id))
-        .send()
-        .await
-        .expect("resume")
-        .json()
-        .await
-        .expect("JSON");
+    let resumed: GetView = call(
+        &app,
+        Method::POST,
+        &format!("/api/downloads/{}/resume", get.id),
+    )
+    .await;
     assert_eq!(resumed.state, GetState::Connecting);
     // The app stops while the fetch waits; the sender comes back; the app starts again.
     app.kill9().await;
