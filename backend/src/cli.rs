@@ -105,9 +105,8 @@ struct GetArgs {
     output: PathBuf,
     #[command(flatten)]
     data: DataDirArg,
-    /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
-    #[arg(long)]
-    tor_config: Option<PathBuf>,
+    #[command(flatten)]
+    tor: TorArgs,
     /// Fetch big files as this many ranges at once, each over its own Tor circuit [default: 4
     /// over Tor, 1 on plain links].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -156,9 +155,8 @@ struct ShareArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     data: DataDirArg,
-    /// An Arti TOML file to merge into the Tor configuration.
-    #[arg(long)]
-    tor_config: Option<PathBuf>,
+    #[command(flatten)]
+    tor: TorArgs,
     /// Do not use Tor (only useful with --public-listen).
     #[arg(long)]
     no_tor: bool,
@@ -269,6 +267,34 @@ impl P2pArgs {
     }
 }
 
+/// How Tor reaches the network.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct TorArgs {
+    /// Reach Tor through this bridge (repeat for each; all of one transport: obfs4,
+    /// snowflake, or plain). Wins over the bridges saved in the app for this run.
+    #[arg(long, value_name = "LINE")]
+    bridge: Vec<String>,
+    /// The pluggable transport's program for --bridge [default: lyrebird or obfs4proxy for
+    /// obfs4, snowflake-client for snowflake, found on PATH].
+    #[arg(long, value_name = "PATH", requires = "bridge")]
+    bridge_program: Option<String>,
+    /// An Arti TOML file to merge into the Tor configuration (test networks, expert settings).
+    #[arg(long, value_name = "ARTI.toml")]
+    tor_config: Option<PathBuf>,
+}
+
+impl TorArgs {
+    /// The setup: `--bridge` lines, else the bridges saved in `data_dir`.
+    pub(crate) fn setup(self, data_dir: &Path) -> Result<crate::app::TorSetup> {
+        crate::app::bridges::setup(
+            data_dir,
+            self.tor_config,
+            &self.bridge,
+            self.bridge_program.as_deref(),
+        )
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 struct DataDirArg {
     /// Where veilshare keeps its data [default: the platform's data directory].
@@ -290,9 +316,8 @@ struct ServeArgs {
     /// Do not use Tor.
     #[arg(long)]
     no_tor: bool,
-    /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
-    #[arg(long)]
-    tor_config: Option<PathBuf>,
+    #[command(flatten)]
+    tor: TorArgs,
     /// Do not open the browser; only print the launch URL.
     #[arg(long)]
     no_browser: bool,
@@ -319,12 +344,13 @@ impl ServeArgs {
                 self.listen
             );
         }
+        let data_dir = self.data.resolve()?;
         Ok(ServeSettings {
             node: NodeSettings {
-                data_dir: self.data.resolve()?,
+                tor_setup: self.tor.setup(&data_dir)?,
+                data_dir,
                 public_listen: self.public_listen,
                 tor: !self.no_tor,
-                tor_config: self.tor_config,
                 p2p: self.p2p.config()?,
                 revoke_leftovers: false,
             },
@@ -348,9 +374,16 @@ impl DataDirArg {
     }
 }
 
-/// Names that mark a folder as a veilshare data directory: the app's, and the Tor state or
-/// headless node that `get`, `send` and `share` alone leave there.
-const DATA_DIR_MARKS: [&str; 5] = ["api-token", "lock", "store", "tor-get", "headless"];
+/// Names that mark a folder as a veilshare data directory: the app's, the Tor state or
+/// headless node that `get`, `send` and `share` alone leave there, and saved bridge settings.
+const DATA_DIR_MARKS: [&str; 6] = [
+    "api-token",
+    "lock",
+    "store",
+    "tor-get",
+    "headless",
+    "bridges.json",
+];
 
 /// Makes `dir` ready to hold veilshare's data, readable by its owner only. A folder that
 /// already holds other things (a home folder, `/tmp`, a project) is refused, not taken over:
@@ -421,9 +454,14 @@ fn init_tracing(default: &str) {
     let with_gc = |directives: &str| format!("{directives},iroh_blobs::store::gc=warn");
     let filter = tracing_subscriber::EnvFilter::try_new(with_gc(&directives))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(with_gc(default)));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(crate::app::bridges::watch_layer())
         .init();
 }
 
@@ -845,14 +883,15 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
 }
 
 async fn get(args: GetArgs) -> Result<()> {
+    let data_dir = args.data.resolve()?;
     let settings = GetSettings {
         sources: args.links,
         link: FetchSettings {
             // Each link's own, filled in per source.
             link: String::new(),
             out_dir: args.output,
-            state_dir: crate::app::get::tor_state_dir(&args.data.resolve()?),
-            tor_config: args.tor_config,
+            state_dir: crate::app::get::tor_state_dir(&data_dir),
+            tor: args.tor.setup(&data_dir)?,
             parallel: args.parallel.map(usize::from),
             quiet: args.quiet,
             patience: args.timeout,
@@ -872,6 +911,7 @@ async fn get(args: GetArgs) -> Result<()> {
 
 impl ShareArgs {
     fn into_settings(self) -> Result<crate::app::headless::HeadlessSettings> {
+        let data_dir = self.data.resolve()?;
         let mut fields = self.policy.fields()?;
         fields.keep_metadata = self.keep_metadata;
         for file in &self.files {
@@ -889,10 +929,10 @@ impl ShareArgs {
             files: self.files,
             fields,
             node: NodeSettings {
-                data_dir: self.data.resolve()?.join("headless"),
+                tor_setup: self.tor.setup(&data_dir)?,
+                data_dir: data_dir.join("headless"),
                 public_listen: self.public_listen,
                 tor: !self.no_tor,
-                tor_config: self.tor_config,
                 p2p: self.p2p.config()?,
                 // Its shares live only as long as its process.
                 revoke_leftovers: true,

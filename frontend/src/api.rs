@@ -119,6 +119,21 @@ pub async fn set_download_folder(
     answer(request.send().await).await
 }
 
+/// `GET /api/settings/bridges`: the saved bridge settings and the programs found.
+pub async fn bridge_settings() -> Result<veilshare_shared::BridgesView, Problem> {
+    json(Request::get("/api/settings/bridges")).await
+}
+
+/// `PUT /api/settings/bridges`: saves bridge settings; Tor reconnects with them.
+pub async fn set_bridge_settings(
+    settings: &veilshare_shared::BridgeSettings,
+) -> Result<veilshare_shared::BridgesView, Problem> {
+    let request = Request::put("/api/settings/bridges")
+        .json(settings)
+        .map_err(|e| e.to_string())?;
+    answer(request.send().await).await
+}
+
 /// `DELETE /api/shares/{id}/items/{item}`: deletes one upload a drop box received.
 pub async fn delete_item(id: &ShareId, item: &str) -> Result<ShareView, Problem> {
     let item = String::from(js_sys::encode_uri_component(item));

@@ -10,10 +10,10 @@ mod view;
 
 use std::rc::Rc;
 
-use veilshare_shared::{Event, GetView, ShareView, Status, TorStatus};
+use veilshare_shared::{BridgesInUse, Event, GetView, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-use view::{GetCard, GetForm, MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
+use view::{BridgePanel, GetCard, GetForm, MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
 
 /// Unix seconds now, from the browser's clock.
 pub fn now_secs() -> u64 {
@@ -69,6 +69,7 @@ enum Action {
     RemoveGet(String),
     LoadFailed(String),
     Tor(TorStatus),
+    Bridges(Option<BridgesInUse>),
     Upsert(Box<ShareView>),
     Live(Option<String>),
     Tick(u64),
@@ -97,6 +98,11 @@ impl Reducible for Model {
             Action::Tor(tor) => {
                 if let Some(status) = next.status.as_mut() {
                     status.tor = tor;
+                }
+            }
+            Action::Bridges(bridges) => {
+                if let Some(status) = next.status.as_mut() {
+                    status.bridges = bridges;
                 }
             }
             Action::Upsert(share) => match next.shares.iter_mut().find(|s| s.id == share.id) {
@@ -166,6 +172,12 @@ fn App() -> Html {
         Callback::from(move |id: String| model.dispatch(Action::RemoveGet(id)))
     };
     let tor = model.status.as_ref().map(|s| s.tor.clone());
+    let bridges = model.status.as_ref().and_then(|s| s.bridges.clone());
+    let settings_open = use_state(|| false);
+    let toggle_settings = {
+        let open = settings_open.clone();
+        Callback::from(move |_: MouseEvent| open.set(!*open))
+    };
     let tor_on = !matches!(
         model.status.as_ref().map(|s| &s.tor),
         Some(TorStatus::Disabled)
@@ -216,8 +228,17 @@ fn App() -> Html {
         <>
             <header class="top">
                 <h1>{ "veilshare" }</h1>
-                <TorBadge tor={tor} />
+                <div class="row">
+                    <TorBadge tor={tor} bridges={bridges.clone()} />
+                    if tor_on {
+                        <button type="button" id="bridges-button" aria-expanded={settings_open.to_string()}
+                                aria-controls="bridges-panel" onclick={toggle_settings}>{ "Bridges" }</button>
+                    }
+                </div>
             </header>
+            if *settings_open && tor_on {
+                <div id="bridges-panel"><BridgePanel in_use={bridges} /></div>
+            }
             if let Some(problem) = &model.load_problem {
                 <p class="problem" role="alert">{ problem }</p>
             }
@@ -273,6 +294,7 @@ fn apply(model: &UseReducerHandle<Model>, event: Event) {
         | Event::ShareUpdated { share }
         | Event::ShareEnded { share } => model.dispatch(Action::Upsert(Box::new(share))),
         Event::Tor { status } => model.dispatch(Action::Tor(status)),
+        Event::Bridges { bridges } => model.dispatch(Action::Bridges(bridges)),
         Event::GetUpdated { get } => model.dispatch(Action::UpsertGet(Box::new(get))),
         Event::GetRemoved { id } => model.dispatch(Action::RemoveGet(id)),
         Event::DownloadStarted { .. }

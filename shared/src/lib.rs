@@ -9,12 +9,16 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod audit;
+pub mod bridges;
 pub mod dropbox;
 pub mod gets;
 pub mod metadata;
 pub mod recipients;
 
 pub use audit::{AuditEntry, AuditEvent, AuditLogView, RefusalReason, Transport};
+pub use bridges::{
+    BridgeReach, BridgeSettings, BridgeState, BridgeTransport, BridgesInUse, BridgesView,
+};
 pub use dropbox::{CreateDropBox, DropBoxLimits, DropBoxView, ReceivedItem};
 pub use gets::{DownloadSettings, GetState, GetView, StartGet};
 pub use metadata::{MetadataKind, MetadataReport};
@@ -687,6 +691,9 @@ pub struct Status {
     pub p2p: P2pStatus,
     /// Base URL of the plain public listener, when on.
     pub public_base: Option<String>,
+    /// The bridges Tor goes through, when it uses any.
+    #[serde(default)]
+    pub bridges: Option<BridgesInUse>,
 }
 
 /// Something that happened, as sent on `GET /api/events`.
@@ -750,6 +757,11 @@ pub enum Event {
     Tor {
         /// The new state.
         status: TorStatus,
+    },
+    /// The bridges Tor goes through changed, or one was reached or failed.
+    Bridges {
+        /// The bridges in use now; `None`: none.
+        bridges: Option<BridgesInUse>,
     },
     /// A fetch in the Get panel started, moved on, paused or ended.
     GetUpdated {

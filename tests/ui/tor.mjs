@@ -239,9 +239,36 @@ try {
   if (!readFileSync(join(downloads, 'evidence (1).bin')).equals(other)) fail('the bytes fetched by ticket differ');
   if (!readFileSync(join(downloads, 'evidence.bin')).equals(sent)) fail('the first copy was changed');
 
+  // Bridges: a wrong line first (its bridge is reported as failed, by name, in the badge), then
+  // the private network's obfs4 bridge; the running app reconnects through it.
+  const bridgeLine = readFileSync(join(dirname(testnet), 'bridge-obfs4'), 'utf8').trim();
+  const wrongLine = bridgeLine
+    .replace(/127\.0\.0\.1:\d+ /, `127.0.0.1:${await freePort()} `)
+    .replace(/ [0-9A-F]{40} /, ` ${'AB'.repeat(20)} `);
+  await page.getByRole('button', { name: 'Bridges' }).click();
+  await page.locator('#bridges-title').waitFor();
+  await page.check('#bridges-on');
+  await page.check('#bridge-kind-obfs4');
+  if (!/found: .*obfs4proxy/.test(await page.locator('label[for=bridge-program]').textContent())) fail('the obfs4 program was not found on PATH');
+  await page.fill('#bridge-lines', 'not a bridge line');
+  await page.getByRole('button', { name: 'Save and connect' }).click();
+  await page.locator('#bridges-panel .problem', { hasText: 'bridge line 1' }).waitFor();
+  await page.fill('#bridge-lines', wrongLine);
+  await page.getByRole('button', { name: 'Save and connect' }).click();
+  await page.locator('header .badge', { hasText: '1 of 1 bridges failed' }).waitFor({ timeout: PUBLISH });
+  await page.locator('.bridge-states li.problem').waitFor();
+  await page.screenshot({ path: join(shots, '19-bridges-failed.png'), fullPage: true });
+  await page.fill('#bridge-lines', `# the test network's bridge\n${bridgeLine}\n`);
+  await page.getByRole('button', { name: 'Save and connect' }).click();
+  await page.locator('header .badge', { hasText: 'Connected to Tor through obfs4 bridges' }).waitFor({ timeout: PUBLISH });
+  await page.locator('.bridge-states li', { hasText: 'connected' }).waitFor({ timeout: PUBLISH });
+  await page.screenshot({ path: join(shots, '20-bridges.png'), fullPage: true });
+  const saved = JSON.parse(readFileSync(join(app.dataDir, 'bridges.json'), 'utf8'));
+  if (!saved.enabled || saved.lines.length !== 1 || saved.lines[0] !== bridgeLine) fail(`bridges.json: ${JSON.stringify(saved)}`);
+
   if (errors.length) fail(`the page logged errors: ${errors.join('; ')}`);
   ok = true;
-  console.log('UI over Tor: named recipients shared, one revoked, one added; a share fetched in the app by onion link and by ticket');
+  console.log('UI over Tor: named recipients shared, one revoked, one added; a share fetched in the app by onion link and by ticket; bridges set, a wrong one reported, the right one used');
 } finally {
   if (!ok && page) await page.screenshot({ path: join(shots, 'failed-tor.png'), fullPage: true }).catch(() => {});
   await browser.close();

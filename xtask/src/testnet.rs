@@ -1,7 +1,9 @@
 //! `cargo xtask testnet up|down|env`: a private Tor network on 127.0.0.1 built from Debian's
-//! `tor` (3 directory authorities and 6 relays, `TestingTorNetwork`, 20-second voting), and
-//! the Arti TOML that points at it. `up` returns once the consensus lists every relay as an
-//! HSDir; `env` prints the TOML's path; `down` stops the network.
+//! `tor` (3 directory authorities and 6 relays, `TestingTorNetwork`, 20-second voting), an
+//! unlisted obfs4 bridge (a `tor` bridge relay with Debian's `obfs4proxy` as its server
+//! transport; its bridge line in `bridge-obfs4`), and the Arti TOML that points at the
+//! network. `up` returns once the consensus lists every relay as an HSDir and the bridge is
+//! ready; `env` prints the TOML's path; `down` stops the network.
 
 use std::{
     io::{Read, Write},
@@ -17,6 +19,8 @@ use crate::{exec, setup::ensure_debian_packages, target_dir};
 
 const AUTHORITIES: usize = 3;
 const RELAYS: usize = 6;
+/// The bridge's nickname: the last node, not listed in the consensus.
+const BRIDGE: &str = "bridge0";
 
 struct Node {
     nick: String,
@@ -111,6 +115,13 @@ fn running(nodes_file: &Path) -> bool {
             .all(|d| pid_alive(&Path::new(d).join("tor.pid")))
         && arti_toml().exists()
         && client_torrc().exists()
+        && obfs4_bridge_line().exists()
+}
+
+/// The obfs4 bridge's line, as a bridge distributor hands it out
+/// (`obfs4 127.0.0.1:PORT FINGERPRINT cert=… iat-mode=0`).
+pub fn obfs4_bridge_line() -> PathBuf {
+    dir().join("bridge-obfs4")
 }
 
 /// The torrc lines a C `tor` client needs to join the network (the OnionShare side-by-side in
@@ -120,7 +131,11 @@ pub fn client_torrc() -> PathBuf {
 }
 
 pub fn up() -> Result<()> {
-    ensure_debian_packages(&[("tor", "tor"), ("tor-gencert", "tor")])?;
+    ensure_debian_packages(&[
+        ("tor", "tor"),
+        ("tor-gencert", "tor"),
+        ("obfs4proxy", "obfs4proxy"),
+    ])?;
     let root = dir();
     let nodes_file = root.join("nodes");
     if running(&nodes_file) {
@@ -137,10 +152,12 @@ pub fn up() -> Result<()> {
     std::fs::write(&empty, "")?;
 
     let mut nodes = Vec::new();
-    for i in 0..AUTHORITIES + RELAYS {
+    for i in 0..=AUTHORITIES + RELAYS {
         let authority = i < AUTHORITIES;
         let nick = if authority {
             format!("auth{i}")
+        } else if i == AUTHORITIES + RELAYS {
+            BRIDGE.to_owned()
         } else {
             format!("relay{}", i - AUTHORITIES)
         };
@@ -255,6 +272,20 @@ pub fn up() -> Result<()> {
             dirport = node.dir_port,
             authorities = dir_authority_lines.join("\n"),
         );
+        if node.nick == BRIDGE {
+            // A bridge: its descriptor goes to nobody; clients learn of it from its line.
+            // The server transport listens on its own port; `ExtORPort` hands the
+            // deobfuscated connections back to tor.
+            torrc.push_str(&format!(
+                "BridgeRelay 1\nPublishServerDescriptor 0\nExtORPort auto\n\
+                 ServerTransportPlugin obfs4 exec {obfs4proxy}\n\
+                 ServerTransportListenAddr obfs4 127.0.0.1:{obfs4_port}\n",
+                obfs4proxy = crate::setup::which("obfs4proxy")
+                    .context("obfs4proxy is not installed")?
+                    .display(),
+                obfs4_port = free_port()?,
+            ));
+        }
         if node.authority {
             torrc.push_str(
                 "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nV3AuthVotingInterval 20\n\
@@ -285,7 +316,8 @@ pub fn up() -> Result<()> {
         )?;
     }
 
-    // Wait until the consensus lists every node as an HSDir.
+    // Wait until the consensus lists every node but the bridge as an HSDir.
+    let listed = nodes.len() - 1;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(180);
     let authority = &nodes[0];
@@ -297,26 +329,33 @@ pub fn up() -> Result<()> {
                     .count()
             })
             .unwrap_or(0);
-        if hsdirs >= nodes.len() {
+        if hsdirs >= listed {
             break;
         }
         if Instant::now() > deadline {
             bail!(
-                "the test network has no full consensus after 3 minutes ({hsdirs} of {} HSDirs); see {}/*/notice.log",
-                nodes.len(),
+                "the test network has no full consensus after 3 minutes ({hsdirs} of {listed} HSDirs); see {}/*/notice.log",
                 root.display()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!(
-        "consensus with {} HSDirs after {:.1} s",
-        nodes.len(),
+        "consensus with {listed} HSDirs after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let (bridge, (bridge_rsa, _)) = nodes
+        .iter()
+        .zip(&fingerprints)
+        .find(|(n, _)| n.nick == BRIDGE)
+        .context("no bridge node")?;
+    let line = bridge_line(bridge, bridge_rsa, deadline)?;
+    std::fs::write(obfs4_bridge_line(), format!("{line}\n"))?;
+    eprintln!("obfs4 bridge: {}", obfs4_bridge_line().display());
 
     let caches: Vec<String> = nodes
         .iter()
+        .filter(|n| n.nick != BRIDGE)
         .zip(&fingerprints)
         .map(|(node, (rsa, ed))| {
             format!(
@@ -353,6 +392,41 @@ pub fn up() -> Result<()> {
     )?;
     eprintln!("Arti config: {}", arti_toml().display());
     Ok(())
+}
+
+/// Waits until the bridge has bootstrapped and its obfs4 transport wrote its line, and
+/// returns that line with the address and fingerprint filled in.
+fn bridge_line(bridge: &Node, fingerprint: &str, deadline: Instant) -> Result<String> {
+    let template = bridge.dir.join("pt_state/obfs4_bridgeline.txt");
+    let log = bridge.dir.join("notice.log");
+    loop {
+        let bootstrapped =
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("Bootstrapped 100%"));
+        let line = std::fs::read_to_string(&template).ok().and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Bridge obfs4 "))
+                .map(str::to_owned)
+        });
+        let torrc = std::fs::read_to_string(bridge.dir.join("torrc"))?;
+        let port = torrc
+            .lines()
+            .find_map(|l| l.strip_prefix("ServerTransportListenAddr obfs4 "))
+            .context("bridge torrc without an obfs4 address")?
+            .trim()
+            .to_owned();
+        if let (true, Some(line)) = (bootstrapped, line) {
+            // "Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=… iat-mode=0"
+            let args: Vec<&str> = line.split_whitespace().skip(5).collect();
+            return Ok(format!("obfs4 {port} {fingerprint} {}", args.join(" ")));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the obfs4 bridge did not get ready within 3 minutes; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The current microdescriptor consensus from an authority's DirPort.

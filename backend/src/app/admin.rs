@@ -205,6 +205,21 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<crate::app::bridges::BridgeSettingsError> for Failure {
+    fn from(error: crate::app::bridges::BridgeSettingsError) -> Self {
+        use crate::app::bridges::BridgeSettingsError;
+        match error {
+            BridgeSettingsError::Invalid(_) | BridgeSettingsError::CommandLine => {
+                Self::bad_request(error.to_string())
+            }
+            BridgeSettingsError::Storage(_) => {
+                tracing::error!(%error, "bridge settings");
+                Self::new(ErrorKind::Internal, error.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::app::gets::GetError> for Failure {
     fn from(error: crate::app::gets::GetError) -> Self {
         use crate::app::gets::GetError;
@@ -269,6 +284,10 @@ pub fn router(state: AdminState, ui: Router<AdminState>) -> Router {
         .route(
             "/api/settings/downloads",
             get(download_settings).put(set_download_settings),
+        )
+        .route(
+            "/api/settings/bridges",
+            get(bridge_settings).put(set_bridge_settings),
         )
         .route("/api/shares/{id}/recipients", post(add_recipient))
         .route(
@@ -451,7 +470,32 @@ async fn status(State(state): State<AdminState>) -> Json<Status> {
             .map_or(TorStatus::Disabled, |tor| tor.status()),
         p2p: state.node.endpoints.status(),
         public_base: state.node.public_base.clone(),
+        bridges: state.node.tor_setup.get().bridges_in_use(),
     })
+}
+
+/// `GET /api/settings/bridges`: the saved bridge settings, the transport programs found on
+/// `PATH`, and the bridges in use with what became of each.
+async fn bridge_settings(
+    State(state): State<AdminState>,
+) -> Result<Json<veilshare_shared::BridgesView>, Failure> {
+    Ok(Json(crate::app::bridges::view(
+        &state.node.data_dir,
+        &state.node.tor_setup,
+    )?))
+}
+
+/// `PUT /api/settings/bridges`: checks, saves and applies bridge settings (`400` with the
+/// bad line's number; the saved ones stay).
+async fn set_bridge_settings(
+    State(state): State<AdminState>,
+    Json(settings): Json<veilshare_shared::BridgeSettings>,
+) -> Result<Json<veilshare_shared::BridgesView>, Failure> {
+    Ok(Json(crate::app::bridges::save(
+        &state.node.data_dir,
+        &state.node.tor_setup,
+        settings,
+    )?))
 }
 
 async fn list_shares(State(state): State<AdminState>) -> Json<Vec<ShareView>> {

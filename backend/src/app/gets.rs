@@ -31,7 +31,7 @@ use crate::{
         local::{self, Listing, Progress},
         multi::MultiFetch,
     },
-    transport::iroh::P2pConfig,
+    transport::{iroh::P2pConfig, tor::SharedSetup},
 };
 
 /// How long a fetch keeps trying to reach its sources before it fails.
@@ -122,7 +122,7 @@ pub struct Gets(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
-    tor_config: Option<PathBuf>,
+    tor: SharedSetup,
     p2p: P2pConfig,
     events: EventBus,
     entries: Mutex<BTreeMap<String, Entry>>,
@@ -144,7 +144,7 @@ impl Gets {
     /// Loads the list kept under `data_dir` and, with `resume`, runs again what was running.
     pub fn start(
         data_dir: &Path,
-        tor_config: Option<PathBuf>,
+        tor: SharedSetup,
         p2p: P2pConfig,
         events: EventBus,
         resume: bool,
@@ -161,7 +161,7 @@ impl Gets {
             .unwrap_or_default();
         let gets = Self(Arc::new(Inner {
             data_dir: data_dir.to_owned(),
-            tor_config,
+            tor,
             p2p,
             events,
             entries: Mutex::new(BTreeMap::new()),
@@ -423,7 +423,7 @@ impl Gets {
                 link: String::new(),
                 out_dir: record.folder.clone(),
                 state_dir: crate::app::get::tor_state_dir(&self.0.data_dir),
-                tor_config: self.0.tor_config.clone(),
+                tor: self.0.tor.get(),
                 parallel: None,
                 quiet: true,
                 patience: PATIENCE,
@@ -546,7 +546,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let gets = Gets::start(
             dir.path(),
-            None,
+            SharedSetup::new(Default::default()),
             P2pConfig::default(),
             EventBus::default(),
             false,

@@ -143,7 +143,7 @@ async fn from_link(
         link: link.to_owned(),
         out_dir: scratch.to_owned(),
         state_dir: node.data_dir.join("tor-mirror"),
-        tor_config: node.tor_config.clone(),
+        tor: node.tor_setup.get(),
         parallel: None,
         quiet: true,
         patience,

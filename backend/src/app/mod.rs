@@ -3,6 +3,7 @@
 //! May import every layer below it; nothing below imports it, and it never imports `cli`.
 
 pub mod admin;
+pub mod bridges;
 pub mod get;
 pub mod gets;
 pub mod headless;
@@ -24,13 +25,18 @@ use veilshare_shared::Event;
 use crate::{
     core::{events::EventBus, shares::Shares, store::Store},
     serve::{direct::DirectPublisher, onion::OnionPublisher, public},
-    transport::{http, iroh::Endpoints, tor::Tor},
+    transport::{
+        http,
+        iroh::Endpoints,
+        tor::{SharedSetup, Tor},
+    },
 };
 
 /// The direct-sharing settings the command line fills in.
 pub use crate::transport::{
     http::Audience,
     iroh::{P2pConfig, Relays},
+    tor::TorSetup,
 };
 
 /// How long running downloads get to end cleanly when the node stops.
@@ -132,9 +138,10 @@ pub struct NodeSettings {
     pub public_listen: Option<SocketAddr>,
     /// Whether Tor is on (onion services for shares).
     pub tor: bool,
-    /// An Arti TOML merged into every Tor client's configuration (the app's, and those that
-    /// fetch mirrors from onion links, which run even when the app's Tor is off).
-    pub tor_config: Option<PathBuf>,
+    /// How every Tor client reaches the network (the app's, and those that fetch mirrors
+    /// and downloads from onion links, which run even when the app's Tor is off): an Arti
+    /// TOML, bridges.
+    pub tor_setup: TorSetup,
     /// How the direct-sharing endpoint reaches peers.
     pub p2p: P2pConfig,
     /// Revoke every share a previous run left unended before publishing anything (the
@@ -155,8 +162,8 @@ pub struct Context {
     pub public_base: Option<String>,
     /// The data directory.
     pub data_dir: PathBuf,
-    /// The Arti TOML merged into every Tor client's configuration.
-    pub tor_config: Option<PathBuf>,
+    /// How every Tor client reaches the network; the bridge settings change it.
+    pub tor_setup: SharedSetup,
     /// The Get panel's fetches.
     pub gets: gets::Gets,
 }
@@ -211,9 +218,11 @@ impl Node {
         if let Some(plain) = &plain {
             shares.attach(plain).await?;
         }
+        let tor_setup = SharedSetup::new(settings.tor_setup.clone());
+        forward_bridges(&tor_setup, &events);
         let (tor, onion) = match settings.tor {
             true => {
-                let tor = Tor::start(&settings.data_dir, settings.tor_config.as_deref())
+                let tor = Tor::start(&settings.data_dir, tor_setup.clone())
                     .await
                     .context("cannot start Tor")?;
                 forward_tor_status(&tor, &events);
@@ -235,11 +244,11 @@ impl Node {
                 endpoints: direct.endpoints().clone(),
                 public_base,
                 data_dir: settings.data_dir.clone(),
-                tor_config: settings.tor_config.clone(),
+                tor_setup: tor_setup.clone(),
                 // The headless share runs nothing but its share: no fetch is resumed there.
                 gets: gets::Gets::start(
                     &settings.data_dir,
-                    settings.tor_config.clone(),
+                    tor_setup.clone(),
                     settings.p2p.clone(),
                     events.clone(),
                     !settings.revoke_leftovers,
@@ -285,6 +294,31 @@ impl Node {
         self.context.endpoints.shutdown().await;
         self.store.shutdown().await;
     }
+}
+
+/// The bridges in use as events: when the settings change, and when Arti reaches a bridge or
+/// gives up on one.
+fn forward_bridges(setup: &SharedSetup, events: &EventBus) {
+    let mut changes = setup.subscribe();
+    let mut outcomes = crate::transport::bridges::outcomes().subscribe();
+    let events = events.clone();
+    tokio::spawn(async move {
+        let mut last = changes.borrow().bridges_in_use();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                changed = outcomes.changed() => if changed.is_err() { break },
+            }
+            let now = changes.borrow_and_update().bridges_in_use();
+            outcomes.mark_unchanged();
+            if now != last {
+                events.publish(Event::Bridges {
+                    bridges: now.clone(),
+                });
+                last = now;
+            }
+        }
+    });
 }
 
 /// Tor's bootstrap progress as events.

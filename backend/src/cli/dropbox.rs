@@ -75,9 +75,8 @@ pub(super) struct SendArgs {
     /// The key of a restricted drop box (its owner gives it with the link).
     #[arg(long, env = "VEILSHARE_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// An Arti TOML file to merge into the Tor configuration (bridges, test networks).
-    #[arg(long)]
-    tor_config: Option<PathBuf>,
+    #[command(flatten)]
+    tor: super::TorArgs,
     /// How long to keep trying to reach the drop box (e.g. 2m, 30s), and to wait for it to
     /// take more bytes (at most 60 s).
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
@@ -264,13 +263,14 @@ pub(super) fn item_line(item: &ReceivedItem) -> String {
 
 /// `veilshare send`.
 pub(super) async fn send(args: SendArgs) -> Result<()> {
+    let data_dir = args.data.resolve()?;
     let settings = SendSettings {
         link: args.link,
         files: args.files,
         message: args.message,
         key: args.key,
-        state_dir: crate::app::get::tor_state_dir(&args.data.resolve()?),
-        tor_config: args.tor_config,
+        state_dir: crate::app::get::tor_state_dir(&data_dir),
+        tor: args.tor.setup(&data_dir)?,
         quiet: args.quiet,
         patience: args.timeout,
         keep_metadata: args.keep_metadata,

@@ -74,8 +74,8 @@ pub struct FetchSettings {
     pub out_dir: PathBuf,
     /// Where this command keeps its Tor state.
     pub state_dir: PathBuf,
-    /// An Arti TOML file to merge (bridges, test networks).
-    pub tor_config: Option<PathBuf>,
+    /// How Tor reaches the network (bridges, a test network).
+    pub tor: crate::transport::tor::TorSetup,
     /// Parallel ranges (separate circuits over Tor) for big files; 1 = one stream; `None`
     /// = 4 over Tor, 1 on plain links.
     pub parallel: Option<usize>,
@@ -407,12 +407,9 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
         .clamp(Duration::from_secs(1), IDLE_TIMEOUT);
     let mut authorized = None;
     let via = if is_onion(base) {
-        let client = crate::transport::tor::create_client(
-            &settings.state_dir,
-            settings.tor_config.as_deref(),
-        )
-        .await
-        .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
+        let client = crate::transport::tor::create_client(&settings.state_dir, &settings.tor)
+            .await
+            .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
         // A key is used for this run only: it is removed when the transport drops, and a run
         // without one removes any a crashed run left (the service must not stay reachable).
         let (host, _, _) = split_url(base)?;

@@ -45,8 +45,8 @@ pub struct SendSettings {
     pub key: Option<String>,
     /// Where this command keeps its Tor state.
     pub state_dir: PathBuf,
-    /// An Arti TOML file to merge (bridges, test networks).
-    pub tor_config: Option<PathBuf>,
+    /// How Tor reaches the network (bridges, a test network).
+    pub tor: crate::transport::tor::TorSetup,
     /// No progress bar.
     pub quiet: bool,
     /// How long to keep trying to reach the drop box.
@@ -105,7 +105,7 @@ pub async fn send(settings: &SendSettings) -> Result<Sent> {
             // Nothing is written: the fetch settings only say how to reach the box.
             out_dir: PathBuf::new(),
             state_dir: settings.state_dir.clone(),
-            tor_config: settings.tor_config.clone(),
+            tor: settings.tor.clone(),
             parallel: Some(1),
             quiet: settings.quiet,
             patience: settings.patience,

@@ -3,6 +3,7 @@
 //! deadlines and a connection cap. They carry bytes and know nothing of shares: they import
 //! nothing else of the crate.
 
+pub mod bridges;
 pub mod coalesce;
 pub mod http;
 pub mod iroh;

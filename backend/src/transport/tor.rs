@@ -32,9 +32,9 @@ use tor_hsservice::{
 use tor_llcrypto::pk::curve25519;
 use tor_proto::stream::IncomingStreamRequest;
 use tor_rtcompat::PreferredRuntime;
-use veilshare_shared::{ShareId, TorStatus};
+use veilshare_shared::{BridgesInUse, ShareId, TorStatus};
 
-use crate::transport::http;
+use crate::transport::{bridges::Bridges, http};
 
 /// Streams one onion service serves at once; beyond it, a newcomer takes the place of an
 /// idle stream, or is told to come back later (see [`http::ConnectionCap`]).
@@ -80,9 +80,59 @@ fn dirs(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("state"), dir.join("cache"))
 }
 
-/// Builds a client configuration with its storage under `dir`, merged with an optional Arti
-/// TOML file (bridges, or a private test network).
-pub fn client_config(dir: &Path, config_file: Option<&Path>) -> Result<TorClientConfig, TorError> {
+/// How every Tor client of the process reaches the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TorSetup {
+    /// An Arti TOML merged into the configuration (a private test network, expert settings).
+    pub config_file: Option<PathBuf>,
+    /// The bridges to go through (and through nothing else), if any.
+    pub bridges: Option<Bridges>,
+    /// The bridges came from `--bridge` (the saved settings do not apply in this run).
+    pub bridges_from_command_line: bool,
+}
+
+impl TorSetup {
+    /// The bridges in use, as the UI shows them.
+    pub fn bridges_in_use(&self) -> Option<BridgesInUse> {
+        self.bridges.as_ref().map(|bridges| BridgesInUse {
+            transport: bridges.transport(),
+            bridges: bridges.states(),
+            from_command_line: self.bridges_from_command_line,
+        })
+    }
+}
+
+/// The [`TorSetup`] of a running app, which the bridge settings change: clients made later
+/// use the new one, and the app's client is reconfigured in place. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SharedSetup(Arc<watch::Sender<TorSetup>>);
+
+impl SharedSetup {
+    /// Starts with `setup`.
+    pub fn new(setup: TorSetup) -> Self {
+        Self(Arc::new(watch::channel(setup).0))
+    }
+
+    /// The setup now.
+    pub fn get(&self) -> TorSetup {
+        self.0.borrow().clone()
+    }
+
+    /// Replaces the setup.
+    pub fn set(&self, setup: TorSetup) {
+        self.0.send_replace(setup);
+    }
+
+    /// Follows changes.
+    pub fn subscribe(&self) -> watch::Receiver<TorSetup> {
+        self.0.subscribe()
+    }
+}
+
+/// Builds a client configuration with its storage under `dir`: veilshare's defaults, then
+/// the setup's Arti TOML file (a private test network, expert settings), then its bridges.
+pub fn client_config(dir: &Path, setup: &TorSetup) -> Result<TorClientConfig, TorError> {
+    let config_file = setup.config_file.as_deref();
     let (state, cache) = dirs(dir);
     for d in [&state, &cache] {
         std::fs::create_dir_all(d)
@@ -110,6 +160,12 @@ pub fn client_config(dir: &Path, config_file: Option<&Path>) -> Result<TorClient
             tor_config::sources::MustRead::MustRead,
         );
     }
+    if let Some(bridges) = &setup.bridges {
+        sources.push_source(
+            tor_config::ConfigurationSource::from_verbatim(bridges.toml()),
+            tor_config::sources::MustRead::MustRead,
+        );
+    }
     let quote =
         |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_else(|_| "\"\"".into());
     sources.push_option(format!("storage.state_dir={}", quote(&state)));
@@ -128,10 +184,10 @@ fn install_crypto_provider() {
 /// Creates an unbootstrapped client with its storage under `dir`.
 pub async fn create_client(
     dir: &Path,
-    config_file: Option<&Path>,
+    setup: &TorSetup,
 ) -> Result<Arc<TorClient<PreferredRuntime>>, TorError> {
     install_crypto_provider();
-    let config = client_config(dir, config_file)?;
+    let config = client_config(dir, setup)?;
     Ok(TorClient::builder()
         .config(config)
         .create_unbootstrapped_async()
@@ -148,15 +204,19 @@ struct Service {
 /// The app's Tor side.
 pub struct Tor {
     client: Arc<TorClient<PreferredRuntime>>,
+    /// The client's own folder (state and cache).
+    dir: PathBuf,
     state_dir: PathBuf,
     probe_dir: PathBuf,
-    config_file: Option<PathBuf>,
+    setup: SharedSetup,
     probe: tokio::sync::Mutex<Option<Arc<TorClient<PreferredRuntime>>>>,
     status: watch::Sender<TorStatus>,
     /// Running services by nickname (see [`ServiceName`]).
     services: Mutex<HashMap<String, Service>>,
     /// Onion streams open now, across all services.
     streams: Arc<watch::Sender<usize>>,
+    /// Counts setup changes: a wait for the bridges of an older setup gives up.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Counts one open onion stream while it lives.
@@ -212,10 +272,11 @@ impl ServiceName {
 
 impl Tor {
     /// Creates the client (state under `<data>/tor`) and bootstraps it in the background;
-    /// [`Tor::status_updates`] follows the progress.
-    pub async fn start(data_dir: &Path, config_file: Option<&Path>) -> Result<Arc<Self>, TorError> {
+    /// [`Tor::status_updates`] follows the progress. When `setup` changes (new bridges), the
+    /// client is reconfigured in place and, if it had given up, bootstraps again.
+    pub async fn start(data_dir: &Path, setup: SharedSetup) -> Result<Arc<Self>, TorError> {
         let dir = data_dir.join("tor");
-        let client = create_client(&dir, config_file).await?;
+        let client = create_client(&dir, &setup.get()).await?;
         let (status, _) = watch::channel(TorStatus::Bootstrapping {
             progress: 0.0,
             message: "starting".into(),
@@ -223,45 +284,139 @@ impl Tor {
         let tor = Arc::new(Self {
             client: client.clone(),
             state_dir: dirs(&dir).0,
+            dir,
             probe_dir: data_dir.join("tor-probe"),
-            config_file: config_file.map(Path::to_path_buf),
+            setup: setup.clone(),
             probe: tokio::sync::Mutex::new(None),
             status,
             services: Mutex::new(HashMap::new()),
             streams: Arc::new(watch::channel(0).0),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         let watcher = tor.clone();
         let mut bootstrap_events = client.bootstrap_events();
         tokio::spawn(async move {
             while let Some(event) = bootstrap_events.next().await {
-                if event.ready_for_traffic() {
-                    break;
+                // Once connected, a later dip (a consensus being replaced) is not news.
+                if event.ready_for_traffic() || matches!(watcher.status(), TorStatus::Ready) {
+                    continue;
                 }
+                // Arti's own guess of why it is stuck ("our internet connection seems
+                // filtered"), said along with the progress.
+                let message = match event.blocked() {
+                    Some(blockage) => format!("{event}; {blockage}"),
+                    None => event.to_string(),
+                };
                 watcher.set_status(TorStatus::Bootstrapping {
                     progress: event.as_frac(),
-                    message: event.to_string(),
+                    message,
                 });
             }
         });
-        let bootstrapper = tor.clone();
+        tor.clone().bootstrap();
+        let reconfigurer = Arc::downgrade(&tor);
+        let mut changes = setup.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let setup = changes.borrow_and_update().clone();
+                let Some(tor) = reconfigurer.upgrade() else {
+                    break;
+                };
+                tor.reconfigure(&setup).await;
+            }
+        });
+        Ok(tor)
+    }
+
+    /// Bootstraps in the background and says how it went in the status.
+    fn bootstrap(self: Arc<Self>) {
         tokio::spawn(async move {
             let started = Instant::now();
-            match bootstrapper.client.bootstrap().await {
+            match self.client.bootstrap().await {
                 Ok(()) => {
                     tracing::info!(elapsed = ?started.elapsed(), "connected to the Tor network");
-                    bootstrapper.set_status(TorStatus::Ready);
+                    self.set_status(TorStatus::Ready);
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot connect to the Tor network");
-                    bootstrapper.set_status(TorStatus::Failed {
+                    self.set_status(TorStatus::Failed {
                         message: format!(
-                            "cannot connect to the Tor network ({error}); check the network, or configure bridges with --tor-config"
+                            "cannot connect to the Tor network ({error}); check the network, or use bridges (Bridges above, or --bridge)"
                         ),
                     });
                 }
             }
         });
-        Ok(tor)
+    }
+
+    /// Applies a new setup (bridges on, off or changed) to the running client; circuits
+    /// built the old way are retired by Arti. The probe client is made again on next use.
+    async fn reconfigure(self: &Arc<Self>, setup: &TorSetup) {
+        let config = match client_config(&self.dir, setup) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%error, "cannot apply the new Tor settings");
+                return;
+            }
+        };
+        if let Err(error) = self
+            .client
+            .reconfigure(&config, tor_config::Reconfigure::WarnOnFailures)
+        {
+            tracing::error!(%error, "cannot apply the new Tor settings");
+            self.set_status(TorStatus::Failed {
+                message: format!(
+                    "the new Tor settings could not be applied ({error}); restart veilshare"
+                ),
+            });
+            return;
+        }
+        *self.probe.lock().await = None;
+        tracing::info!(bridges = setup.bridges.is_some(), "Tor settings changed");
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let Some(bridges) = setup.bridges.clone() else {
+            if !matches!(self.status(), TorStatus::Ready) {
+                self.clone().bootstrap();
+            }
+            return;
+        };
+        // Arti keeps its directory and says it is ready at once, but every circuit now has to
+        // go through the new bridges: connected only once one of them answered.
+        self.set_status(TorStatus::Bootstrapping {
+            progress: 0.0,
+            message: format!(
+                "connecting through the new {} bridges",
+                bridges.transport().title()
+            ),
+        });
+        let tor = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut outcomes = super::bridges::outcomes().subscribe();
+            loop {
+                let current = tor.upgrade().is_some_and(|tor| {
+                    tor.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+                });
+                if !current {
+                    return;
+                }
+                let reached = bridges
+                    .states()
+                    .iter()
+                    .any(|b| b.reach == veilshare_shared::BridgeReach::Reached);
+                if reached {
+                    break;
+                }
+                if outcomes.changed().await.is_err() {
+                    return;
+                }
+            }
+            if let Some(tor) = tor.upgrade() {
+                tor.bootstrap();
+            }
+        });
     }
 
     fn set_status(&self, status: TorStatus) {
@@ -476,7 +631,7 @@ impl Tor {
         if let Some(client) = probe.as_ref() {
             return Ok(client.isolated_client());
         }
-        let client = create_client(&self.probe_dir, self.config_file.as_deref()).await?;
+        let client = create_client(&self.probe_dir, &self.setup.get()).await?;
         client.bootstrap().await?;
         *probe = Some(client.clone());
         Ok(client.isolated_client())
@@ -708,11 +863,15 @@ mod tests {
                 .to_owned()
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = super::client_config(dir.path(), None).expect("config");
+        let config = super::client_config(dir.path(), &super::TorSetup::default()).expect("config");
         assert!(quota(&config).contains("268435456"), "{}", quota(&config));
         let file = dir.path().join("arti.toml");
         std::fs::write(&file, "[system]\nmemory.max = \"1 GiB\"\n").expect("file");
-        let config = super::client_config(dir.path(), Some(&file)).expect("config");
+        let setup = super::TorSetup {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let config = super::client_config(dir.path(), &setup).expect("config");
         assert!(quota(&config).contains("1073741824"), "{}", quota(&config));
     }
 }

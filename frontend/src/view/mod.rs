@@ -2,6 +2,7 @@
 //! the new-drop-box form, the mirror form, the policy inputs both forms share (one validation path), and a share's
 //! card.
 
+mod bridges;
 mod get_panel;
 mod mirror;
 mod new_dropbox;
@@ -10,6 +11,7 @@ mod policy;
 mod share_card;
 mod tor_badge;
 
+pub use bridges::BridgePanel;
 pub use get_panel::{GetCard, GetForm};
 pub use mirror::MirrorForm;
 pub use new_dropbox::NewDropBox;

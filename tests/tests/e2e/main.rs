@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary, one module per area, shared helpers in `util`.
 
 mod audit;
+mod bridges;
 mod crash;
 #[path = "../../benches/common/ctor.rs"]
 #[allow(dead_code)] // the control port is for the benchmarks' OnionShare

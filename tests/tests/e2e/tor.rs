@@ -14,7 +14,7 @@ use crate::util::{Server, data, eventually};
 /// Publishing on the test network takes seconds; allow for a slow machine.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(150);
 
-async fn wait_live(server: &Server, view: &ShareView) -> ShareView {
+pub(crate) async fn wait_live(server: &Server, view: &ShareView) -> ShareView {
     let started = Instant::now();
     loop {
         let now = server.view(&view.id).await;
@@ -358,7 +358,7 @@ async fn a_hundred_streams_on_one_circuit_do_not_keep_out_another_recipient() {
     // asks for the file and never reads the answer.
     let attacker = veilshare::transport::tor::create_client(
         &dir.path().join("attacker"),
-        Some(&crate::util::testnet_config()),
+        &crate::util::testnet_setup(),
     )
     .await
     .expect("client");
@@ -477,7 +477,7 @@ async fn after_revocation_a_recipient_with_an_open_circuit_gets_nothing_within_s
     let host = onion_host(&link);
     let recipient = veilshare::transport::tor::create_client(
         &dir.path().join("recipient"),
-        Some(&crate::util::testnet_config()),
+        &crate::util::testnet_setup(),
     )
     .await
     .expect("client");
@@ -670,7 +670,7 @@ async fn a_crash_after_a_recipient_is_revoked_leaves_them_revoked_and_their_keys
 
 /// The ORPorts of the private network's relays and authorities (all on 127.0.0.1), from the
 /// Arti configuration `cargo xtask testnet up` wrote.
-fn testnet_orports() -> std::collections::HashSet<u16> {
+pub(crate) fn testnet_orports() -> std::collections::HashSet<u16> {
     let config = std::fs::read_to_string(crate::util::testnet_config()).expect("arti.toml");
     config
         .split("orports = [\"127.0.0.1:")
@@ -758,7 +758,7 @@ async fn with_direct_sharing_off_the_app_contacts_only_the_tor_network_it_was_gi
 
 /// From an strace log: the allowed ports contacted on 127.0.0.1, and every line that reached
 /// something else (or read the files a name lookup reads).
-fn contacts(
+pub(crate) fn contacts(
     text: &str,
     allowed: &std::collections::HashSet<u16>,
 ) -> (std::collections::BTreeSet<u16>, Vec<String>) {
@@ -1019,7 +1019,7 @@ async fn each_recipient_has_an_own_address_and_key_and_one_is_revoked_alone() {
     let alice_host = onion_host(&alice_link);
     let alice_client = veilshare::transport::tor::create_client(
         &dir.path().join("alice"),
-        Some(&crate::util::testnet_config()),
+        &crate::util::testnet_setup(),
     )
     .await
     .expect("client");

@@ -38,7 +38,16 @@ pub fn binary() -> PathBuf {
 }
 
 /// Polls `check` until it returns `Some`, or fails after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with its own deadline.
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -49,7 +58,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -618,4 +627,12 @@ pub async fn get_cli_extra(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, stdout, stderr) = run_cli(&args).await.expect("veilshare get");
     (ok, format!("{stdout}{stderr}"))
+}
+
+/// A Tor client setup for the private network (no bridges).
+pub fn testnet_setup() -> veilshare::transport::tor::TorSetup {
+    veilshare::transport::tor::TorSetup {
+        config_file: Some(testnet_config()),
+        ..Default::default()
+    }
 }
