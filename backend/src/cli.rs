@@ -848,6 +848,7 @@ async fn mirror(args: MirrorArgs) -> Result<()> {
     // Fetching the source takes as long as it takes.
     client.http = reqwest::Client::builder().no_proxy().build()?;
     let request = veilshare_shared::CreateMirror {
+        progress_id: None,
         source: args.source,
         source_key: args.key,
         timeout_secs: Some(args.timeout.as_secs().max(1)),

@@ -13,7 +13,10 @@ use std::rc::Rc;
 use veilshare_shared::{BridgesInUse, Event, GetView, ShareView, Status, TorStatus};
 use yew::prelude::*;
 
-use view::{BridgePanel, GetCard, GetForm, MirrorForm, NewDropBox, NewShare, ShareCard, TorBadge};
+use view::{
+    BridgePanel, GetCard, GetForm, MirrorForm, MirrorProgress, NewDropBox, NewShare, ShareCard,
+    TorBadge,
+};
 
 /// Unix seconds now, from the browser's clock.
 pub fn now_secs() -> u64 {
@@ -61,6 +64,8 @@ struct Model {
     load_problem: Option<String>,
     live_problem: Option<String>,
     now: u64,
+    /// The latest progress of a mirror being fetched.
+    mirror_progress: Option<MirrorProgress>,
 }
 
 enum Action {
@@ -70,6 +75,7 @@ enum Action {
     LoadFailed(String),
     Tor(TorStatus),
     Bridges(Option<BridgesInUse>),
+    Mirror(MirrorProgress),
     Upsert(Box<ShareView>),
     Live(Option<String>),
     Tick(u64),
@@ -100,6 +106,7 @@ impl Reducible for Model {
                     status.tor = tor;
                 }
             }
+            Action::Mirror(progress) => next.mirror_progress = Some(progress),
             Action::Bridges(bridges) => {
                 if let Some(status) = next.status.as_mut() {
                     status.bridges = bridges;
@@ -254,7 +261,7 @@ fn App() -> Html {
                         Job::Share => html! { <NewShare on_created={upsert.clone()} tor_on={tor_on} /> },
                         Job::Receive => html! { <NewDropBox on_created={upsert.clone()} tor_on={tor_on} /> },
                         Job::Get => html! { <GetForm on_started={upsert_get.clone()} /> },
-                        Job::Mirror => html! { <MirrorForm on_created={upsert.clone()} /> },
+                        Job::Mirror => html! { <MirrorForm on_created={upsert.clone()} progress={model.mirror_progress.clone()} /> },
                     } }
                 </div>
                 if !model.gets.is_empty() {
@@ -295,6 +302,17 @@ fn apply(model: &UseReducerHandle<Model>, event: Event) {
         | Event::ShareEnded { share } => model.dispatch(Action::Upsert(Box::new(share))),
         Event::Tor { status } => model.dispatch(Action::Tor(status)),
         Event::Bridges { bridges } => model.dispatch(Action::Bridges(bridges)),
+        Event::MirrorProgress {
+            progress_id,
+            done,
+            total,
+            files,
+        } => model.dispatch(Action::Mirror(MirrorProgress {
+            id: progress_id,
+            done,
+            total,
+            files,
+        })),
         Event::GetUpdated { get } => model.dispatch(Action::UpsertGet(Box::new(get))),
         Event::GetRemoved { id } => model.dispatch(Action::RemoveGet(id)),
         Event::DownloadStarted { .. }

@@ -358,6 +358,10 @@ pub struct CreateMirror {
     /// [`DEFAULT_MIRROR_TIMEOUT_SECS`]; at most [`MAX_MIRROR_TIMEOUT_SECS`].
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// An id of the client's choosing: the fetch's progress comes as
+    /// [`Event::MirrorProgress`] events with it (letters, digits, `-` and `_`, at most 64).
+    #[serde(default)]
+    pub progress_id: Option<String>,
     /// The mirror's own policy and label.
     #[serde(flatten)]
     pub fields: CreateShareFields,
@@ -708,6 +712,17 @@ pub enum Event {
         received: u64,
         /// The request's length, when the client said it.
         total: Option<u64>,
+    },
+    /// A mirror's fetch moved on (at most twice a second, while it fetches).
+    MirrorProgress {
+        /// The `progress_id` of the mirror request.
+        progress_id: String,
+        /// Bytes fetched so far.
+        done: u64,
+        /// The share's size, once its source said.
+        total: Option<u64>,
+        /// How many files it has, once its source said.
+        files: Option<usize>,
     },
     /// An upload was refused or failed; nothing was kept.
     UploadFailed {

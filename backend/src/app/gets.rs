@@ -149,6 +149,8 @@ impl Gets {
         events: EventBus,
         resume: bool,
     ) -> Self {
+        // The cards show what `get` says on its terminal.
+        local::tell_the_log();
         let saved: Saved = std::fs::read(data_dir.join("gets.json"))
             .ok()
             .and_then(|bytes| match serde_json::from_slice(&bytes) {
@@ -341,6 +343,23 @@ impl Gets {
             task.abort();
         }
         if entry.record.state != GetState::Done {
+            // A fetch from a ticket or from several sources keeps its pieces in a partial
+            // store named by the share's hash.
+            let roots = entry
+                .record
+                .sources
+                .iter()
+                .filter_map(|s| crate::transport::iroh::parse_ticket(s).ok())
+                .map(|ticket| ticket.hash().to_hex().to_string())
+                .chain(entry.record.listing.iter().filter_map(|l| l.root.clone()));
+            for root in roots {
+                let store = local::partial_store_dir(&entry.record.folder, &root);
+                if let Err(error) = tokio::fs::remove_dir_all(&store).await
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %store.display(), %error, "cannot delete a partial store");
+                }
+            }
             for file in entry.record.listing.iter().flat_map(|l| &l.files) {
                 for partial in [
                     local::part_file(&entry.record.folder, &file.blake3),

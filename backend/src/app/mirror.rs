@@ -13,23 +13,25 @@
 //! - Names from the source pass the receiving side's checks before any path is built (the
 //!   ticket path before fetching content).
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use iroh_blobs::api::TempTag;
 use veilshare_shared::{
-    CreateMirror, DEFAULT_MIRROR_TIMEOUT_SECS, MAX_MIRROR_TIMEOUT_SECS, ShareView,
+    CreateMirror, DEFAULT_MIRROR_TIMEOUT_SECS, Event, MAX_MIRROR_TIMEOUT_SECS, ShareView,
 };
 
 use crate::{
     app::Context,
     core::{
+        events::EventBus,
         log_id,
         shares::{ShareError, Shares},
         store::{NewFileError, NewFiles, StoredFile},
     },
     receive::{
         error::ReceiveError,
-        ticket::{self as ticket_fetch, Progress},
+        local::Progress,
+        ticket::{self as ticket_fetch, Progress as TicketProgress},
     },
     transport::iroh as p2p,
 };
@@ -72,16 +74,48 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
         }
     };
     let patience = Duration::from_secs(patience);
+    if let Some(id) = &request.progress_id
+        && (id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(MirrorError::BadRequest(
+            "progress_id: letters, digits, - and _ only, at most 64".into(),
+        ));
+    }
+    let progress = Arc::new(FetchProgress::default());
+    let reporter = request
+        .progress_id
+        .clone()
+        .map(|id| report(shares.events().clone(), id, progress.clone()));
     let source = request.source.trim();
     let scratch = tempfile::Builder::new()
         .prefix("mirror-")
         .tempdir_in(shares.store().scratch())
         .map_err(|error| ReceiveError::io("cannot make a scratch folder").because(error))?;
     let written = if p2p::is_ticket(source) {
-        from_ticket(node, source, patience, scratch.path()).await?
+        from_ticket(node, source, patience, scratch.path(), &progress).await?
     } else {
-        from_link(node, source, request.source_key, patience, scratch.path()).await?
+        let link = LinkSource {
+            link: source,
+            key: request.source_key,
+            progress: progress.clone(),
+        };
+        from_link(node, link, patience, scratch.path()).await?
     };
+    // The last word, whatever the ticks caught: every byte is here (the import follows).
+    if let (Some(reporter), Some(id)) = (reporter, request.progress_id) {
+        drop(reporter);
+        let (done, total, files) = progress.now();
+        shares.events().publish(Event::MirrorProgress {
+            progress_id: id,
+            done,
+            total,
+            files,
+        });
+    }
     crate::core::crash::point("mirror.fetched");
     // The temporary tags keep the imported data alive until the share's tag does.
     let (files, _held) = import(shares, written).await?;
@@ -98,11 +132,67 @@ pub async fn mirror(node: &Context, request: CreateMirror) -> Result<ShareView, 
     Ok(view)
 }
 
+/// What a mirror's fetch has done, for its progress events: a link fetch counts into `link`
+/// (as the Get panel's do); a ticket fetch reports its bytes, size and files here.
+#[derive(Debug, Default)]
+struct FetchProgress {
+    link: Arc<Progress>,
+    ticket: std::sync::Mutex<(u64, Option<u64>, Option<usize>)>,
+}
+
+impl FetchProgress {
+    /// Bytes done, total, files.
+    fn now(&self) -> (u64, Option<u64>, Option<usize>) {
+        if let Some(listing) = self.link.listing() {
+            return (
+                self.link.done(),
+                Some(listing.total()),
+                Some(listing.files.len()),
+            );
+        }
+        let (bytes, total, files) = self.ticket.lock().map(|t| *t).unwrap_or_default();
+        // A ticket's bytes also count the share's list of names and hashes; its total does not.
+        let done = total.map_or(bytes, |total| bytes.min(total));
+        (done, total, files)
+    }
+}
+
+/// Sends the fetch's progress as events until dropped (at most twice a second, on change).
+fn report(events: EventBus, id: String, progress: Arc<FetchProgress>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut last = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let now = progress.now();
+            if last != Some(now) {
+                last = Some(now);
+                events.publish(Event::MirrorProgress {
+                    progress_id: id.clone(),
+                    done: now.0,
+                    total: now.1,
+                    files: now.2,
+                });
+            }
+        }
+    }))
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn from_ticket(
     node: &Context,
     source: &str,
     patience: Duration,
     scratch: &std::path::Path,
+    progress: &FetchProgress,
 ) -> Result<Vec<PathBuf>, MirrorError> {
     let ticket = p2p::parse_ticket(source).map_err(MirrorError::BadRequest)?;
     let p2p = &node.endpoints;
@@ -119,21 +209,40 @@ async fn from_ticket(
     // where no name means anything to another program.
     let written =
         ticket_fetch::fetch_ticket_into(&endpoint, &ticket, scratch, patience, true, |p| {
-            if let Progress::Retrying(why) = p {
-                tracing::info!(source = %id, %why, "mirror: retrying");
+            let Ok(mut now) = progress.ticket.lock() else {
+                return;
+            };
+            match p {
+                TicketProgress::Retrying(why) => {
+                    tracing::info!(source = %id, %why, "mirror: retrying")
+                }
+                TicketProgress::Files(files) => now.2 = Some(files),
+                TicketProgress::Total(total) => now.1 = Some(total),
+                TicketProgress::Bytes(bytes) => now.0 = bytes,
             }
         })
         .await?;
     Ok(written)
 }
 
+/// A link to mirror, its key, and where its fetch counts.
+struct LinkSource<'a> {
+    link: &'a str,
+    key: Option<String>,
+    progress: Arc<FetchProgress>,
+}
+
 async fn from_link(
     node: &Context,
-    link: &str,
-    key: Option<String>,
+    source: LinkSource<'_>,
     patience: Duration,
     scratch: &std::path::Path,
 ) -> Result<Vec<PathBuf>, MirrorError> {
+    let LinkSource {
+        link,
+        key,
+        progress,
+    } = source;
     if !link.starts_with("http://") {
         return Err(MirrorError::BadRequest(
             "the source is neither a ticket (blob…) nor a link (http://…)".into(),
@@ -149,7 +258,7 @@ async fn from_link(
         patience,
         key,
         allow_hidden: true,
-        progress: None,
+        progress: Some(progress.link.clone()),
     };
     Ok(crate::receive::link::fetch(&settings).await?)
 }

@@ -425,7 +425,7 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
             })?,
         }
         if !settings.quiet {
-            eprintln!("connecting to the Tor network…");
+            local::tell(format_args!("connecting to the Tor network…"));
         }
         client.bootstrap().await.map_err(|error| {
             ReceiveError::unreachable("cannot connect to the Tor network").because(error)
@@ -462,6 +462,7 @@ async fn fetch_from(
     if let Some(progress) = &settings.progress {
         progress.set_listing(local::Listing {
             label: manifest.label.clone(),
+            root: Some(manifest.content_hash.to_string()),
             files: manifest
                 .files
                 .iter()
@@ -477,12 +478,12 @@ async fn fetch_from(
         .await
         .io_context(|| format!("cannot create {}", settings.out_dir.display()))?;
     if !settings.quiet {
-        eprintln!(
+        local::tell(format_args!(
             "{}: {} files, {}",
             local::printable(manifest.label.as_deref().unwrap_or("share")),
             manifest.files.len(),
             veilshare_shared::human_size(manifest.total_size)
-        );
+        ));
     }
     let parallel = settings
         .parallel
@@ -588,7 +589,7 @@ async fn fetch_file(
         // A crash between the rename and the journal's removal leaves the journal behind.
         let _ = tokio::fs::remove_file(&journal).await;
         if !settings.quiet {
-            eprintln!("{}: already here, verified", copy.display());
+            local::tell(format_args!("{}: already here, verified", copy.display()));
         }
         return Ok(copy);
     }
@@ -617,11 +618,11 @@ async fn fetch_file(
     let _ = tokio::fs::remove_file(&journal).await;
     // Said even when quiet: the user looks for the file under its own name.
     if placed.renamed {
-        eprintln!(
+        local::tell(format_args!(
             "{}: a file of that name is already there and was left alone; saved as {}",
             file.name,
             placed.path.display()
-        );
+        ));
     }
     Ok(placed.path)
 }

@@ -23,6 +23,24 @@ use tokio::time::Instant;
 
 use crate::receive::error::{IoContext, ReceiveError, Result};
 
+/// Whether what a fetch has to tell its user goes to the log (in the app, whose UI shows the
+/// same: its files, where they were saved) instead of the terminal (`get`, `send`).
+static TELL_THE_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, fetches in this process tell the log, not the terminal (the app calls it).
+pub fn tell_the_log() {
+    TELL_THE_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Tells the user something about a fetch: on the terminal, or in the app's log.
+pub(crate) fn tell(message: std::fmt::Arguments<'_>) {
+    if TELL_THE_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 /// `.<blake3>.veilshare-part`: a file being downloaded or exported, renamed to its name once
 /// verified.
 pub(crate) fn part_file(out_dir: &Path, hash_hex: &str) -> PathBuf {
@@ -262,6 +280,10 @@ pub struct Listing {
     pub label: Option<String>,
     /// Its files.
     pub files: Vec<ListedFile>,
+    /// The collection's BLAKE3 hash (hex): names the partial store of a fetch from several
+    /// sources or a ticket.
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 /// A file of a [`Listing`].

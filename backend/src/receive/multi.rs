@@ -133,7 +133,7 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
                 });
                 first_manifest.get_or_insert(manifest);
             }
-            Err(error) => eprintln!("skipping {base}: {error:#}"),
+            Err(error) => local::tell(format_args!("skipping {base}: {error:#}")),
         }
     }
     let root = root.ok_or_else(|| ReceiveError::unreachable("no source named the share"))?;
@@ -162,8 +162,8 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
         .await
         {
             Ok(Ok(connection)) => sources.push(Source::Iroh { connection, label }),
-            Ok(Err(error)) => eprintln!("skipping {label}: {error}"),
-            Err(_) => eprintln!("skipping {label}: no answer within 30 s"),
+            Ok(Err(error)) => local::tell(format_args!("skipping {label}: {error}")),
+            Err(_) => local::tell(format_args!("skipping {label}: no answer within 30 s")),
         }
     }
     let result = run(&partial, root, sources, first_manifest, &settings.link).await;
@@ -200,6 +200,7 @@ async fn run(
     if let Some(progress) = &settings.progress {
         progress.set_listing(local::Listing {
             label,
+            root: Some(root.to_hex().to_string()),
             files: collection
                 .iter()
                 .zip(&sizes)
@@ -277,7 +278,7 @@ async fn run(
     bar.finish_and_clear();
     if !quiet {
         for (label, bytes) in &delivered {
-            eprintln!(
+            local::tell(format_args!(
                 "{}: {} from {label}",
                 if bytes.load(Ordering::SeqCst) > 0 {
                     "fetched"
@@ -285,7 +286,7 @@ async fn run(
                     "nothing"
                 },
                 veilshare_shared::human_size(bytes.load(Ordering::SeqCst))
-            );
+            ));
         }
     }
     let left = queue.lock().map(|q| q.len()).unwrap_or(usize::MAX);
@@ -324,7 +325,9 @@ async fn collection(
             match ticket::fetch_names(blobs, connection, root, allow_hidden).await {
                 Ok(collection) => return Ok(collection),
                 Err(error) => {
-                    eprintln!("{label}: cannot get the list of files: {error:#}");
+                    local::tell(format_args!(
+                        "{label}: cannot get the list of files: {error:#}"
+                    ));
                 }
             }
         }

@@ -439,10 +439,10 @@ impl PartialStore {
             let placed = local::place(&part, out_dir, name)?;
             // Said even when quiet: the user looks for the file under its own name.
             if placed.renamed {
-                eprintln!(
+                local::tell(format_args!(
                     "{name}: a file of that name is already there and was left alone; saved as {}",
                     placed.path.display()
-                );
+                ));
             }
             exported.insert(*blob, placed.path.clone());
             written.push(placed.path);

@@ -13,7 +13,7 @@ mod tor_badge;
 
 pub use bridges::BridgePanel;
 pub use get_panel::{GetCard, GetForm};
-pub use mirror::MirrorForm;
+pub use mirror::{MirrorForm, MirrorProgress};
 pub use new_dropbox::NewDropBox;
 pub use new_share::NewShare;
 pub use share_card::ShareCard;

@@ -1121,19 +1121,10 @@ async fn the_api_refuses_other_pages_and_its_cookie_is_not_the_token() {
 
 #[tokio::test]
 async fn events_report_uploads_downloads_and_endings() {
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tokio_tungstenite::tungstenite::Message;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path()).await;
-    let mut request = format!("{}/api/events", server.api.replace("http://", "ws://"))
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("header"),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect");
+    let mut socket = crate::util::event_socket(&server).await;
 
     let view = server
         .create(&[("e.bin", &data(2 << 20, 12))], &[("max_downloads", "1")])

@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 use reqwest::Method;
 use veilshare_shared::{GetState, GetView};
 
-use crate::util::{Server, data};
+use crate::util::{Server, data, eventually};
 
 /// `method path` on the app's API, its JSON answer.
 async fn call<T: serde::de::DeserializeOwned>(server: &Server, method: Method, path: &str) -> T {
@@ -190,4 +190,43 @@ async fn a_fetch_waits_for_its_source_pauses_and_survives_a_restart_of_the_app()
     assert_eq!(bad.status(), 400);
     app.stop().await;
     sender.stop().await;
+}
+
+/// Cancelling a fetch from a ticket deletes its partial store (`.<hash>.veilshare-iroh`), the
+/// hidden folder its pieces go to, and leaves the folder as it was.
+#[tokio::test]
+async fn cancelling_a_ticket_fetch_deletes_its_partial_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sender = Server::start(&dir.path().join("sender")).await;
+    let view = sender
+        .create(&[("gone.bin", &data(1 << 20, 83))], &[("direct", "true")])
+        .await;
+    let ticket = view.links.ticket.clone().expect("ticket");
+    // Offline: the fetch opens its partial store, then waits for the sender.
+    sender.stop().await;
+
+    let app = Server::start(&dir.path().join("app")).await;
+    let folder = dir.path().join("Downloads");
+    use_folder(&app, &folder).await;
+    let get = start_get(&app, &[&ticket], None).await;
+    let store = eventually("the partial store to be made", || async {
+        std::fs::read_dir(&folder)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".veilshare-iroh"))
+    })
+    .await;
+    let response = app
+        .api(Method::DELETE, &format!("/api/downloads/{}", get.id))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status(), 204);
+    eventually("the partial store to be deleted", || async {
+        (!store.exists()).then_some(())
+    })
+    .await;
+    assert_eq!(crate::util::names(&folder), Vec::<String>::new());
+    app.stop().await;
 }

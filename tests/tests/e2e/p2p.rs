@@ -735,3 +735,67 @@ async fn a_ticket_sender_cannot_make_a_receiver_fetch_or_load_lists_of_any_size(
     assert!(b.list().await.is_empty(), "a refused mirror left a share");
     b.stop().await;
 }
+
+/// A mirror's fetch reports its progress on the event socket under the id the client chose,
+/// by ticket and by link: the share's size and files once known, and a last word with every
+/// byte.
+#[tokio::test]
+async fn a_mirror_reports_its_progress_as_events_by_ticket_and_by_link() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start(&dir.path().join("a")).await;
+    let b = Server::start(&dir.path().join("b")).await;
+    let big = data(6 << 20, 57);
+    let view = a
+        .create(
+            &[("big.bin", &big), ("small.txt", b"small")],
+            &[("direct", "true")],
+        )
+        .await;
+    let size = big.len() as u64 + 5;
+    for (id, source) in [
+        ("by-ticket", ticket(&view)),
+        ("by-link", view.links.local.clone().expect("link")),
+    ] {
+        let mut socket = crate::util::event_socket(&b).await;
+        let response = b
+            .api(reqwest::Method::POST, "/api/mirrors")
+            .json(&serde_json::json!({ "source": source, "progress_id": id }))
+            .send()
+            .await
+            .expect("mirror");
+        assert_eq!(response.status(), 201, "{id}");
+        let mut seen = Vec::new();
+        let last = tokio::time::timeout(crate::util::DEADLINE, async {
+            while let Some(Ok(message)) = socket.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let event: serde_json::Value = serde_json::from_str(&text).expect("json event");
+                if event["type"] == "mirror_progress" && event["progress_id"] == id {
+                    seen.push(event.clone());
+                    if event["done"] == size {
+                        return Some(event);
+                    }
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("{id}: no progress with every byte; seen {seen:?}"));
+        assert_eq!(last["total"], size, "{id}: {last}");
+        assert_eq!(last["files"], 2, "{id}: {last}");
+    }
+    let bad = b
+        .api(reqwest::Method::POST, "/api/mirrors")
+        .json(&serde_json::json!({ "source": ticket(&view), "progress_id": "../x" }))
+        .send()
+        .await
+        .expect("mirror");
+    assert_eq!(bad.status(), 400);
+    a.stop().await;
+    b.stop().await;
+}

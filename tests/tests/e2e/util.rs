@@ -636,3 +636,21 @@ pub fn testnet_setup() -> veilshare::transport::tor::TorSetup {
         ..Default::default()
     }
 }
+
+/// The app's event socket (`GET /api/events`), open.
+pub async fn event_socket(
+    server: &Server,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/api/events", server.api.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect")
+        .0
+}
