@@ -4,7 +4,10 @@
 //! - `veilshare get` with one stream, and with 4 ranges over separate circuits;
 //! - the same with a build without congestion-control negotiation (client and service);
 //! - OnionShare (Debian's `onionshare-cli` on C tor, fetched with curl through a C tor client)
-//!   as the reference users compare us with.
+//!   as the reference users compare us with;
+//! - Tor Browser's path to veilshare: the same curl through the same C tor client, fetching
+//!   veilshare's onion service (most recipients open the link in Tor Browser);
+//! - the CPU time (user + system, GNU time) of each `veilshare get`, per 100 MiB.
 //!
 //! Each veilshare fetch uses a fresh client (its own state directory, bootstrap included), as a
 //! recipient would; curl goes through an already bootstrapped C tor, which favours OnionShare.
@@ -36,9 +39,14 @@ fn testnet() -> PathBuf {
     env_path("VEILSHARE_TESTNET")
 }
 
-fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> Duration {
+/// Runs `veilshare get`; returns the wall time and the CPU seconds (user + system).
+fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> (Duration, f64) {
+    let times = out.with_extension("time");
     let started = Instant::now();
-    let status = Command::new(binary)
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%U %S", "-o"])
+        .arg(&times)
+        .arg(binary)
         .args([
             "get",
             link,
@@ -57,7 +65,13 @@ fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> Du
         .status()
         .expect("veilshare get");
     assert!(status.success(), "veilshare get failed");
-    started.elapsed()
+    let elapsed = started.elapsed();
+    let cpu = std::fs::read_to_string(&times)
+        .expect("GNU time's output")
+        .split_whitespace()
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    (elapsed, cpu)
 }
 
 /// Shares `content` on `server` and waits until it is live; returns (onion link, time to live).
@@ -210,7 +224,7 @@ fn main() {
     let plain = Veilshare::start_binary(&without, &work.path().join("plain"), Some(&testnet()));
     let (onion, live_after) = share(&runtime, &server, &content);
     let created = Instant::now() - live_after;
-    let first = get(
+    let (first, _) = get(
         &binary(),
         &onion,
         &work.path().join("first"),
@@ -243,7 +257,10 @@ fn main() {
     };
     assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
 
-    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut rates: [Vec<f64>; 5] = Default::default();
+    let mut cpu: [Vec<f64>; 3] = Default::default();
+    let browser_path = format!("{}download", onion);
+    let browser_out = work.path().join("browser-path-out.bin");
     for round in 0..ROUNDS {
         let fetches = [
             (&binary(), &onion, 1u16),
@@ -253,11 +270,19 @@ fn main() {
         for (index, (bin, link, parallel)) in fetches.into_iter().enumerate() {
             let out = work.path().join(format!("out-{index}-{round}"));
             let state = work.path().join(format!("client-{index}-{round}"));
-            let elapsed = get(bin, link, &out, &state, parallel);
+            let (elapsed, seconds) = get(bin, link, &out, &state, parallel);
             assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
             std::fs::remove_dir_all(&out).expect("clean");
             rates[index].push(mib_per_s(SIZE, elapsed));
+            cpu[index].push(seconds * (100 << 20) as f64 / SIZE as f64);
         }
+        let _ = std::fs::remove_file(&browser_out);
+        let elapsed = curl(&client_tor, &browser_path, &browser_out).expect("veilshare via curl");
+        assert_eq!(
+            std::fs::read(&browser_out).expect("veilshare file"),
+            content
+        );
+        rates[4].push(mib_per_s(SIZE, elapsed));
         let _ = std::fs::remove_file(&os_out);
         let elapsed = curl(&client_tor, &download, &os_out).expect("OnionShare fetch");
         assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
@@ -267,7 +292,8 @@ fn main() {
     server.stop();
     plain.stop();
 
-    let [neg_one, neg_four, plain_one, os] = rates.map(median);
+    let [neg_one, neg_four, plain_one, os, browser] = rates.map(median);
+    let [cpu_one, cpu_four, cpu_plain] = cpu.map(median);
     println!(
         "\n=== over Tor (private network, 100 MiB, median of {ROUNDS}; veilshare: fresh client each, bootstrap included) ==="
     );
@@ -286,11 +312,16 @@ fn main() {
     println!("veilshare get, 4 parallel circuits:        {neg_four:.1} MiB/s");
     println!("veilshare get, one stream, no negotiation: {plain_one:.1} MiB/s");
     println!("OnionShare 2.6 (C tor) via curl + C tor:   {os:.1} MiB/s");
+    println!("veilshare via curl + C tor (Tor Browser's path): {browser:.1} MiB/s");
     println!(
-        "negotiation on/off: {:.2}x; parallel/single: {:.2}x; veilshare one stream / OnionShare: {:.2}x; veilshare parallel / OnionShare: {:.2}x",
+        "CPU of veilshare get per 100 MiB (user + system): one stream {cpu_one:.1} s, 4 circuits {cpu_four:.1} s, no negotiation {cpu_plain:.1} s"
+    );
+    println!(
+        "negotiation on/off: {:.2}x; parallel/single: {:.2}x; veilshare one stream / OnionShare: {:.2}x; veilshare parallel / OnionShare: {:.2}x; Tor Browser's path, veilshare / OnionShare: {:.2}x",
         neg_one / plain_one,
         neg_four / neg_one,
         neg_one / os,
-        neg_four / os
+        neg_four / os,
+        browser / os
     );
 }

@@ -41,7 +41,11 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             ensure_debian_packages(&[("time", "time")])?;
             command.env("VEILSHARE_SENDME", ensure_sendme()?);
         } else {
-            ensure_debian_packages(&[("onionshare-cli", "onionshare-cli")])?;
+            ensure_debian_packages(&[
+                ("onionshare-cli", "onionshare-cli"),
+                ("curl", "curl"),
+                ("time", "time"),
+            ])?;
             testnet::up()?;
             command
                 .env("VEILSHARE_TESTNET", testnet::arti_toml())

@@ -15,6 +15,7 @@ use std::{
     collections::HashMap,
     path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
@@ -137,11 +138,41 @@ impl Publisher for DirectPublisher {
 
 /// Open provider connections by their stable id, so that revocation can close them.
 #[derive(Debug, Clone, Default)]
-struct Connections(Arc<Mutex<HashMap<u64, Connection>>>);
+struct Connections(Arc<(Mutex<HashMap<u64, Connection>>, tokio::sync::Notify)>);
+
+/// How long closing the endpoint waits for recipients to close their connections.
+const LAST_BYTES: Duration = Duration::from_secs(5);
 
 impl Connections {
+    fn insert(&self, id: u64, connection: Connection) {
+        if let Ok(mut map) = self.0.0.lock() {
+            map.insert(id, connection);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut map) = self.0.0.lock() {
+            map.remove(&id);
+        }
+        self.0.1.notify_waiters();
+    }
+
+    /// Waits until every connection is closed, or `deadline` passes.
+    async fn closed(&self, deadline: Duration) {
+        let _ = tokio::time::timeout(deadline, async {
+            loop {
+                let notified = self.0.1.notified();
+                if self.0.0.lock().map_or(true, |map| map.is_empty()) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
     fn close(&self, id: u64, reason: &[u8]) {
-        let conn = self.0.lock().ok().and_then(|c| c.get(&id).cloned());
+        let conn = self.0.0.lock().ok().and_then(|c| c.get(&id).cloned());
         if let Some(conn) = conn {
             conn.close(CLOSE_REVOKED.into(), reason);
         }
@@ -160,19 +191,24 @@ struct Provider {
 impl ProtocolHandler for Provider {
     async fn accept(&self, connection: Connection) -> Result<(), AcceptError> {
         let id = connection.stable_id() as u64;
-        if let Ok(mut map) = self.connections.0.lock() {
-            map.insert(id, connection.clone());
-        }
+        self.connections.insert(id, connection.clone());
         iroh_blobs::provider::handle_connection(
             connection,
             self.blobs.clone(),
             self.events.clone(),
         )
         .await;
-        if let Ok(mut map) = self.connections.0.lock() {
-            map.remove(&id);
-        }
+        self.connections.remove(id);
         Ok(())
+    }
+
+    /// Before the endpoint closes (its last direct share ended, or the app stops): a
+    /// transfer counts as complete once all its bytes are written to the connection, and
+    /// closing the endpoint then would throw away what is still on its way. Waits (at most
+    /// [`LAST_BYTES`]) for the recipients to close their connections, which they do once they
+    /// have every byte. A revoked share's connections were closed already.
+    async fn shutdown(&self) {
+        self.connections.closed(LAST_BYTES).await;
     }
 }
 
@@ -279,10 +315,12 @@ async fn follow(
         tokio::select! {
             update = updates.recv() => match update {
                 Ok(Some(RequestUpdate::Completed(_))) => {
+                    tracing::debug!(connection, "direct transfer completed");
                     transfer.finish();
                     return;
                 }
                 Ok(Some(RequestUpdate::Aborted(done))) => {
+                    tracing::debug!(connection, sent = done.stats.payload_bytes_sent, "direct transfer aborted");
                     transfer.set_sent(done.stats.payload_bytes_sent);
                     return;
                 }
@@ -290,6 +328,7 @@ async fn follow(
                 // The provider went away without an end event: count all it may have sent
                 // (`set_sent` caps at what was reserved).
                 Ok(None) | Err(_) => {
+                    tracing::debug!(connection, "direct transfer's provider went away without an end");
                     transfer.set_sent(u64::MAX);
                     return;
                 }
