@@ -1,13 +1,14 @@
-//! `test`: formatting, lints, the WASM check, a private Tor network, every test, the front
-//! end's component tests in headless Chromium, and the UI in a real browser.
+//! `test`: formatting, the UI's assets, lints, the WASM check, every test (on a private Tor
+//! network started once they are compiled), the front end's component tests in headless
+//! Chromium, and the UI in a real browser against the tests' build of the app.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result};
 
 use crate::{
     cargo,
-    dist::{WASM_TARGET, dist, ensure_wasm_target},
+    dist::{WASM_TARGET, build_ui, ensure_wasm_target},
     exec, root,
     setup::{ensure_debian_packages, which},
     target_dir, testnet,
@@ -16,14 +17,25 @@ use crate::{
 pub(crate) fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
     exec(cargo().args(["fmt", "--all", "--check"]))?;
-    exec(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    // The UI first: the tests' own debug build of the app embeds it, and the browser tests run
+    // that build. A release build only for them compiled Arti and iroh a third time (after
+    // clippy's and the tests'), the longest step of a cold run.
+    ensure_ui_npm_packages()?;
+    let ui = build_ui()?;
+    exec(
+        cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env("VEILSHARE_UI_DIR", &ui),
+    )?;
+    // With the component tests, which only ever build for wasm32 (clippy's native pass does
+    // not see them).
     exec(cargo().args([
         "check",
         "-p",
@@ -32,22 +44,28 @@ pub(crate) fn test(args: &[String]) -> Result<()> {
         "veilshare-frontend",
         "--target",
         WASM_TARGET,
+        "--all-targets",
     ]))?;
     // The end-to-end tests start the real binary, which `cargo test --workspace` builds for the
     // backend's own integration tests (a separate `cargo build` would unify features
-    // differently and build Arti twice); the onion tests need a private Tor network.
+    // differently and build Arti twice). Compiled before the private Tor network starts, so
+    // that its nine `tor` processes do not take CPU from the compiler.
+    let test = || {
+        let mut command = cargo();
+        command
+            .args(["test", "--workspace"])
+            .env("VEILSHARE_UI_DIR", &ui)
+            .env("VEILSHARE_TESTNET", testnet::arti_toml());
+        command
+    };
+    exec(test().arg("--no-run"))?;
     testnet::up()?;
     // One end-to-end test watches the app's sockets with strace; drop box tests post a form
     // through C tor with curl (Tor Browser's path) and decrypt with age.
     ensure_debian_packages(&[("strace", "strace"), ("curl", "curl"), ("age", "age")])?;
-    exec(
-        cargo()
-            .args(["test", "--workspace"])
-            .env("VEILSHARE_TESTNET", testnet::arti_toml())
-            .args(args),
-    )?;
+    exec(test().args(args))?;
     component_tests()?;
-    ui_e2e()
+    ui_e2e(&target_dir().join("debug/veilshare"))
 }
 
 /// The front end's component tests (`wasm-bindgen-test`) in headless Chromium, through
@@ -70,10 +88,10 @@ pub(crate) fn component_tests() -> Result<()> {
     )
 }
 
-/// The UI in a real browser: Playwright (npm `playwright-core`, no downloaded browser) drives
-/// Debian's chromium against the one-file app from `dist`.
-pub(crate) fn ui_e2e() -> Result<()> {
-    ensure_debian_packages(&[("chromium", "chromium"), ("node", "nodejs"), ("npm", "npm")])?;
+/// The npm packages of `tests/ui` (playwright-core, and binaryen for wasm-opt), from the
+/// lockfile, installed when missing.
+fn ensure_ui_npm_packages() -> Result<()> {
+    ensure_debian_packages(&[("node", "nodejs"), ("npm", "npm")])?;
     let ui_tests = root().join("tests/ui");
     if ["playwright-core", "binaryen"]
         .iter()
@@ -88,27 +106,24 @@ pub(crate) fn ui_e2e() -> Result<()> {
                 .current_dir(&ui_tests),
         )?;
     }
-    let binary = dist()?;
-    // A phone photo with a GPS position, made by the tests' own sample code.
+    Ok(())
+}
+
+/// The UI in a real browser: Playwright (npm `playwright-core`, no downloaded browser) drives
+/// Debian's chromium against `binary`, a build of the app with the UI embedded.
+fn ui_e2e(binary: &Path) -> Result<()> {
+    ensure_debian_packages(&[("chromium", "chromium")])?;
+    ensure_ui_npm_packages()?;
+    let ui_tests = root().join("tests/ui");
+    // A phone photo with a GPS position, made by the tests' own sample code (an example that
+    // `cargo test` has built).
     let photo = target_dir().join("ui-sample-photo.jpg");
-    exec(
-        cargo()
-            .args([
-                "run",
-                "-q",
-                "-p",
-                "veilshare-e2e",
-                "--example",
-                "sample_photo",
-                "--",
-            ])
-            .arg(&photo),
-    )?;
+    exec(Command::new(target_dir().join("debug/examples/sample_photo")).arg(&photo))?;
     exec(
         Command::new("node")
             .arg("e2e.mjs")
             .current_dir(&ui_tests)
-            .env("VEILSHARE_DIST", &binary)
+            .env("VEILSHARE_DIST", binary)
             .env("VEILSHARE_SAMPLE_PHOTO", &photo)
             .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
     )?;
@@ -118,7 +133,7 @@ pub(crate) fn ui_e2e() -> Result<()> {
         Command::new("node")
             .arg("tor.mjs")
             .current_dir(&ui_tests)
-            .env("VEILSHARE_DIST", &binary)
+            .env("VEILSHARE_DIST", binary)
             .env("VEILSHARE_TESTNET", testnet::arti_toml())
             .env("SCREENSHOTS", target_dir().join("ui-screenshots")),
     )

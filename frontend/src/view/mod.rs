@@ -459,6 +459,7 @@ mod browser_tests {
                 progress: 0.42,
                 message: "fetching directory".into(),
             }),
+            bridges: None,
         };
         let root = render::<TorBadge>(props).await;
         let text = root.text_content().unwrap_or_default();
@@ -476,6 +477,7 @@ mod browser_tests {
 
         let props = MirrorFormProps {
             on_created: Callback::noop(),
+            progress: None,
         };
         let root = render::<MirrorForm>(props).await;
         for id in [
