@@ -1,6 +1,7 @@
 // End-to-end UI test in a real browser: Playwright (playwright-core) drives Debian's chromium
-// against the one-file app built by `cargo xtask dist`. `cargo xtask test` runs it with
-//   VEILSHARE_DIST=<target>/dist/veilshare  SCREENSHOTS=<target>/ui-screenshots
+// against a build of the app with its UI embedded (`cargo xtask dist`'s one-file app, or the
+// tests' debug build, which `cargo xtask test` uses). `cargo xtask test` runs it with
+//   VEILSHARE_DIST=<target>/debug/veilshare  SCREENSHOTS=<target>/ui-screenshots
 // It opens the launch URL, uploads a file through the drop zone's input, waits for the share to
 // go live with its link and QR code, downloads from the public link, sees the download count
 // change live, revokes, and sees the link stop working. Then it moves to "Receive files" with the

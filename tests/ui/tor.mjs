@@ -1,6 +1,6 @@
 // The UI with Tor on, in a real browser, against the private Tor network on 127.0.0.1 that
 // `cargo xtask test` starts. `cargo xtask test` runs it with
-//   VEILSHARE_DIST=<target>/dist/veilshare  VEILSHARE_TESTNET=<arti.toml>  SCREENSHOTS=<dir>
+//   VEILSHARE_DIST=<target>/debug/veilshare  VEILSHARE_TESTNET=<arti.toml>  SCREENSHOTS=<dir>
 // A share for two named recipients: each gets a link and a key of their own on the card; one is
 // revoked from the card (after a confirmation) and their address stops answering, the other's
 // does not; a third is added from the card and gets a link of their own. What a recipient

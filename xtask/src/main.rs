@@ -5,7 +5,8 @@
 //! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
 //!   `strace`, `curl`, `age`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
 //!   the WASM build check, a private Tor network, every test, the front end's component tests
-//!   in headless Chromium, and the UI in a real browser against the `dist` build.
+//!   in headless Chromium, and the UI in a real browser against the tests' debug build of the
+//!   app, with the UI embedded.
 //! - `bench [foundation|tor|direct]`: the side-by-side benchmarks (installs nginx, b3sum,
 //!   onionshare-cli and sendme when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.
