@@ -3,10 +3,10 @@
 //! - `run [ARGS…]`: build the app as `dist` does, then start it (`veilshare serve ARGS…`).
 //! - `dist`: the one-file app, `<target>/dist/veilshare`, with the Yew UI embedded.
 //! - `test`: install what the tests need when it is missing (the WASM target, Debian's `tor`,
-//!   `strace`, `curl`, `age`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`), then formatting, lints,
-//!   the WASM build check, a private Tor network, every test, the front end's component tests
-//!   in headless Chromium, and the UI in a real browser against the tests' debug build of the
-//!   app, with the UI embedded.
+//!   `strace`, `curl`, `age`, `chromium` and `nodejs`/`npm`, the npm packages of `tests/ui`),
+//!   then formatting, the UI's assets, lints, the component tests' WASM build, every test on a
+//!   private Tor network, the front end's component tests in headless Chromium, and the UI in a
+//!   real browser against the tests' debug build of the app, with the UI embedded.
 //! - `bench [foundation|tor|direct]`: the side-by-side benchmarks (installs nginx, b3sum,
 //!   onionshare-cli and sendme when missing).
 //! - `testnet up|down|env`: a private Tor network on 127.0.0.1 for the onion tests.

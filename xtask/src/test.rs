@@ -1,4 +1,4 @@
-//! `test`: formatting, the UI's assets, lints, the WASM check, every test (on a private Tor
+//! `test`: formatting, the UI's assets, lints, the component tests' WASM build, every test (on a private Tor
 //! network started once they are compiled), the front end's component tests in headless
 //! Chromium, and the UI in a real browser against the tests' build of the app.
 
@@ -34,17 +34,16 @@ pub(crate) fn test(args: &[String]) -> Result<()> {
             ])
             .env("VEILSHARE_UI_DIR", &ui),
     )?;
-    // With the component tests, which only ever build for wasm32 (clippy's native pass does
-    // not see them).
+    // The front end's component tests only ever build for wasm32 (clippy's native pass does
+    // not see them): compiled now, to fail early, exactly as `component_tests` runs them, so
+    // that nothing is compiled twice.
     exec(cargo().args([
-        "check",
-        "-p",
-        "veilshare-shared",
+        "test",
         "-p",
         "veilshare-frontend",
         "--target",
         WASM_TARGET,
-        "--all-targets",
+        "--no-run",
     ]))?;
     // The end-to-end tests start the real binary, which `cargo test --workspace` builds for the
     // backend's own integration tests (a separate `cargo build` would unify features
