@@ -313,7 +313,7 @@ impl Tor {
                 });
             }
         });
-        tor.clone().bootstrap();
+        tor.clone().bootstrap(0);
         let reconfigurer = Arc::downgrade(&tor);
         let mut changes = setup.subscribe();
         tokio::spawn(async move {
@@ -328,11 +328,17 @@ impl Tor {
         Ok(tor)
     }
 
-    /// Bootstraps in the background and says how it went in the status.
-    fn bootstrap(self: Arc<Self>) {
+    /// Bootstraps in the background and says how it went in the status, unless the setup
+    /// changed since `generation` (the new one says for itself).
+    fn bootstrap(self: Arc<Self>, generation: u64) {
         tokio::spawn(async move {
             let started = Instant::now();
-            match self.client.bootstrap().await {
+            let outcome = self.client.bootstrap().await;
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                tracing::debug!("a bootstrap of earlier Tor settings ended");
+                return;
+            }
+            match outcome {
                 Ok(()) => {
                     tracing::info!(elapsed = ?started.elapsed(), "connected to the Tor network");
                     self.set_status(TorStatus::Ready);
@@ -359,6 +365,24 @@ impl Tor {
                 return;
             }
         };
+        // A new generation first: what earlier setups still wait for (a bridge to answer, a
+        // bootstrap to finish) no longer changes the status.
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        // Arti keeps its directory and says it is ready at once, but every circuit now has to
+        // go through the new bridges: connected only once one of them answered. Said before
+        // Arti hears of them, so that no report on them comes earlier.
+        if let Some(bridges) = &setup.bridges {
+            self.set_status(TorStatus::Bootstrapping {
+                progress: 0.0,
+                message: format!(
+                    "connecting through the new {} bridges",
+                    bridges.transport().title()
+                ),
+            });
+        }
         if let Err(error) = self
             .client
             .reconfigure(&config, tor_config::Reconfigure::WarnOnFailures)
@@ -373,25 +397,12 @@ impl Tor {
         }
         *self.probe.lock().await = None;
         tracing::info!(bridges = setup.bridges.is_some(), "Tor settings changed");
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
         let Some(bridges) = setup.bridges.clone() else {
             if !matches!(self.status(), TorStatus::Ready) {
-                self.clone().bootstrap();
+                self.clone().bootstrap(generation);
             }
             return;
         };
-        // Arti keeps its directory and says it is ready at once, but every circuit now has to
-        // go through the new bridges: connected only once one of them answered.
-        self.set_status(TorStatus::Bootstrapping {
-            progress: 0.0,
-            message: format!(
-                "connecting through the new {} bridges",
-                bridges.transport().title()
-            ),
-        });
         let tor = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut outcomes = super::bridges::outcomes().subscribe();
@@ -414,7 +425,7 @@ impl Tor {
                 }
             }
             if let Some(tor) = tor.upgrade() {
-                tor.bootstrap();
+                tor.bootstrap(generation);
             }
         });
     }

@@ -194,7 +194,9 @@ async fn a_wrong_bridge_line_is_reported_by_bridge_and_fixing_it_connects_the_ru
     wait_live(&server, &view).await;
 
     // And back to the wrong one while connected: Arti keeps its directory, but the app does
-    // not say "connected" while its only bridge does not answer.
+    // not say "connected" while its only bridge does not answer. (The settings are applied
+    // just after the answer: the same line's failure from before may show a moment earlier,
+    // and Arti, waiting out its retry delay for that bridge, may not report it afresh.)
     let response = server
         .api(Method::PUT, "/api/settings/bridges")
         .json(&json!({ "enabled": true, "transport": "obfs4", "lines": [wrong] }))
@@ -202,10 +204,14 @@ async fn a_wrong_bridge_line_is_reported_by_bridge_and_fixing_it_connects_the_ru
         .await
         .expect("put");
     assert_eq!(response.status(), 200);
-    let status = bridges_when(&server, "the wrong bridge to be reported again", |s| {
-        s["bridges"]["bridges"][0]["reach"]["state"] == "failed"
-    })
+    bridges_when(
+        &server,
+        "the wrong bridge to be reported again, and Tor not said to be connected",
+        |s| {
+            s["bridges"]["bridges"][0]["reach"]["state"] == "failed"
+                && s["tor"]["state"] == "bootstrapping"
+        },
+    )
     .await;
-    assert_eq!(status["tor"]["state"], "bootstrapping", "{status}");
     server.stop().await;
 }
