@@ -107,17 +107,9 @@ pub fn save(
         .filter(|p| !p.is_empty());
     let bridges = Bridges::check(&settings)?;
     let path = data_dir.join(FILE);
-    let temp = data_dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(&settings)
         .map_err(|e| BridgeSettingsError::Storage(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &path)
-    };
-    write().map_err(|e| {
+    crate::app::replace_file(&path, &bytes).map_err(|e| {
         BridgeSettingsError::Storage(format!("cannot save {}: {e}", path.display()))
     })?;
     if bridges != current.bridges {

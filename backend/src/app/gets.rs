@@ -413,11 +413,7 @@ impl Gets {
             serde_json::to_vec_pretty(&saved).map_err(|e| GetError::Storage(e.to_string()))?;
         let dir = self.0.data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let mut file = tempfile::NamedTempFile::new_in(&dir)?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            file.as_file().sync_all()?;
-            file.persist(dir.join("gets.json"))?;
-            Ok::<(), std::io::Error>(())
+            crate::app::replace_file(&dir.join("gets.json"), &bytes)
         })
         .await
         .map_err(|e| GetError::Storage(e.to_string()))?

@@ -296,6 +296,17 @@ impl Node {
     }
 }
 
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
+/// part of either: written to a temporary file beside it, synced, then renamed over it.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// The bridges in use as events: when the settings change, and when Arti reaches a bridge or
 /// gives up on one.
 fn forward_bridges(setup: &SharedSetup, events: &EventBus) {
