@@ -17,7 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Veilshare, free_port, median_ns, peak_rss, start_nginx, write_random_file};
+use common::{
+    Veilshare, free_port, median_ns, peak_rss, settle_writeback, start_nginx, write_random_file,
+};
 use criterion::{Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
 
@@ -129,6 +131,7 @@ fn main() {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    settle_writeback();
                     let start = Instant::now();
                     let (tag, file) = runtime.block_on(async {
                         let permit = store.import_permit().await.expect("permit");
@@ -150,6 +153,7 @@ fn main() {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    settle_writeback();
                     let start = Instant::now();
                     let view = runtime.block_on(upload(&http, &server, &import_source));
                     total += start.elapsed();
@@ -176,6 +180,7 @@ fn main() {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
+                    settle_writeback();
                     let start = Instant::now();
                     let hashed = Command::new("b3sum")
                         .arg(&import_source)
@@ -253,19 +258,21 @@ fn main() {
         );
     }
     if let Some(reference) = median_ns("import_1GiB", "b3sum_plus_cp") {
-        for (name, what) in [
+        for (name, what, target) in [
             (
                 "veilshare_import_path",
                 "import of a local file into the store",
+                0.8,
             ),
             (
                 "veilshare_api_upload",
                 "upload through the local API (HTTP multipart)",
+                0.5,
             ),
         ] {
             if let Some(ours) = median_ns("import_1GiB", name) {
                 println!(
-                    "{what}: {:.2} s ({:.2} GiB/s); b3sum + cp {:.2} s; ratio {:.2}x (target >= 0.7x)",
+                    "{what}: {:.2} s ({:.2} GiB/s); b3sum + cp {:.2} s; ratio {:.2}x (target >= {target}x)",
                     ours / 1e9,
                     gib_per_s(ours),
                     reference / 1e9,

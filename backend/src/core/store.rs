@@ -1281,6 +1281,78 @@ mod tests {
         store.shutdown().await;
     }
 
+    /// The store's imports are patched (third_party/iroh-blobs: one pass, hashed in parallel).
+    /// Whatever way bytes come in, the blob must have BLAKE3's hash and exactly the outboard
+    /// bao-tree builds: compared through the bao encoding the store sends to peers, which holds
+    /// every parent node. Sizes around one block (16 KiB), odd block counts, and one large
+    /// enough for the outboard to go to its own file; streams cut at awkward places.
+    #[tokio::test]
+    async fn imports_hash_and_outboard_match_the_reference_construction() {
+        use bao_tree::io::outboard::PreOrderMemOutboard;
+        use iroh_blobs::protocol::ChunkRanges;
+        const BLOCK: usize = 16 * 1024;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).await.expect("open");
+        let sizes = [
+            0,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            3 * BLOCK + 7,
+            64 * BLOCK,
+            100 * BLOCK - 1,
+            (5 << 20) + 3,
+        ];
+        for size in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            let expected = PreOrderMemOutboard::create(&data, iroh_blobs::store::IROH_BLOCK_SIZE);
+            let mut encoding = (size as u64).to_le_bytes().to_vec();
+            bao_tree::io::sync::encode_ranges_validated(
+                &data[..],
+                &expected,
+                &ChunkRanges::all(),
+                &mut encoding,
+            )
+            .expect("reference encoding");
+            let file = dir.path().join(format!("input-{size}.bin"));
+            std::fs::write(&file, &data).expect("write");
+            let permit = store.import_permit().await.expect("permit");
+            let mut tags = vec![
+                store
+                    .import_path(&permit, &file, "f".into())
+                    .await
+                    .expect("path")
+                    .0,
+            ];
+            for piece in [1000, BLOCK, 3 * BLOCK + 5, 1 << 20] {
+                let pieces: Vec<io::Result<Bytes>> = data
+                    .chunks(piece)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                let stream = futures::stream::iter(pieces);
+                tags.push(store.import_stream(&permit, stream).await.expect("stream"));
+            }
+            for tag in &tags {
+                assert_eq!(
+                    tag.hash().as_bytes(),
+                    expected.root.as_bytes(),
+                    "hash of {size}"
+                );
+                let sent = store
+                    .blobs()
+                    .blobs()
+                    .export_bao(tag.hash(), ChunkRanges::all())
+                    .bao_to_vec()
+                    .await
+                    .expect("export");
+                assert!(sent == encoding, "the bao encoding of {size} bytes differs");
+            }
+        }
+        store.shutdown().await;
+    }
+
     fn blake3_hex(data: &[u8]) -> String {
         iroh_blobs::Hash::new(data).to_hex().to_string()
     }

@@ -128,6 +128,14 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
     file.flush().expect("flush");
 }
 
+/// Writes every dirty page to disk (`sync`), outside a timing: each sample that writes a
+/// gigabyte then starts from the same state, instead of being throttled by the kernel for the
+/// previous sample's (or the test file's) writeback.
+pub fn settle_writeback() {
+    let synced = std::process::Command::new("sync").status().expect("sync");
+    assert!(synced.success(), "sync failed");
+}
+
 /// Peak resident set size of a process, in bytes (`VmHWM`).
 pub fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
