@@ -1,9 +1,11 @@
 //! Foundation benchmarks, side by side in one run on a 1 GiB file:
-//! - download through veilshare's public listener vs Debian's nginx (sendfile) serving it;
+//! - download through veilshare's public listener vs Debian's nginx (sendfile) serving it, with
+//!   the in-process `reqwest` client and with curl;
 //! - import (upload through the API into the store) vs `b3sum` + `cp`;
 //! - peak RSS of the server under 50 concurrent downloads (nginx's worker as the reference).
 //!
-//! Run with `cargo xtask bench` (it installs nginx and b3sum and builds the release binary).
+//! Run with `cargo xtask bench` (it installs nginx, b3sum and curl and builds the release
+//! binary).
 //! Prints ratios at the end; criterion keeps the details under `<target>/criterion`.
 
 // The results are this program's output.
@@ -59,6 +61,27 @@ async fn drain(http: &reqwest::Client, url: &str) -> u64 {
     total
 }
 
+/// Fetches `url` with curl into /dev/null; the bytes it received.
+fn curl_drain(url: &str) -> u64 {
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--fail",
+            "--noproxy",
+            "*",
+            "--output",
+            "/dev/null",
+        ])
+        .args(["--write-out", "%{size_download}", url])
+        .output()
+        .expect("curl is not installed: run `cargo xtask bench`");
+    assert!(output.status.success(), "curl {url}: {:?}", output.status);
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("curl's byte count")
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let work = tempfile::Builder::new()
@@ -111,6 +134,14 @@ fn main() {
                 assert_eq!(drain(&http, &nginx_url).await, SIZE);
             })
         });
+        // The same two servers with curl as the client: a process of its own with another HTTP
+        // stack (the in-process client and curl disagreed on the ratio before).
+        for (name, url) in [
+            ("veilshare_curl", &share_url),
+            ("nginx_sendfile_curl", &nginx_url),
+        ] {
+            group.bench_function(name, |b| b.iter(|| assert_eq!(curl_drain(url), SIZE)));
+        }
         group.finish();
     }
     {
@@ -246,16 +277,21 @@ fn main() {
     let gib_per_s = |ns: f64| SIZE as f64 / (ns / 1e9) / (1u64 << 30) as f64;
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!("\n=== veilshare foundation benchmark (1 GiB, loopback, medians) ===");
-    if let (Some(ours), Some(nginx)) = (
-        median_ns("download_1GiB", "veilshare"),
-        median_ns("download_1GiB", "nginx_sendfile"),
-    ) {
-        println!(
-            "download: veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x)",
-            gib_per_s(ours),
-            gib_per_s(nginx),
-            nginx / ours
-        );
+    for (client, ours, theirs) in [
+        ("reqwest in-process", "veilshare", "nginx_sendfile"),
+        ("curl", "veilshare_curl", "nginx_sendfile_curl"),
+    ] {
+        if let (Some(ours), Some(nginx)) = (
+            median_ns("download_1GiB", ours),
+            median_ns("download_1GiB", theirs),
+        ) {
+            println!(
+                "download ({client}): veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x)",
+                gib_per_s(ours),
+                gib_per_s(nginx),
+                nginx / ours
+            );
+        }
     }
     if let Some(reference) = median_ns("import_1GiB", "b3sum_plus_cp") {
         for (name, what, target) in [

@@ -36,7 +36,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             .args(["bench", "-p", "veilshare-e2e", "--bench", suite])
             .env("VEILSHARE_BIN", &binary);
         if suite == "foundation" || suite == "receive" {
-            ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum")])?;
+            ensure_debian_packages(&[("nginx", "nginx"), ("b3sum", "b3sum"), ("curl", "curl")])?;
         } else if suite == "direct" {
             ensure_debian_packages(&[("time", "time")])?;
             command.env("VEILSHARE_SENDME", ensure_sendme()?);

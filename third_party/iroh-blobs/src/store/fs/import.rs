@@ -288,6 +288,9 @@ async fn import_byte_stream_impl(
     }
 }
 
+/// Bytes of a byte stream written and hashed at a time.
+const STREAM_BATCH: usize = 1 << 20;
+
 /// The stream's bytes, in memory or in a temp file; for a temp file also its hash and outboard,
 /// built as the bytes were written (veilshare's patch: upstream read the file again after).
 async fn get_import_source(
@@ -344,18 +347,32 @@ async fn get_import_source(
     };
     let mut builder = one_pass::OutboardBuilder::default();
     let written: io::Result<()> = async {
-        // Each piece is written while it is hashed on rayon's pool.
-        let mut piece = head;
+        // The stream's chunks are gathered, not copied, into batches of about a MiB; each
+        // batch is written while it is hashed on rayon's pool.
+        let mut batch = vec![head];
+        let mut ended = false;
         loop {
-            let (written, ()) = rayon::join(|| file.write_all(&piece), || builder.update(&piece));
-            written?;
-            match stream.next().await {
-                Some(chunk) => {
-                    piece = chunk?;
-                    size += piece.len() as u64;
-                    tx.send(AddProgressItem::CopyProgress(size)).await?;
+            let mut batched: usize = batch.iter().map(Bytes::len).sum();
+            while !ended && batched < STREAM_BATCH {
+                match stream.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        size += chunk.len() as u64;
+                        batched += chunk.len();
+                        batch.push(chunk);
+                    }
+                    None => ended = true,
                 }
-                None => return Ok(()),
+            }
+            let (written, ()) = rayon::join(
+                || batch.iter().try_for_each(|piece| file.write_all(piece)),
+                || batch.iter().for_each(|piece| builder.update(piece)),
+            );
+            written?;
+            batch.clear();
+            tx.send(AddProgressItem::CopyProgress(size)).await?;
+            if ended {
+                return Ok(());
             }
         }
     }
