@@ -134,26 +134,48 @@ fn inner(work: &Path) {
     let loopback = ["--no-iroh-relay", "--iroh-bind", "127.0.0.1:0"];
     let sendme_loopback = ["--relay", "disabled", "--magic-ipv4-addr", "127.0.0.1:0"];
 
-    let veilshare_sender = Sender::start(
-        Command::new(binary())
-            .args(["share", "--no-tor", "--direct", "--data-dir"])
-            .arg(work.join("vs-sender"))
-            .args(loopback)
-            .arg(&file)
-            .env("VEILSHARE_LOG", "error"),
-        &work.join("vs-sender.log"),
-    );
-    let sendme_cwd = work.join("sm-sender");
-    std::fs::create_dir_all(&sendme_cwd).expect("cwd");
-    let sendme_sender = Sender::start(
-        Command::new(sendme())
-            .arg("send")
-            .arg(&file)
-            .args(sendme_loopback)
-            .args(["--ticket-type", "addresses", "--no-progress"])
-            .current_dir(&sendme_cwd),
-        &work.join("sm-sender.log"),
-    );
+    // Ready times: each sender started ROUNDS times, taking turns, each start after `sync` and
+    // with a fresh data directory (veilshare imports the file every time); the last of each
+    // stays up for the transfers.
+    let start_veilshare = |round: usize| {
+        common::settle_writeback();
+        Sender::start(
+            Command::new(binary())
+                .args(["share", "--no-tor", "--direct", "--data-dir"])
+                .arg(work.join(format!("vs-sender-{round}")))
+                .args(loopback)
+                .arg(&file)
+                .env("VEILSHARE_LOG", "error"),
+            &work.join("vs-sender.log"),
+        )
+    };
+    let start_sendme = |round: usize| {
+        let cwd = work.join(format!("sm-sender-{round}"));
+        std::fs::create_dir_all(&cwd).expect("cwd");
+        common::settle_writeback();
+        Sender::start(
+            Command::new(sendme())
+                .arg("send")
+                .arg(&file)
+                .args(sendme_loopback)
+                .args(["--ticket-type", "addresses", "--no-progress"])
+                .current_dir(&cwd),
+            &work.join("sm-sender.log"),
+        )
+    };
+    let (mut our_ready, mut their_ready) = (Vec::new(), Vec::new());
+    let mut senders = None;
+    for round in 0..ROUNDS {
+        drop(senders.take());
+        let ours = start_veilshare(round);
+        our_ready.push(ours.ready_after.as_secs_f64());
+        let theirs = start_sendme(round);
+        their_ready.push(theirs.ready_after.as_secs_f64());
+        senders = Some((ours, theirs));
+    }
+    let (veilshare_sender, sendme_sender) = senders.expect("at least one round");
+    let our_ready_median = median(our_ready.clone());
+    let their_ready_median = median(their_ready.clone());
 
     let mut veilshare = Vec::new();
     let mut reference = Vec::new();
@@ -184,10 +206,17 @@ fn inner(work: &Path) {
     println!(
         "\n=== direct transfer, 1 GiB over loopback (network namespace, no relay), median of {ROUNDS} ==="
     );
+    let rounded = |values: &[f64]| {
+        values
+            .iter()
+            .map(|v| (v * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
+    };
     println!(
-        "sender ready (import + endpoint + ticket): veilshare share --direct {:.2} s, sendme send {:.2} s",
-        veilshare_sender.ready_after.as_secs_f64(),
-        sendme_sender.ready_after.as_secs_f64()
+        "sender ready (import + endpoint + ticket): veilshare share --direct {our_ready_median:.2} s {:?}, sendme send {their_ready_median:.2} s {:?}; ratio {:.2}x (target >= 0.5x)",
+        rounded(&our_ready),
+        rounded(&their_ready),
+        their_ready_median / our_ready_median
     );
     println!(
         "veilshare get <ticket>: {ours:.2} s ({:.0} MiB/s); runs {:?}",

@@ -45,8 +45,8 @@ use crate::{
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "veilshare_session";
-/// Chunks of an upload queued for the store (multipart chunks are tens to hundreds of KiB).
-const UPLOAD_CHUNKS_QUEUED: usize = 64;
+/// Size of the pieces an upload is handed to the store in.
+const IMPORT_PIECE: usize = 1 << 20;
 
 /// Settings and shared state of the local API.
 #[derive(Debug, Clone)]
@@ -915,13 +915,12 @@ async fn receive_upload(
             continue;
         };
         files.check_name(&file_name).map_err(Failure::bad_request)?;
-        // Chunks go to the store as they come (it gathers them into batches without copying);
-        // the channel holds a few MiB of them so receiving goes on while a batch is written.
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(UPLOAD_CHUNKS_QUEUED);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         let import = store.import_stream(&permit, crate::core::store::receiver_stream(rx));
         let pump = async {
             let mut crc = crc32fast::Hasher::new();
             let mut size = 0u64;
+            let mut pending = bytes::BytesMut::with_capacity(IMPORT_PIECE);
             loop {
                 let chunk = match field.chunk().await {
                     Ok(Some(chunk)) => chunk,
@@ -939,10 +938,17 @@ async fn receive_upload(
                 }
                 crc.update(&chunk);
                 progress.add(chunk.len() as u64);
-                if tx.send(Ok(chunk)).await.is_err() {
+                // Hand the store large pieces: per-message costs dominate with network-sized ones.
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= IMPORT_PIECE
+                    && tx.send(Ok(pending.split().freeze())).await.is_err()
+                {
                     // The store stopped reading: its error comes from the import.
                     break;
                 }
+            }
+            if !pending.is_empty() {
+                let _ = tx.send(Ok(pending.split().freeze())).await;
             }
             drop(tx);
             Ok((size, crc.finalize()))
