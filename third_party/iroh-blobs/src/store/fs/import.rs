@@ -288,9 +288,6 @@ async fn import_byte_stream_impl(
     }
 }
 
-/// Bytes of a byte stream written and hashed at a time.
-const STREAM_BATCH: usize = 1 << 20;
-
 /// The stream's bytes, in memory or in a temp file; for a temp file also its hash and outboard,
 /// built as the bytes were written (veilshare's patch: upstream read the file again after).
 async fn get_import_source(
@@ -347,32 +344,18 @@ async fn get_import_source(
     };
     let mut builder = one_pass::OutboardBuilder::default();
     let written: io::Result<()> = async {
-        // The stream's chunks are gathered, not copied, into batches of about a MiB; each
-        // batch is written while it is hashed on rayon's pool.
-        let mut batch = vec![head];
-        let mut ended = false;
+        // Each piece is written while it is hashed on rayon's pool.
+        let mut piece = head;
         loop {
-            let mut batched: usize = batch.iter().map(Bytes::len).sum();
-            while !ended && batched < STREAM_BATCH {
-                match stream.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk?;
-                        size += chunk.len() as u64;
-                        batched += chunk.len();
-                        batch.push(chunk);
-                    }
-                    None => ended = true,
-                }
-            }
-            let (written, ()) = rayon::join(
-                || batch.iter().try_for_each(|piece| file.write_all(piece)),
-                || batch.iter().for_each(|piece| builder.update(piece)),
-            );
+            let (written, ()) = rayon::join(|| file.write_all(&piece), || builder.update(&piece));
             written?;
-            batch.clear();
-            tx.send(AddProgressItem::CopyProgress(size)).await?;
-            if ended {
-                return Ok(());
+            match stream.next().await {
+                Some(chunk) => {
+                    piece = chunk?;
+                    size += piece.len() as u64;
+                    tx.send(AddProgressItem::CopyProgress(size)).await?;
+                }
+                None => return Ok(()),
             }
         }
     }
@@ -405,7 +388,7 @@ async fn compute_outboard(
             }
             MemOrFile::File(mut file) => file
                 .rewind()
-                .and_then(|()| one_pass::hash_file(file))
+                .and_then(|()| one_pass::copy_and_hash(file, &mut io::sink()))
                 .map(|(_, hash, outboard)| (hash, outboard)),
         };
         (source, hashed)

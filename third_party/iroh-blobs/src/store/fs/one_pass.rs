@@ -13,10 +13,7 @@
 //! power of two below `n`, which is where BLAKE3 splits its chunks: the root hash is BLAKE3's.
 //! The tests compare both with bao-tree's own construction for sizes around every boundary.
 
-use std::{
-    fs::File,
-    io::{self, Read, Write},
-};
+use std::io::{self, Read, Write};
 
 use bao_tree::blake3::{
     self,
@@ -30,7 +27,7 @@ use crate::store::IROH_BLOCK_SIZE;
 const BLOCK: usize = 1024 << IROH_BLOCK_SIZE.chunk_log();
 /// Blocks one rayon task hashes (256 KiB: enough to dwarf the task's cost).
 const BLOCKS_PER_TASK: usize = 16;
-/// Bytes read, written and hashed at a time by [`copy_and_hash`] and [`hash_file`].
+/// Bytes read, written and hashed at a time by [`copy_and_hash`].
 pub(super) const PIECE: usize = 4 << 20;
 
 /// Hashes a stream of bytes into its BLAKE3 root and pre-order outboard.
@@ -122,11 +119,12 @@ fn subtree(leaves: &[ChainingValue], outboard: &mut Vec<u8>) -> ChainingValue {
 }
 
 /// Reads `source` to its end, writing every piece to `target` while it is hashed (the write
-/// on the calling thread, the hashing on rayon's pool). What is hashed is exactly what was
-/// written, even if the source changes meanwhile. Returns the size, hash and outboard.
+/// on one of rayon's threads, the hashing on the others). What is hashed is exactly what was
+/// written, even if the source changes meanwhile. Returns the size, hash and outboard; to
+/// hash only, give `io::sink()`.
 pub(super) fn copy_and_hash(
-    mut source: File,
-    target: &mut File,
+    mut source: impl Read,
+    target: &mut (impl Write + Send),
 ) -> io::Result<(u64, blake3::Hash, Vec<u8>)> {
     let mut builder = OutboardBuilder::default();
     let mut size = 0u64;
@@ -139,23 +137,6 @@ pub(super) fn copy_and_hash(
         let piece = &buf[..n];
         let (written, ()) = rayon::join(|| target.write_all(piece), || builder.update(piece));
         written?;
-        size += n as u64;
-    }
-    let (hash, outboard) = builder.finalize();
-    Ok((size, hash, outboard))
-}
-
-/// Hashes `source` from its current position to its end.
-pub(super) fn hash_file(mut source: &File) -> io::Result<(u64, blake3::Hash, Vec<u8>)> {
-    let mut builder = OutboardBuilder::default();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; PIECE];
-    loop {
-        let n = read_piece(&mut source, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        builder.update(&buf[..n]);
         size += n as u64;
     }
     let (hash, outboard) = builder.finalize();
