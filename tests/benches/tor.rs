@@ -1,13 +1,15 @@
 //! Onion-service benchmarks on the private Tor network (`cargo xtask bench tor` starts it),
 //! side by side in one run, 100 MiB, median of [`ROUNDS`], rounds interleaved:
 //! - time from share creation to live and to the first successful fetch;
-//! - `veilshare get` with one stream, and with 4 ranges over separate circuits;
-//! - the same with a build without congestion-control negotiation (client and service);
-//! - OnionShare (Debian's `onionshare-cli` on C tor, fetched with curl through a C tor client)
-//!   as the reference users compare us with;
-//! - Tor Browser's path to veilshare: the same curl through the same C tor client, fetching
-//!   veilshare's onion service (most recipients open the link in Tor Browser);
-//! - the CPU time (user + system, GNU time) of each `veilshare get`, per 100 MiB.
+//! - Tor Browser's path (most recipients open the link in Tor Browser): curl through a C tor
+//!   client fetching veilshare's onion service, against the same curl fetching OnionShare
+//!   (Debian's `onionshare-cli` on a C tor), the reference users compare us with;
+//! - `veilshare get` with one stream and with 2, 4 and 8 ranges over separate circuits;
+//! - one share from 1, 2 and 3 onion sources at once (the sender and two mirrors, each its
+//!   own veilshare instance and onion service);
+//! - CPU time: of each `veilshare get` (user + system, GNU time), also without a fresh client's
+//!   fixed cost (the same `get` of a 1 KiB share: bootstrap, descriptor, circuits), and of the
+//!   serving side while curl fetches (veilshare's process against OnionShare's and its tor's).
 //!
 //! Each veilshare fetch uses a fresh client (its own state directory, bootstrap included), as a
 //! recipient would; curl goes through an already bootstrapped C tor, which favours OnionShare.
@@ -28,6 +30,8 @@ use std::{
 
 const SIZE: usize = 100 << 20;
 const ROUNDS: usize = 3;
+/// The range counts of `veilshare get --parallel` compared with one stream.
+const PARALLEL: [u16; 3] = [2, 4, 8];
 
 fn env_path(name: &str) -> PathBuf {
     std::env::var_os(name)
@@ -39,31 +43,30 @@ fn testnet() -> PathBuf {
     env_path("VEILSHARE_TESTNET")
 }
 
-/// Runs `veilshare get`; returns the wall time and the CPU seconds (user + system).
-fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> (Duration, f64) {
+/// Runs `veilshare get` on `links` (one share, several sources); returns the wall time and the
+/// CPU seconds (user + system).
+fn get(links: &[&str], out: &Path, state: &Path, parallel: Option<u16>) -> (Duration, f64) {
     let times = out.with_extension("time");
-    let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
+    let mut command = Command::new("/usr/bin/time");
+    command
         .args(["-f", "%U %S", "-o"])
         .arg(&times)
-        .arg(binary)
-        .args([
-            "get",
-            link,
-            "--quiet",
-            "--parallel",
-            &parallel.to_string(),
-            "-o",
-        ])
+        .arg(binary())
+        .arg("get")
+        .args(links)
+        .args(["--quiet", "-o"])
         .arg(out)
         .arg("--data-dir")
         .arg(state)
         .arg("--tor-config")
         .arg(testnet())
         .env("VEILSHARE_LOG", "error")
-        .stdout(Stdio::null())
-        .status()
-        .expect("veilshare get");
+        .stdout(Stdio::null());
+    if let Some(parallel) = parallel {
+        command.args(["--parallel", &parallel.to_string()]);
+    }
+    let started = Instant::now();
+    let status = command.status().expect("veilshare get");
     assert!(status.success(), "veilshare get failed");
     let elapsed = started.elapsed();
     let cpu = std::fs::read_to_string(&times)
@@ -74,23 +77,63 @@ fn get(binary: &Path, link: &str, out: &Path, state: &Path, parallel: u16) -> (D
     (elapsed, cpu)
 }
 
+/// The machine's CPU time so far, in USER_HZ ticks: (busy, all). A fetch's share of busy
+/// time shows whether the machine (every relay, service and client on its 2 cores) was the
+/// limit.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .expect("cpu line")
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().expect("ticks"))
+        .collect();
+    let all: u64 = ticks.iter().sum();
+    // idle and iowait are the 4th and 5th.
+    (all - ticks[3] - ticks[4], all)
+}
+
+/// The fraction of the machine that was busy since `before` ([`machine_ticks`]).
+fn busy_since(before: (u64, u64)) -> f64 {
+    let after = machine_ticks();
+    (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64
+}
+
+/// CPU seconds (user + system) a running process has used so far, all its threads.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11..13]
+        .iter()
+        .map(|f| f.parse::<f64>().expect("ticks"))
+        .sum();
+    // In USER_HZ, which Linux fixes at 100 for user space on every architecture we run on.
+    ticks / 100.0
+}
+
 /// Shares `content` on `server` and waits until it is live; returns (onion link, time to live).
 fn share(
     runtime: &tokio::runtime::Runtime,
     server: &Veilshare,
+    name: &str,
     content: &[u8],
 ) -> (String, Duration) {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
     let created = Instant::now();
     let view: serde_json::Value = runtime.block_on(async {
         let form = reqwest::multipart::Form::new().part(
             "files",
-            reqwest::multipart::Part::bytes(content.to_vec()).file_name("big.bin"),
+            reqwest::multipart::Part::bytes(content.to_vec()).file_name(name.to_owned()),
         );
-        http.post(format!("{}/api/shares", server.api))
+        http()
+            .post(format!("{}/api/shares", server.api))
             .bearer_auth(&server.token)
             .multipart(form)
             .send()
@@ -100,10 +143,50 @@ fn share(
             .await
             .expect("view")
     });
+    let onion = wait_live(runtime, server, &view);
+    (onion, created.elapsed())
+}
+
+/// Makes `server` a mirror of `source` (it fetches the share over Tor and publishes it as its
+/// own onion service); returns the mirror's onion link once it is live.
+fn mirror(runtime: &tokio::runtime::Runtime, server: &Veilshare, source: &str) -> String {
+    let view: serde_json::Value = runtime.block_on(async {
+        let response = http()
+            .post(format!("{}/api/mirrors", server.api))
+            .bearer_auth(&server.token)
+            .json(&serde_json::json!({ "source": source }))
+            .send()
+            .await
+            .expect("mirror");
+        assert!(
+            response.status().is_success(),
+            "mirror: {}",
+            response.status()
+        );
+        response.json().await.expect("view")
+    });
+    wait_live(runtime, server, &view)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// Polls the share of `view` on `server` until it is live; returns its onion link.
+fn wait_live(
+    runtime: &tokio::runtime::Runtime,
+    server: &Veilshare,
+    view: &serde_json::Value,
+) -> String {
     let id = view["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let view: serde_json::Value = runtime.block_on(async {
-            http.get(format!("{}/api/shares/{id}", server.api))
+            http()
+                .get(format!("{}/api/shares/{id}", server.api))
                 .bearer_auth(&server.token)
                 .send()
                 .await
@@ -113,13 +196,9 @@ fn share(
                 .expect("json")
         });
         if view["state"] == "live" {
-            let onion = view["links"]["onion"].as_str().expect("onion").to_owned();
-            return (onion, created.elapsed());
+            return view["links"]["onion"].as_str().expect("onion").to_owned();
         }
-        assert!(
-            created.elapsed() < Duration::from_secs(180),
-            "not live: {view}"
-        );
+        assert!(Instant::now() < deadline, "not live: {view}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -209,44 +288,65 @@ fn curl(tor: &CTor, url: &str, out: &Path) -> Option<Duration> {
     status.success().then(|| started.elapsed())
 }
 
+/// Per-round figures, one list per line of the report.
+#[derive(Default)]
+struct Samples {
+    /// MiB/s of `veilshare get` with one stream, then with each of [`PARALLEL`].
+    get: [Vec<f64>; 1 + PARALLEL.len()],
+    /// CPU seconds of the same fetches.
+    get_cpu: [Vec<f64>; 1 + PARALLEL.len()],
+    /// How busy the machine was during them (0 to 1).
+    get_busy: [Vec<f64>; 1 + PARALLEL.len()],
+    /// CPU seconds of a fresh client fetching 1 KiB.
+    fixed_cpu: Vec<f64>,
+    /// MiB/s from 2 and 3 sources (the sender and its mirrors).
+    sources: [Vec<f64>; 2],
+    /// How busy the machine was during them.
+    sources_busy: [Vec<f64>; 2],
+    /// MiB/s of curl + C tor from veilshare and from OnionShare.
+    browser: [Vec<f64>; 2],
+    /// CPU seconds of the serving side during those fetches.
+    browser_cpu: [Vec<f64>; 2],
+}
+
 fn main() {
     let work = tempfile::Builder::new()
         .prefix("veilshare-tor-bench")
         .tempdir_in("/var/tmp")
         .expect("work dir");
+    let dir = |name: &str| work.path().join(name);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let content: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
-    let file = work.path().join("big.bin");
+    let file = dir("big.bin");
     std::fs::write(&file, &content).expect("content");
-    let without = env_path("VEILSHARE_BIN_NO_NEGOTIATION");
 
-    let server = Veilshare::start(&work.path().join("server"), Some(&testnet()));
-    let plain = Veilshare::start_binary(&without, &work.path().join("plain"), Some(&testnet()));
-    let (onion, live_after) = share(&runtime, &server, &content);
+    let server = Veilshare::start(&dir("server"), Some(&testnet()));
+    let (onion, live_after) = share(&runtime, &server, "big.bin", &content);
     let created = Instant::now() - live_after;
-    let (first, _) = get(
-        &binary(),
-        &onion,
-        &work.path().join("first"),
-        &work.path().join("first-client"),
-        1,
-    );
+    let (first, _) = get(&[&onion], &dir("first"), &dir("first-client"), Some(1));
     let first_fetch_done = created.elapsed();
-    let (plain_onion, _) = share(&runtime, &plain, &content);
+    let (small, _) = share(&runtime, &server, "small.bin", &[7; 1024]);
+    let mirrors: Vec<(Veilshare, String)> = (1..=2)
+        .map(|n| {
+            let node = Veilshare::start(&dir(&format!("mirror-{n}")), Some(&testnet()));
+            let link = mirror(&runtime, &node, &onion);
+            (node, link)
+        })
+        .collect();
 
     let service_tor = CTor::start(
-        &work.path().join("ctor-service"),
+        &dir("ctor-service"),
         &env_path("VEILSHARE_TESTNET_CLIENT_TORRC"),
     );
     let client_tor = CTor::start(
-        &work.path().join("ctor-client"),
+        &dir("ctor-client"),
         &env_path("VEILSHARE_TESTNET_CLIENT_TORRC"),
     );
     let onionshare = OnionShare::start(work.path(), &service_tor, &file);
-    let download = format!("{}/download", onionshare.url.trim_end_matches('/'));
-    let os_out = work.path().join("onionshare-out.bin");
+    let os_download = format!("{}/download", onionshare.url.trim_end_matches('/'));
+    let os_out = dir("onionshare-out.bin");
     let os_first = loop {
-        if let Some(elapsed) = curl(&client_tor, &download, &os_out) {
+        if let Some(elapsed) = curl(&client_tor, &os_download, &os_out) {
             break (onionshare.started.elapsed(), elapsed);
         }
         assert!(
@@ -257,45 +357,90 @@ fn main() {
     };
     assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
 
-    let mut rates: [Vec<f64>; 5] = Default::default();
-    let mut cpu: [Vec<f64>; 3] = Default::default();
-    let browser_path = format!("{}download", onion);
-    let browser_out = work.path().join("browser-path-out.bin");
+    let mut samples = Samples::default();
+    let check = |out: &Path| {
+        assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
+        std::fs::remove_dir_all(out).expect("clean");
+    };
+    let vs_download = format!("{onion}download");
+    let browser_out = dir("browser-path-out.bin");
     for round in 0..ROUNDS {
-        let fetches = [
-            (&binary(), &onion, 1u16),
-            (&binary(), &onion, 4u16),
-            (&without, &plain_onion, 1u16),
-        ];
-        for (index, (bin, link, parallel)) in fetches.into_iter().enumerate() {
-            let out = work.path().join(format!("out-{index}-{round}"));
-            let state = work.path().join(format!("client-{index}-{round}"));
-            let (elapsed, seconds) = get(bin, link, &out, &state, parallel);
-            assert_eq!(std::fs::read(out.join("big.bin")).expect("file"), content);
-            std::fs::remove_dir_all(&out).expect("clean");
-            rates[index].push(mib_per_s(SIZE, elapsed));
-            cpu[index].push(seconds * (100 << 20) as f64 / SIZE as f64);
-        }
-        let _ = std::fs::remove_file(&browser_out);
-        let elapsed = curl(&client_tor, &browser_path, &browser_out).expect("veilshare via curl");
-        assert_eq!(
-            std::fs::read(&browser_out).expect("veilshare file"),
-            content
+        let out = dir(&format!("out-small-{round}"));
+        let (_, seconds) = get(
+            &[&small],
+            &out,
+            &dir(&format!("client-small-{round}")),
+            None,
         );
-        rates[4].push(mib_per_s(SIZE, elapsed));
-        let _ = std::fs::remove_file(&os_out);
-        let elapsed = curl(&client_tor, &download, &os_out).expect("OnionShare fetch");
-        assert_eq!(std::fs::read(&os_out).expect("onionshare file"), content);
-        rates[3].push(mib_per_s(SIZE, elapsed));
+        samples.fixed_cpu.push(seconds);
+
+        for (index, parallel) in std::iter::once(1).chain(PARALLEL).enumerate() {
+            let out = dir(&format!("out-{parallel}-{round}"));
+            let state = dir(&format!("client-{parallel}-{round}"));
+            let ticks = machine_ticks();
+            let (elapsed, seconds) = get(&[&onion], &out, &state, Some(parallel));
+            samples.get_busy[index].push(busy_since(ticks));
+            check(&out);
+            samples.get[index].push(mib_per_s(SIZE, elapsed));
+            samples.get_cpu[index].push(seconds);
+        }
+
+        for count in [2, 3] {
+            let links: Vec<&str> = std::iter::once(onion.as_str())
+                .chain(mirrors.iter().map(|(_, link)| link.as_str()))
+                .take(count)
+                .collect();
+            let out = dir(&format!("out-sources-{count}-{round}"));
+            let state = dir(&format!("client-sources-{count}-{round}"));
+            let ticks = machine_ticks();
+            let (elapsed, _) = get(&links, &out, &state, None);
+            samples.sources_busy[count - 2].push(busy_since(ticks));
+            check(&out);
+            samples.sources[count - 2].push(mib_per_s(SIZE, elapsed));
+        }
+
+        let servers: [(&str, &Path, Vec<u32>); 2] = [
+            (&vs_download, &browser_out, vec![server.child.id()]),
+            (
+                &os_download,
+                &os_out,
+                vec![onionshare.child.id(), service_tor.pid()],
+            ),
+        ];
+        for (index, (url, out, pids)) in servers.into_iter().enumerate() {
+            let _ = std::fs::remove_file(out);
+            let before: f64 = pids.iter().copied().map(cpu_seconds).sum();
+            let elapsed = curl(&client_tor, url, out).expect("fetch with curl");
+            let after: f64 = pids.iter().copied().map(cpu_seconds).sum();
+            assert_eq!(std::fs::read(out).expect("fetched file"), content);
+            samples.browser[index].push(mib_per_s(SIZE, elapsed));
+            samples.browser_cpu[index].push(after - before);
+        }
     }
     drop(onionshare);
     server.stop();
-    plain.stop();
+    for (node, _) in mirrors {
+        node.stop();
+    }
+    report(&samples, live_after, first_fetch_done, first, os_first);
+}
 
-    let [neg_one, neg_four, plain_one, os, browser] = rates.map(median);
-    let [cpu_one, cpu_four, cpu_plain] = cpu.map(median);
+fn report(
+    samples: &Samples,
+    live_after: Duration,
+    first_fetch_done: Duration,
+    first: Duration,
+    os_first: (Duration, Duration),
+) {
+    let spread = |values: &[f64]| {
+        let (low, high) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        format!("{:.2} ({low:.2}-{high:.2})", median(values.to_vec()))
+    };
+    let m = |values: &[f64]| median(values.to_vec());
     println!(
-        "\n=== over Tor (private network, 100 MiB, median of {ROUNDS}; veilshare: fresh client each, bootstrap included) ==="
+        "\n=== over Tor (private network, 100 MiB, median (min-max) of {ROUNDS}; veilshare get: fresh client each, bootstrap included) ==="
     );
     println!(
         "veilshare: share created -> live {:.2} s; first fetch done {:.1} s after creation ({:.1} s fetch)",
@@ -308,20 +453,50 @@ fn main() {
         os_first.0.as_secs_f64(),
         os_first.1.as_secs_f64()
     );
-    println!("veilshare get, one stream:                 {neg_one:.1} MiB/s");
-    println!("veilshare get, 4 parallel circuits:        {neg_four:.1} MiB/s");
-    println!("veilshare get, one stream, no negotiation: {plain_one:.1} MiB/s");
-    println!("OnionShare 2.6 (C tor) via curl + C tor:   {os:.1} MiB/s");
-    println!("veilshare via curl + C tor (Tor Browser's path): {browser:.1} MiB/s");
+    let [vs_browser, os] = &samples.browser;
     println!(
-        "CPU of veilshare get per 100 MiB (user + system): one stream {cpu_one:.1} s, 4 circuits {cpu_four:.1} s, no negotiation {cpu_plain:.1} s"
+        "Tor Browser's path (curl + C tor), MiB/s: veilshare {}, OnionShare 2.6 {}",
+        spread(vs_browser),
+        spread(os)
+    );
+    let fixed = m(&samples.fixed_cpu);
+    println!(
+        "veilshare get, a fresh client's fixed CPU (1 KiB share): {}",
+        spread(&samples.fixed_cpu)
+    );
+    for (index, parallel) in std::iter::once(1).chain(PARALLEL).enumerate() {
+        let cpu = m(&samples.get_cpu[index]);
+        println!(
+            "veilshare get --parallel {parallel}: {} MiB/s, {:.2}x OnionShare; CPU {cpu:.2} s per 100 MiB, {:.2} s without the fixed cost; machine {:.0} % busy",
+            spread(&samples.get[index]),
+            m(&samples.get[index]) / m(os),
+            cpu - fixed,
+            100.0 * m(&samples.get_busy[index])
+        );
+    }
+    let four = 1 + PARALLEL
+        .iter()
+        .position(|p| *p == 4)
+        .expect("4 in PARALLEL");
+    let one = m(&samples.get[four]);
+    for (index, count) in [2, 3].into_iter().enumerate() {
+        println!(
+            "{count} sources (sender + {} mirror(s)): {} MiB/s, {:.2}x one source (get --parallel 4); machine {:.0} % busy",
+            count - 1,
+            spread(&samples.sources[index]),
+            m(&samples.sources[index]) / one,
+            100.0 * m(&samples.sources_busy[index])
+        );
+    }
+    let [vs_cpu, os_cpu] = &samples.browser_cpu;
+    println!(
+        "serving 100 MiB to curl + C tor, CPU s: veilshare (Arti onion service) {}, OnionShare + its C tor {}",
+        spread(vs_cpu),
+        spread(os_cpu)
     );
     println!(
-        "negotiation on/off: {:.2}x; parallel/single: {:.2}x; veilshare one stream / OnionShare: {:.2}x; veilshare parallel / OnionShare: {:.2}x; Tor Browser's path, veilshare / OnionShare: {:.2}x",
-        neg_one / plain_one,
-        neg_four / neg_one,
-        neg_one / os,
-        neg_four / os,
-        browser / os
+        "Tor Browser's path, veilshare / OnionShare: {:.2}x; get one stream / OnionShare: {:.2}x",
+        m(vs_browser) / m(os),
+        m(&samples.get[0]) / m(os)
     );
 }

@@ -1,6 +1,6 @@
 //! `bench`: the side-by-side benchmarks, each suite with its references installed.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
     cargo, exec,
@@ -14,20 +14,6 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         Some(name @ ("foundation" | "receive" | "tor" | "direct")) => (vec![name], &args[1..]),
         _ => (vec!["foundation", "receive", "tor", "direct"], args),
     };
-    // Without congestion-control negotiation, for the Tor suite's before/after: built first
-    // and copied aside, since both builds write `release/veilshare`.
-    let no_negotiation = target_dir().join("release/veilshare-no-negotiation");
-    if suites.contains(&"tor") {
-        exec(cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "veilshare",
-            "--no-default-features",
-        ]))?;
-        std::fs::copy(target_dir().join("release/veilshare"), &no_negotiation)
-            .context("cannot copy the build without negotiation aside")?;
-    }
     exec(cargo().args(["build", "--release", "-p", "veilshare"]))?;
     let binary = target_dir().join("release/veilshare");
     for suite in suites {
@@ -49,8 +35,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             testnet::up()?;
             command
                 .env("VEILSHARE_TESTNET", testnet::arti_toml())
-                .env("VEILSHARE_TESTNET_CLIENT_TORRC", testnet::client_torrc())
-                .env("VEILSHARE_BIN_NO_NEGOTIATION", &no_negotiation);
+                .env("VEILSHARE_TESTNET_CLIENT_TORRC", testnet::client_torrc());
         }
         exec(command.args(["--"]).args(rest))?;
     }

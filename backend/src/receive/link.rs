@@ -127,20 +127,57 @@ enum Via {
     Tor(Arc<TorClient<PreferredRuntime>>),
 }
 
+/// Which Tor circuit a request takes (plain HTTP has none and ignores it).
+#[derive(Clone, Copy)]
+pub(crate) enum Circuit<'a> {
+    /// The transport's, shared by every request that takes it.
+    Shared,
+    /// A new one for this request alone: a long range of its own, or a retry after a failure
+    /// (a stale circuit is the usual cause).
+    Fresh,
+    /// A lane's: the same circuit for every request of the lane.
+    Lane(&'a Lane),
+}
+
+impl Circuit<'static> {
+    /// For a request tried again until it goes through: the shared circuit first, then a
+    /// fresh one for each retry.
+    pub(crate) fn for_attempt(attempt: u32) -> Self {
+        if attempt > 1 {
+            Self::Fresh
+        } else {
+            Self::Shared
+        }
+    }
+}
+
+/// A circuit of one's own, kept for many requests: to an onion service every new circuit
+/// costs an introduction and a rendezvous (seconds on the real network), so a worker that
+/// fetches piece after piece keeps one lane (see [`Transport::lane`]).
+pub(crate) struct Lane(Option<Arc<TorClient<PreferredRuntime>>>);
+
 impl Transport {
     /// Whether requests go over Tor.
     pub(crate) fn is_tor(&self) -> bool {
         matches!(self.via, Via::Tor(_))
     }
 
-    /// `GET url`, with an optional byte range and `If-Range`; `isolated` asks for a circuit of
-    /// its own over Tor.
+    /// A lane of its own: over Tor, a client isolated from every other (its circuits are its
+    /// own), whose circuit its requests share.
+    pub(crate) fn lane(&self) -> Lane {
+        match &self.via {
+            Via::Tor(client) => Lane(Some(client.isolated_client())),
+            Via::Plain(_) => Lane(None),
+        }
+    }
+
+    /// `GET url`, with an optional byte range and `If-Range`, over `circuit`.
     pub(crate) async fn get(
         &self,
         url: &str,
         range: Option<(u64, Option<u64>)>,
         if_range: Option<&str>,
-        isolated: bool,
+        circuit: Circuit<'_>,
     ) -> Result<Reply> {
         let mut headers = Vec::new();
         if let Some((start, end)) = range {
@@ -154,7 +191,7 @@ impl Transport {
             headers.push((http::header::IF_RANGE, tag.to_owned()));
         }
         // Boxed: the request's future is large, and the fetches that await it are deep.
-        let answer = Box::pin(self.exchange(http::Method::GET, url, headers, None, isolated));
+        let answer = Box::pin(self.exchange(http::Method::GET, url, headers, None, circuit));
         tokio::time::timeout(self.idle, answer).await.map_err(|_| {
             ReceiveError::unreachable(format!(
                 "{url} did not answer within {} s",
@@ -181,8 +218,13 @@ impl Transport {
             })
             .boxed();
         let headers = vec![(http::header::CONTENT_TYPE, content_type.to_owned())];
-        let mut answer =
-            Box::pin(self.exchange(http::Method::POST, url, headers, Some(body), false));
+        let mut answer = Box::pin(self.exchange(
+            http::Method::POST,
+            url,
+            headers,
+            Some(body),
+            Circuit::Shared,
+        ));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -210,7 +252,7 @@ impl Transport {
         url: &str,
         headers: Vec<(http::HeaderName, String)>,
         body: Option<BoxStream<'static, io::Result<Bytes>>>,
-        isolated: bool,
+        circuit: Circuit<'_>,
     ) -> Result<Reply> {
         let (status, body) = match &self.via {
             Via::Plain(http) => {
@@ -233,7 +275,16 @@ impl Transport {
             }
             Via::Tor(client) => {
                 let (host, port, path) = split_url(url)?;
-                let mut sender = tor_connection(client, &host, port, isolated).await?;
+                let fresh;
+                let client = match circuit {
+                    Circuit::Shared => client,
+                    Circuit::Fresh => {
+                        fresh = client.isolated_client();
+                        &fresh
+                    }
+                    Circuit::Lane(Lane(lane)) => lane.as_ref().unwrap_or(client),
+                };
+                let mut sender = tor_connection(client, &host, port).await?;
                 let mut request = http::Request::builder()
                     .method(method)
                     .uri(path)
@@ -314,19 +365,12 @@ fn batched(
 /// A request body of either transport.
 type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, io::Error>;
 
-/// An HTTP/1 connection over a new Tor stream to `host:port` (a circuit of its own when
-/// `isolated`).
+/// An HTTP/1 connection over a new Tor stream to `host:port`, on one of `client`'s circuits.
 async fn tor_connection(
-    client: &Arc<TorClient<PreferredRuntime>>,
+    client: &TorClient<PreferredRuntime>,
     host: &str,
     port: u16,
-    isolated: bool,
 ) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>> {
-    let client = if isolated {
-        client.isolated_client()
-    } else {
-        client.clone()
-    };
     let stream = tokio::time::timeout(Duration::from_secs(60), client.connect((host, port)))
         .await
         .map_err(|_| {
@@ -399,17 +443,40 @@ pub async fn fetch(settings: &FetchSettings) -> Result<Vec<PathBuf>> {
     fetch_from(&transport, &base, settings).await
 }
 
+/// The Tor client of one run, made by the first onion link that needs it and shared by the
+/// others: one bootstrap and one guard, while each link's requests keep circuits of their own.
+pub(crate) type SharedTor = tokio::sync::OnceCell<Arc<TorClient<PreferredRuntime>>>;
+
 /// The transport for `base`: a bootstrapped Tor client for onion links (authorized with the
 /// settings' key), plain HTTP otherwise.
 pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Result<Transport> {
+    open_transport_with(base, settings, &SharedTor::new()).await
+}
+
+/// [`open_transport`], onion links on `tor`'s client (made on first use).
+pub(crate) async fn open_transport_with(
+    base: &str,
+    settings: &FetchSettings,
+    tor: &SharedTor,
+) -> Result<Transport> {
     let idle = settings
         .patience
         .clamp(Duration::from_secs(1), IDLE_TIMEOUT);
     let mut authorized = None;
     let via = if is_onion(base) {
-        let client = crate::transport::tor::create_client(&settings.state_dir, &settings.tor)
-            .await
-            .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
+        let client = tor
+            .get_or_try_init(|| async {
+                let client =
+                    crate::transport::tor::create_client(&settings.state_dir, &settings.tor)
+                        .await
+                        .map_err(|error| ReceiveError::io("cannot set up Tor").because(error))?;
+                if !settings.quiet {
+                    local::tell(format_args!("connecting to the Tor network…"));
+                }
+                Ok::<_, ReceiveError>(client)
+            })
+            .await?
+            .clone();
         // A key is used for this run only: it is removed when the transport drops, and a run
         // without one removes any a crashed run left (the service must not stay reachable).
         let (host, _, _) = split_url(base)?;
@@ -423,9 +490,6 @@ pub(crate) async fn open_transport(base: &str, settings: &FetchSettings) -> Resu
             None => crate::transport::tor::forget(&client, &host).map_err(|error| {
                 ReceiveError::io("cannot clear an old client key").because(error)
             })?,
-        }
-        if !settings.quiet {
-            local::tell(format_args!("connecting to the Tor network…"));
         }
         client.bootstrap().await.map_err(|error| {
             ReceiveError::unreachable("cannot connect to the Tor network").because(error)
@@ -507,7 +571,16 @@ pub(crate) async fn fetch_manifest(
         // After a failure, a fresh circuit: a stale one, or a descriptor fetched between two
         // uploads, is the usual cause.
         match transport
-            .get(&url, None, None, patience.attempt() > 1)
+            .get(
+                &url,
+                None,
+                None,
+                if patience.attempt() > 1 {
+                    Circuit::Fresh
+                } else {
+                    Circuit::Shared
+                },
+            )
             .await
         {
             Ok(reply) => break reply,
@@ -638,7 +711,9 @@ async fn fetch_stream(
 ) -> Result<()> {
     let etag = format!("\"{}\"", file.blake3);
     let range = (have > 0).then_some((have, None));
-    let reply = transport.get(url, range, Some(&etag), false).await?;
+    let reply = transport
+        .get(url, range, Some(&etag), Circuit::Shared)
+        .await?;
     let mut output = tokio::fs::OpenOptions::from({
         let mut options = local::scratch_options();
         options.create(true).truncate(false);
@@ -861,7 +936,7 @@ async fn fetch_span(
     loop {
         attempt += 1;
         let reply = match transport
-            .get(url, Some((from, Some(end))), Some(&etag), true)
+            .get(url, Some((from, Some(end))), Some(&etag), Circuit::Fresh)
             .await
         {
             Ok(reply) => reply,

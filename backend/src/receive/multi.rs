@@ -31,7 +31,7 @@ use iroh_blobs::{
 use crate::{
     receive::{
         error::{ReceiveError, Refusal, Result},
-        link::{FetchSettings, Manifest, Transport},
+        link::{self, Circuit, FetchSettings, Lane, Manifest, SharedTor, Transport},
         local, ticket,
     },
     transport::iroh::{self as p2p, P2pConfig},
@@ -115,14 +115,21 @@ pub async fn fetch(settings: &MultiFetch) -> Result<Vec<PathBuf>> {
         agree(ticket.hash(), "a ticket")?;
     }
 
-    // Links: one transport each (Tor ones share the client's bootstrap through Arti's state).
+    // Links: one transport each, onion ones on one Tor client (one bootstrap), all reached at
+    // once (each onion service takes a descriptor, an introduction and a rendezvous).
+    let tor = SharedTor::new();
+    let opened = futures::future::join_all(links.iter().map(|link| async {
+        let base = link::link_base(link)?;
+        let transport = link::open_transport_with(&base, &settings.link, &tor).await?;
+        let manifest = link::fetch_manifest(&transport, &base, settings.link.patience).await;
+        Ok::<_, ReceiveError>((base, transport, manifest))
+    }))
+    .await;
     let mut sources = Vec::new();
     let mut first_manifest: Option<Manifest> = None;
-    for link in links {
-        let base = crate::receive::link::link_base(link)?;
-        let transport = crate::receive::link::open_transport(&base, &settings.link).await?;
-        match crate::receive::link::fetch_manifest(&transport, &base, settings.link.patience).await
-        {
+    for opened in opened {
+        let (base, transport, manifest) = opened?;
+        match manifest {
             Ok(manifest) => {
                 agree(blake3_hash(&manifest.content_hash)?, &base)?;
                 let workers = if transport.is_tor() { 4 } else { 2 };
@@ -411,6 +418,13 @@ async fn worker(
     delivered: Arc<AtomicU64>,
 ) {
     let mut failures = 0;
+    // A link's worker keeps its circuit from piece to piece (a new one costs a rendezvous),
+    // and takes a new one after a failure.
+    let new_lane = || match &source {
+        Source::Link { transport, .. } => Some(transport.lane()),
+        Source::Iroh { .. } => None,
+    };
+    let mut lane = new_lane();
     loop {
         // Armed before looking, so that a piece ending in between is not missed.
         let changed = busy.changed.notified();
@@ -432,7 +446,7 @@ async fn worker(
             changed.await;
             continue;
         };
-        let result = fetch_piece(&source, &blobs, root, &piece).await;
+        let result = fetch_piece(&source, lane.as_ref(), &blobs, root, &piece).await;
         match result {
             Ok(()) => {
                 failures = 0;
@@ -441,6 +455,7 @@ async fn worker(
             }
             Err(error) => {
                 failures += 1;
+                lane = new_lane();
                 if let Ok(mut queue) = queue.lock() {
                     queue.push_back(piece);
                 }
@@ -456,8 +471,14 @@ async fn worker(
     }
 }
 
-/// Fetches one piece from one source, verified into the store.
-async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Piece) -> Result<()> {
+/// Fetches one piece from one source (a link's over `lane`), verified into the store.
+async fn fetch_piece(
+    source: &Source,
+    lane: Option<&Lane>,
+    blobs: &BlobStore,
+    root: Hash,
+    piece: &Piece,
+) -> Result<()> {
     match source {
         Source::Iroh { connection, .. } => {
             let request = GetRequest::builder()
@@ -480,7 +501,8 @@ async fn fetch_piece(source: &Source, blobs: &BlobStore, root: Hash, piece: &Pie
                 piece.start,
                 piece.end
             );
-            let reply = transport.get(&url, None, None, true).await?;
+            let circuit = lane.map_or(Circuit::Fresh, Circuit::Lane);
+            let reply = transport.get(&url, None, None, circuit).await?;
             match Refusal::from_status(reply.status) {
                 None => {}
                 Some(Refusal::Busy) => {

@@ -20,7 +20,7 @@ use veilshare_shared::{ContentHash, FileEntry, MetadataReport, dropbox::MAX_MESS
 use crate::core::metadata;
 use crate::receive::{
     error::{IoContext, ReceiveError, Refusal, Result},
-    link::{self, FetchSettings, Transport},
+    link::{self, Circuit, FetchSettings, Transport},
     local::{self, Patience},
 };
 
@@ -258,7 +258,7 @@ async fn fetch_form(transport: &Transport, base: &str, patience: Duration) -> Re
     let mut patience = Patience::new(patience);
     let reply = loop {
         match transport
-            .get(base, None, None, patience.attempt() > 1)
+            .get(base, None, None, Circuit::for_attempt(patience.attempt()))
             .await
         {
             Ok(reply) => break reply,

@@ -501,6 +501,9 @@ impl Tor {
         let gone = tokio_util::sync::CancellationToken::new();
         let service_gone = gone.clone();
         let task = tokio::spawn(async move {
+            // Each request is a recipient's circuit, built with an introduction and a
+            // rendezvous: logged, so that tests can count what a fetch costs the service.
+            let requests = requests.inspect(|_| tracing::debug!("rendezvous: a new circuit"));
             let mut streams = tor_hsservice::handle_rend_requests(requests);
             while let Some(request) = streams.next().await {
                 let port_80 = matches!(request.request(), IncomingStreamRequest::Begin(begin) if begin.port() == 80);

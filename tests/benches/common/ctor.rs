@@ -73,6 +73,12 @@ impl CTor {
             control,
         }
     }
+
+    /// Its process id.
+    #[allow(dead_code)] // the benchmarks' (CPU time), not the e2e tests'
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for CTor {

@@ -343,6 +343,45 @@ async fn a_mirror_of_an_onion_link_keeps_the_hash_and_serves_alongside_it() {
     b.stop().await;
 }
 
+/// A multi-source fetch takes one circuit per worker, not one per piece: to an onion service
+/// each new circuit costs an introduction and a rendezvous (seconds on the real network).
+#[tokio::test]
+async fn a_fetch_from_two_onion_sources_keeps_a_circuit_per_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Server::start_tor(&dir.path().join("a")).await;
+    // 16 pieces of 4 MiB, shared twice: two onion services, one content hash.
+    let big = data(64 << 20, 41);
+    let mut links = Vec::new();
+    for _ in 0..2 {
+        let view = a.create(&[("big.bin", &big)], &[]).await;
+        let view = wait_live(&a, &view).await;
+        links.push(view.links.onion.clone().expect("onion"));
+    }
+    let rendezvous = |log: &str| log.matches("rendezvous: a new circuit").count();
+    let before = rendezvous(&a.log());
+
+    let out = dir.path().join("out");
+    let (ok, output) = crate::util::get_cli_extra(
+        &links[0],
+        &out,
+        &dir.path().join("c"),
+        true,
+        "2m",
+        &[&links[1]],
+    )
+    .await;
+    assert!(ok, "{output}");
+    assert!(std::fs::read(out.join("big.bin")).expect("big") == big);
+    // Per source: the manifest's circuit and 4 workers'; 2 more for retries (a worker takes
+    // a new circuit after a failure). One circuit per piece would be 18.
+    let circuits = rendezvous(&a.log()) - before;
+    assert!(
+        circuits <= 2 * (1 + 4) + 2,
+        "{circuits} circuits for 16 pieces from 2 sources\n{output}"
+    );
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_streams_on_one_circuit_do_not_keep_out_another_recipient() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
