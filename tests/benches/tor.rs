@@ -307,6 +307,8 @@ struct Samples {
     browser: [Vec<f64>; 2],
     /// CPU seconds of the serving side during those fetches.
     browser_cpu: [Vec<f64>; 2],
+    /// How busy the machine was during them.
+    browser_busy: [Vec<f64>; 2],
 }
 
 fn main() {
@@ -410,7 +412,9 @@ fn main() {
         for (index, (url, out, pids)) in servers.into_iter().enumerate() {
             let _ = std::fs::remove_file(out);
             let before: f64 = pids.iter().copied().map(cpu_seconds).sum();
+            let ticks = machine_ticks();
             let elapsed = curl(&client_tor, url, out).expect("fetch with curl");
+            samples.browser_busy[index].push(busy_since(ticks));
             let after: f64 = pids.iter().copied().map(cpu_seconds).sum();
             assert_eq!(std::fs::read(out).expect("fetched file"), content);
             samples.browser[index].push(mib_per_s(SIZE, elapsed));
@@ -454,10 +458,13 @@ fn report(
         os_first.1.as_secs_f64()
     );
     let [vs_browser, os] = &samples.browser;
+    let [vs_busy, os_busy] = &samples.browser_busy;
     println!(
-        "Tor Browser's path (curl + C tor), MiB/s: veilshare {}, OnionShare 2.6 {}",
+        "Tor Browser's path (curl + C tor), MiB/s: veilshare {} (machine {:.0} % busy), OnionShare 2.6 {} ({:.0} % busy)",
         spread(vs_browser),
-        spread(os)
+        100.0 * m(vs_busy),
+        spread(os),
+        100.0 * m(os_busy)
     );
     let fixed = m(&samples.fixed_cpu);
     println!(
