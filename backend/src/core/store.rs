@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use iroh_blobs::{
     Hash,
-    api::TempTag,
+    api::{TempTag, proto::BlobStatus},
     format::collection::Collection,
     store::{
         GcConfig, ProtectOutcome,
@@ -740,6 +740,11 @@ impl Store {
     /// Imports a local file as one blob (copied into the store, so later changes to the file do
     /// not change the share), to be shared as `name`. Returns the temporary tag and the file's
     /// description; its CRC-32 is computed on another thread while the store copies and hashes.
+    ///
+    /// That thread reads the file apart from the store's copy: when the file changed meanwhile
+    /// (its length or modification time differ after the import), the two reads may have seen
+    /// different bytes, so the size and CRC-32 are taken again from the stored copy (the bytes
+    /// the share serves; a zip with another CRC would fail to unpack).
     pub async fn import_path(
         &self,
         _permit: &ImportPermit,
@@ -750,6 +755,12 @@ impl Store {
             context: format!("cannot resolve {}", path.display()),
             source,
         })?;
+        let stamp = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|m| Ok((m.len(), m.modified()?)))
+                .ok()
+        };
+        let before = stamp(&path);
         let crc_path = path.clone();
         let crc = tokio::task::spawn_blocking(move || -> io::Result<(u64, u32)> {
             use std::io::Read;
@@ -773,7 +784,7 @@ impl Store {
             .temp_tag()
             .await
             .map_err(|e| StoreError::blobs("importing a file", e))?;
-        let (size, crc32) = crc
+        let (mut size, mut crc32) = crc
             .await
             .map_err(|e| StoreError::Io {
                 context: "checksum task failed".into(),
@@ -783,10 +794,33 @@ impl Store {
                 context: format!("cannot read {}", path.display()),
                 source,
             })?;
+        let hash = content_hash(tag.hash());
+        if before.is_none() || stamp(&path) != before {
+            tracing::warn!(
+                "a file changed while it was imported; the share holds the bytes that were copied"
+            );
+            size = match self.blobs.blobs().status(tag.hash()).await {
+                Ok(BlobStatus::Complete { size }) => size,
+                Ok(_) => {
+                    return Err(StoreError::Io {
+                        context: format!("importing {}", path.display()),
+                        source: io::Error::other("the stored copy is not complete"),
+                    });
+                }
+                Err(e) => return Err(StoreError::blobs("importing a file", e)),
+            };
+            crc32 = self
+                .crc32(&hash, size)
+                .await
+                .map_err(|source| StoreError::Io {
+                    context: "cannot read the stored copy".into(),
+                    source,
+                })?;
+        }
         let file = StoredFile {
             name,
             size,
-            hash: content_hash(tag.hash()),
+            hash,
             crc32,
         };
         Ok((tag, file))
@@ -1278,6 +1312,61 @@ mod tests {
         assert_eq!(stored.size, data.len() as u64);
         assert_eq!(stored.crc32, crc32fast::hash(&data));
         assert_eq!(tag.hash().to_hex(), blake3_hex(&data));
+        store.shutdown().await;
+    }
+
+    /// A file written to while it is imported: the share must describe the bytes it holds (its
+    /// size goes into every download's length, its CRC-32 into zip headers), not those another
+    /// read saw. Before, both came from a read apart from the store's copy: seen failing on
+    /// the size (32 MiB against 33,558,120 bytes stored) and on the CRC.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_changing_during_its_import_gets_the_crc_of_the_stored_bytes() {
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).await.expect("open");
+        let file = dir.path().join("input.bin");
+        std::fs::write(&file, vec![0u8; 32 << 20]).expect("write");
+        // Another program keeps rewriting the file while it is imported, and writes past its
+        // end now and then (it grows by up to 4 KiB).
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, file) = (
+                stop.clone(),
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .expect("open"),
+            );
+            std::thread::spawn(move || {
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    let offset = round.wrapping_mul(0x9E37_79B9) % (32 << 20);
+                    file.write_all_at(&round.to_le_bytes().repeat(512), offset - offset % 8)
+                        .expect("rewrite");
+                }
+            })
+        };
+        let permit = store.import_permit().await.expect("permit");
+        let (_tag, stored) = store
+            .import_path(&permit, &file, "input.bin".into())
+            .await
+            .expect("import");
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        let mut held = Vec::new();
+        let mut range = std::pin::pin!(store.read_range(&stored.hash, 0, stored.size));
+        while let Some(chunk) = range.next().await {
+            held.extend_from_slice(&chunk.expect("stored bytes"));
+        }
+        assert_eq!(stored.size, held.len() as u64);
+        assert_eq!(blake3_hex(&held), stored.hash.as_str());
+        assert_eq!(
+            stored.crc32,
+            crc32fast::hash(&held),
+            "the CRC of other bytes"
+        );
         store.shutdown().await;
     }
 
