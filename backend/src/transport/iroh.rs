@@ -198,20 +198,33 @@ pub fn load_or_create_key(path: &Path) -> Result<SecretKey, P2pError> {
             Ok(SecretKey::from_bytes(&bytes))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            use std::{io::Write, os::unix::fs::OpenOptionsExt};
+            use std::{io::Write, os::unix::fs::PermissionsExt};
             let key = SecretKey::generate();
-            let temp = path.with_extension("tmp");
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&temp)
+            let dir = path
+                .parent()
+                .ok_or_else(|| key_err(std::io::Error::other("the key's path has no folder")))?;
+            // A temp file of its own (never one another process is writing), private from the
+            // start, moved into place only if no key is there yet.
+            let mut file = tempfile::Builder::new()
+                .prefix(".iroh-key")
+                .permissions(std::fs::Permissions::from_mode(0o600))
+                .tempfile_in(dir)
                 .map_err(key_err)?;
             file.write_all(&key.to_bytes()).map_err(key_err)?;
-            file.sync_all().map_err(key_err)?;
-            std::fs::rename(&temp, path).map_err(key_err)?;
-            Ok(key)
+            file.as_file().sync_all().map_err(key_err)?;
+            match file.persist_noclobber(path) {
+                Ok(_) => {
+                    std::fs::File::open(dir)
+                        .and_then(|dir| dir.sync_all())
+                        .map_err(key_err)?;
+                    Ok(key)
+                }
+                // Another start made it first: everyone uses that one.
+                Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_key(path)
+                }
+                Err(error) => Err(key_err(error.error)),
+            }
         }
         Err(error) => Err(key_err(error)),
     }
@@ -420,5 +433,49 @@ mod tests {
         let ok = BlobTicket::new(addr, Hash::new(b"x"), BlobFormat::HashSeq).to_string();
         assert!(parse_ticket(&ok).is_ok());
         assert!(is_ticket(&ok));
+    }
+
+    /// Starts that create the endpoint key at the same moment all end up with the one key on
+    /// disk. Before, they all wrote and renamed the same `iroh.tmp`: some failed (seen here:
+    /// 3 of 8 racers got an error), and a start could go on with a key that another's rename
+    /// then replaced, so its tickets changed at the next start. The key file is private and
+    /// nothing else is left in the folder.
+    #[test]
+    fn starts_racing_to_create_the_key_all_get_the_one_on_disk() {
+        use std::os::unix::fs::PermissionsExt;
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("iroh.key");
+            let start = std::sync::Barrier::new(8);
+            let keys: Vec<[u8; 32]> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            load_or_create_key(&path).expect("key").to_bytes()
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|racer| racer.join().expect("racer"))
+                    .collect()
+            });
+            let on_disk = std::fs::read(&path).expect("key file");
+            for key in &keys {
+                assert_eq!(
+                    key.as_slice(),
+                    on_disk.as_slice(),
+                    "a start kept a lost key"
+                );
+            }
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(left, ["iroh.key"]);
+        }
     }
 }
