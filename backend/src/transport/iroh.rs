@@ -436,10 +436,10 @@ mod tests {
     }
 
     /// Starts that create the endpoint key at the same moment all end up with the one key on
-    /// disk. Before, they all wrote and renamed the same `iroh.tmp`: some failed (seen here:
-    /// 3 of 8 racers got an error), and a start could go on with a key that another's rename
-    /// then replaced, so its tickets changed at the next start. The key file is private and
-    /// nothing else is left in the folder.
+    /// disk. Before, they all wrote and renamed the same `iroh.tmp`: some failed (seen here in
+    /// two runs: at least 3 of the 8 racers got an error each time), and a start could go on
+    /// with a key that another's rename then replaced, so its tickets changed at the next
+    /// start. The key file is private and nothing else is left in the folder.
     #[test]
     fn starts_racing_to_create_the_key_all_get_the_one_on_disk() {
         use std::os::unix::fs::PermissionsExt;
