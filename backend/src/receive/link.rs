@@ -571,16 +571,7 @@ pub(crate) async fn fetch_manifest(
         // After a failure, a fresh circuit: a stale one, or a descriptor fetched between two
         // uploads, is the usual cause.
         match transport
-            .get(
-                &url,
-                None,
-                None,
-                if patience.attempt() > 1 {
-                    Circuit::Fresh
-                } else {
-                    Circuit::Shared
-                },
-            )
+            .get(&url, None, None, Circuit::for_attempt(patience.attempt()))
             .await
         {
             Ok(reply) => break reply,
