@@ -294,7 +294,7 @@ async fn get_import_source(
     stream: impl Stream<Item = io::Result<Bytes>> + Unpin,
     tx: &mut mpsc::Sender<AddProgressItem>,
     options: &Options,
-) -> io::Result<(ImportSource, Option<(bao_tree::blake3::Hash, Vec<u8>)>)> {
+) -> io::Result<(ImportSource, Option<(bao_tree::blake3::Hash, one_pass::Outboard)>)> {
     let mut stream = stream.fuse();
     let mut peek = SmallVec::<[_; 2]>::new();
     let Some(first) = stream.next().await.transpose()? else {
@@ -342,13 +342,15 @@ async fn get_import_source(
     let Some((mut file, temp_path, head)) = disk else {
         return Ok((ImportSource::Memory(data.into()), None));
     };
-    let mut builder = one_pass::OutboardBuilder::default();
+    let mut builder = one_pass::OutboardBuilder::new(&options.path);
     let written: io::Result<()> = async {
         // Each piece is written while it is hashed on rayon's pool.
         let mut piece = head;
         loop {
-            let (written, ()) = rayon::join(|| file.write_all(&piece), || builder.update(&piece));
+            let (written, hashed) =
+                rayon::join(|| file.write_all(&piece), || builder.update(&piece));
             written?;
+            hashed?;
             match stream.next().await {
                 Some(chunk) => {
                     piece = chunk?;
@@ -360,14 +362,14 @@ async fn get_import_source(
         }
     }
     .await;
-    if let Err(cause) = written {
-        fs::remove_file(&temp_path).ok();
-        return Err(cause);
+    let hashed = written.and_then(|()| builder.finalize());
+    match hashed {
+        Ok(hashed) => Ok((ImportSource::TempFile(temp_path, file, size), Some(hashed))),
+        Err(cause) => {
+            fs::remove_file(&temp_path).ok();
+            Err(cause)
+        }
     }
-    Ok((
-        ImportSource::TempFile(temp_path, file, size),
-        Some(builder.finalize()),
-    ))
 }
 
 async fn compute_outboard(
@@ -379,16 +381,18 @@ async fn compute_outboard(
 ) -> io::Result<ImportEntry> {
     // veilshare's patch: hashed in parallel off the async threads, the outboard written once
     // (see one_pass.rs); upstream hashed on one thread with a progress message per block.
+    let temp = options.path.clone();
     let (source, hashed) = tokio::task::spawn_blocking(move || {
         let hashed = match source.read() {
             MemOrFile::Mem(data) => {
-                let mut builder = one_pass::OutboardBuilder::default();
-                builder.update(data.get_ref());
-                Ok(builder.finalize())
+                let mut builder = one_pass::OutboardBuilder::new(&temp);
+                builder
+                    .update(data.get_ref())
+                    .and_then(|()| builder.finalize())
             }
             MemOrFile::File(mut file) => file
                 .rewind()
-                .and_then(|()| one_pass::copy_and_hash(file, &mut io::sink()))
+                .and_then(|()| one_pass::copy_and_hash(file, &mut io::sink(), &temp))
                 .map(|(_, hash, outboard)| (hash, outboard)),
         };
         (source, hashed)
@@ -405,21 +409,43 @@ async fn compute_outboard(
 /// keep in the database goes to a temp file beside the data.
 fn entry(
     hash: bao_tree::blake3::Hash,
-    outboard: Vec<u8>,
+    outboard: one_pass::Outboard,
     source: ImportSource,
     format: BlobFormat,
     scope: Scope,
     options: &Options,
 ) -> io::Result<ImportEntry> {
-    debug_assert_eq!(outboard.len() as u64, raw_outboard_size(source.size()));
-    let outboard = if outboard.len() as u64 > options.inline.max_outboard_inlined {
-        let outboard_path = options.path.temp_file_name();
-        trace!("Writing outboard file in {}", outboard_path.display());
-        fs::write(&outboard_path, &outboard)?;
-        MemOrFile::File(outboard_path)
-    } else {
-        MemOrFile::Mem(Bytes::from(outboard))
+    let inline = |len: u64| len <= options.inline.max_outboard_inlined;
+    let outboard = match outboard {
+        one_pass::Outboard::Mem(outboard) if inline(outboard.len() as u64) => {
+            MemOrFile::Mem(Bytes::from(outboard))
+        }
+        one_pass::Outboard::Mem(outboard) => {
+            let outboard_path = options.path.temp_file_name();
+            trace!("Writing outboard file in {}", outboard_path.display());
+            fs::write(&outboard_path, &outboard)?;
+            MemOrFile::File(outboard_path)
+        }
+        // A large outboard, written to a temp file by the builder; kept in the database only
+        // under a store's own (larger) limit.
+        one_pass::Outboard::File(path) => {
+            let len = fs::metadata(&path)?.len();
+            if inline(len) {
+                let outboard = fs::read(&path)?;
+                fs::remove_file(&path).ok();
+                MemOrFile::Mem(Bytes::from(outboard))
+            } else {
+                MemOrFile::File(path)
+            }
+        }
     };
+    debug_assert_eq!(
+        match &outboard {
+            MemOrFile::Mem(outboard) => outboard.len() as u64,
+            MemOrFile::File(path) => fs::metadata(path).map_or(0, |m| m.len()),
+        },
+        raw_outboard_size(source.size())
+    );
     Ok(ImportEntry {
         hash: hash.into(),
         format,
@@ -500,8 +526,9 @@ async fn import_path_impl(
                 .create(true)
                 .truncate(true)
                 .open(&temp_path)?;
+            let temp = options.path.clone();
             let copied = tokio::task::spawn_blocking(move || {
-                one_pass::copy_and_hash(source, &mut target).map(|hashed| (target, hashed))
+                one_pass::copy_and_hash(source, &mut target, &temp).map(|hashed| (target, hashed))
             })
             .await
             .map_err(io::Error::other)?;
