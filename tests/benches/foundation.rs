@@ -20,7 +20,8 @@ use std::{
 };
 
 use common::{
-    Veilshare, free_port, median_ns, peak_rss, settle_writeback, start_nginx, write_random_file,
+    Veilshare, cpu_seconds, free_port, median_ns, nginx_workers, peak_rss, settle_writeback,
+    start_nginx, write_random_file,
 };
 use criterion::{Criterion, SamplingMode, Throughput};
 use futures::StreamExt;
@@ -113,6 +114,7 @@ fn main() {
     let mut nginx = start_nginx(work.path(), &files, nginx_port, "");
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/big.bin");
 
+    let mut cpu_per_gib: Vec<(String, f64)> = Vec::new();
     let mut criterion = Criterion::default()
         .output_directory(&common::target_dir().join("criterion"))
         .configure_from_args();
@@ -124,23 +126,53 @@ fn main() {
             .measurement_time(Duration::from_secs(15))
             .warm_up_time(Duration::from_secs(2))
             .throughput(Throughput::Bytes(SIZE));
-        group.bench_function("veilshare", |b| {
-            b.to_async(&runtime).iter(|| async {
-                assert_eq!(drain(&http, &share_url).await, SIZE);
-            })
-        });
-        group.bench_function("nginx_sendfile", |b| {
-            b.to_async(&runtime).iter(|| async {
-                assert_eq!(drain(&http, &nginx_url).await, SIZE);
-            })
-        });
+        // Each server's CPU per GiB served, over all the samples of each function (warm-up
+        // included: the count of downloads is the bench's own).
+        let servers = |name: &str| {
+            if name.starts_with("veilshare") {
+                vec![server.child.id()]
+            } else {
+                nginx_workers(work.path())
+            }
+        };
+        let served = std::sync::atomic::AtomicU64::new(0);
+        let count = || {
+            served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let mut measure = |name: &str, bench: &mut dyn FnMut(&str)| {
+            let pids = servers(name);
+            let before: f64 = pids.iter().copied().map(cpu_seconds).sum();
+            served.store(0, std::sync::atomic::Ordering::Relaxed);
+            bench(name);
+            let after: f64 = pids.iter().copied().map(cpu_seconds).sum();
+            let gib = served.load(std::sync::atomic::Ordering::Relaxed) as f64 * SIZE as f64
+                / (1u64 << 30) as f64;
+            cpu_per_gib.push((name.to_owned(), (after - before) / gib.max(1.0)));
+        };
+        for (name, url) in [("veilshare", &share_url), ("nginx_sendfile", &nginx_url)] {
+            measure(name, &mut |name| {
+                group.bench_function(name, |b| {
+                    b.to_async(&runtime).iter(|| async {
+                        assert_eq!(drain(&http, url).await, SIZE);
+                        count();
+                    })
+                });
+            });
+        }
         // The same two servers with curl as the client: a process of its own with another HTTP
         // stack (the in-process client and curl disagreed on the ratio before).
         for (name, url) in [
             ("veilshare_curl", &share_url),
             ("nginx_sendfile_curl", &nginx_url),
         ] {
-            group.bench_function(name, |b| b.iter(|| assert_eq!(curl_drain(url), SIZE)));
+            measure(name, &mut |name| {
+                group.bench_function(name, |b| {
+                    b.iter(|| {
+                        assert_eq!(curl_drain(url), SIZE);
+                        count();
+                    })
+                });
+            });
         }
         group.finish();
     }
@@ -277,19 +309,27 @@ fn main() {
     let gib_per_s = |ns: f64| SIZE as f64 / (ns / 1e9) / (1u64 << 30) as f64;
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!("\n=== veilshare foundation benchmark (1 GiB, loopback, medians) ===");
-    for (client, ours, theirs) in [
+    for (client, ours_name, theirs_name) in [
         ("reqwest in-process", "veilshare", "nginx_sendfile"),
         ("curl", "veilshare_curl", "nginx_sendfile_curl"),
     ] {
         if let (Some(ours), Some(nginx)) = (
-            median_ns("download_1GiB", ours),
-            median_ns("download_1GiB", theirs),
+            median_ns("download_1GiB", ours_name),
+            median_ns("download_1GiB", theirs_name),
         ) {
+            let cpu = |name: &str| {
+                cpu_per_gib
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(f64::NAN, |(_, cpu)| *cpu)
+            };
             println!(
-                "download ({client}): veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x)",
+                "download ({client}): veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x); server CPU per GiB: veilshare {:.2} s, nginx {:.2} s",
                 gib_per_s(ours),
                 gib_per_s(nginx),
-                nginx / ours
+                nginx / ours,
+                cpu(ours_name),
+                cpu(theirs_name)
             );
         }
     }

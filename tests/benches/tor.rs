@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{Veilshare, binary, ctor::CTor, median, mib_per_s};
+use common::{Veilshare, binary, cpu_seconds, ctor::CTor, median, mib_per_s};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -99,24 +99,6 @@ fn machine_ticks() -> (u64, u64) {
 fn busy_since(before: (u64, u64)) -> f64 {
     let after = machine_ticks();
     (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64
-}
-
-/// CPU seconds (user + system) a running process has used so far, all its threads.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // Fields after the command name (which may hold spaces), from field 3 on.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11..13]
-        .iter()
-        .map(|f| f.parse::<f64>().expect("ticks"))
-        .sum();
-    // In USER_HZ, which Linux fixes at 100 for user space on every architecture we run on.
-    ticks / 100.0
 }
 
 /// Shares `content` on `server` and waits until it is live; returns (onion link, time to live).

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod bao;
+pub mod body;
 pub mod crash;
 pub mod events;
 pub mod metadata;

@@ -157,6 +157,22 @@ struct Entry {
     /// Notified once the stored copy of the ended share is deleted.
     deleted: Arc<Notify>,
     persist: Arc<tokio::sync::Mutex<()>>,
+    /// When the last `ShareUpdated` for a transfer went out, and whether one is due.
+    counters: CounterEvents,
+}
+
+/// Every transfer changes a share's counters, and each change was announced as a whole view
+/// (over 100 KB for a share of a thousand files): a stranger downloading a small file in a
+/// loop made the server build, clone and queue views as fast as it could answer. A share's
+/// counter updates go out at most every [`COUNTER_EVENTS_EVERY`]; the last change is always
+/// announced (a due update carries the view as it is when it goes). `DownloadStarted` and
+/// `DownloadEnded` (a few bytes each) and every change of state still go out at once.
+const COUNTER_EVENTS_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Default)]
+struct CounterEvents {
+    last: Option<tokio::time::Instant>,
+    due: bool,
 }
 
 #[derive(Debug)]
@@ -225,6 +241,8 @@ pub struct Transfer {
     /// any other, but announces nothing and leaves the ledger untouched.
     quiet: bool,
     cancel: CancellationToken,
+    /// Its end was recorded, or is being (by [`Transfer::finish_recorded`]).
+    recorded: bool,
 }
 
 impl Transfer {
@@ -238,16 +256,36 @@ impl Transfer {
         self.sent = sent.min(self.reserved);
     }
 
-    /// Marks the transfer as having sent everything it was admitted for.
+    /// Marks the transfer as having sent everything it was admitted for (recorded in the
+    /// background).
     pub fn finish(mut self) {
         self.sent = self.reserved;
         self.finished = true;
         drop(self);
     }
-}
 
-impl Drop for Transfer {
-    fn drop(&mut self) {
+    /// Marks the transfer as having sent everything, and returns once it is recorded (the
+    /// count persisted, the audit entry written). A listener waits for this before reading the
+    /// connection's next request: a client downloading in a loop then goes at the pace of the
+    /// disk's syncs instead of piling up transfers still to record, each holding memory
+    /// (seen: 1 KiB per download, growing for as long as the loop ran).
+    ///
+    /// The recording runs in a task of its own, which goes on if the caller is dropped (a
+    /// connection cut, or the onion service stopped by the very end this transfer causes).
+    pub async fn finish_recorded(mut self) {
+        self.sent = self.reserved;
+        self.finished = true;
+        if let Some(end) = self.end() {
+            let _ = tokio::spawn(end).await;
+        }
+    }
+
+    /// What records the transfer's end; `None` once taken.
+    fn end(&mut self) -> Option<impl Future<Output = ()> + Send + 'static + use<>> {
+        if self.recorded {
+            return None;
+        }
+        self.recorded = true;
         let shares = self.shares.clone();
         let done = TransferRecord {
             resource: std::mem::take(&mut self.resource),
@@ -259,8 +297,14 @@ impl Drop for Transfer {
         };
         let id = self.id.clone();
         let (reserved, quiet, via) = (self.reserved, self.quiet, self.via);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { shares.end_transfer(id, via, reserved, quiet, done).await });
+        Some(async move { shares.end_transfer(id, via, reserved, quiet, done).await })
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let (Some(end), Ok(handle)) = (self.end(), tokio::runtime::Handle::try_current()) {
+            handle.spawn(end);
         }
     }
 }
@@ -390,6 +434,7 @@ impl Shares {
             idle: Arc::new(Notify::new()),
             deleted: Arc::new(Notify::new()),
             persist: Arc::new(tokio::sync::Mutex::new(())),
+            counters: CounterEvents::default(),
         };
         if let Ok(mut entries) = self.0.entries.lock() {
             entries.insert(record.id, entry);
@@ -657,7 +702,7 @@ impl Shares {
                 resource: resource.to_owned(),
                 bytes: payload,
             });
-            self.publish_updated(id);
+            self.publish_counters(id);
         }
         Ok(Transfer {
             shares: self.clone(),
@@ -671,6 +716,7 @@ impl Shares {
             finished: false,
             quiet,
             cancel,
+            recorded: false,
         })
     }
 
@@ -733,7 +779,7 @@ impl Shares {
                 finished,
                 downloads_completed: completed,
             });
-            self.publish_updated(&id);
+            self.publish_counters(&id);
         }
         if exhausted {
             tracing::info!(share = %log_id(&id), "download limit reached");
@@ -767,6 +813,50 @@ impl Shares {
                 e.idle.notify_waiters();
             }
         });
+    }
+
+    /// Announces a change of a share's counters: now, or when [`COUNTER_EVENTS_EVERY`] has
+    /// passed since the last one (nothing more if one is due already: it will carry this).
+    fn publish_counters(&self, id: &ShareId) {
+        let now = tokio::time::Instant::now();
+        let when = self.with_entry(id, |entry| {
+            let counters = &mut entry.counters;
+            if counters.due {
+                return None;
+            }
+            match counters.last {
+                Some(last) if now < last + COUNTER_EVENTS_EVERY => {
+                    counters.due = true;
+                    Some(last + COUNTER_EVENTS_EVERY)
+                }
+                _ => {
+                    counters.last = Some(now);
+                    Some(now)
+                }
+            }
+        });
+        match (when.flatten(), tokio::runtime::Handle::try_current()) {
+            (None, _) => {}
+            (Some(when), Ok(runtime)) if when > now => {
+                let (shares, id) = (self.clone(), id.clone());
+                runtime.spawn(async move {
+                    tokio::time::sleep_until(when).await;
+                    shares.with_entry(&id, |entry| {
+                        entry.counters = CounterEvents {
+                            last: Some(tokio::time::Instant::now()),
+                            due: false,
+                        };
+                    });
+                    shares.publish_updated(&id);
+                });
+            }
+            (Some(when), Err(_)) if when > now => {
+                // No runtime to wait on (never, in the app): announce now.
+                self.with_entry(id, |entry| entry.counters.due = false);
+                self.publish_updated(id);
+            }
+            (Some(_), _) => self.publish_updated(id),
+        }
     }
 
     fn publish_updated(&self, id: &ShareId) {

@@ -32,6 +32,8 @@ use std::{
 
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
+pub mod plain;
+
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -286,9 +288,17 @@ pub async fn serve_listener(
             continue;
         };
         let (router, stop) = (router.clone(), stop.clone());
-        connections.spawn(serve_connection(
-            stream, router, audience, stop, admission, None,
-        ));
+        match audience {
+            // Files leave the plain listener with `sendfile`.
+            Audience::Strangers => {
+                connections.spawn(plain::serve_connection(stream, router, stop, admission));
+            }
+            Audience::Owner => {
+                connections.spawn(serve_connection(
+                    stream, router, audience, stop, admission, None,
+                ));
+            }
+        }
     }
     drop(listener);
     while connections.join_next().await.is_some() {}

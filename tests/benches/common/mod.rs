@@ -211,6 +211,33 @@ pub fn median_ns(group: &str, function: &str) -> Option<f64> {
 
 /// Peak RSS of the nginx worker (the child of the master whose pid is in `dir/nginx.pid`).
 pub fn nginx_worker_peak_rss(dir: &Path) -> u64 {
+    nginx_workers(dir)
+        .into_iter()
+        .map(peak_rss)
+        .max()
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a running process has used so far, all its threads.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11..13]
+        .iter()
+        .map(|f| f.parse::<f64>().expect("ticks"))
+        .sum();
+    // In USER_HZ, which Linux fixes at 100 for user space on every architecture we run on.
+    ticks / 100.0
+}
+
+/// The worker processes of the nginx started with [`start_nginx`] in `dir`.
+pub fn nginx_workers(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("nginx.pid"))
         .ok()
         .and_then(|pid| pid.trim().parse::<u32>().ok())
@@ -219,9 +246,7 @@ pub fn nginx_worker_peak_rss(dir: &Path) -> u64 {
                 .unwrap_or_default()
                 .split_whitespace()
                 .filter_map(|p| p.parse::<u32>().ok())
-                .map(peak_rss)
-                .max()
-                .unwrap_or(0)
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }

@@ -640,3 +640,58 @@ async fn transfers_that_move_no_content_write_and_announce_nothing() {
     }
     assert_eq!(started, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_updates_of_a_download_flood_are_spaced_and_the_last_is_announced() {
+    let Setup { shares, .. } = setup().await;
+    let view = create(&shares, b"hello", fields(None, None))
+        .await
+        .expect("share");
+    let mut events = shares.events().subscribe();
+    const DOWNLOADS: u32 = 200;
+    let started = Instant::now();
+    for _ in 0..DOWNLOADS {
+        shares
+            .begin_transfer(&view.id, Transport::Plain, "download", 0, 5, 5)
+            .expect("admitted")
+            .finish();
+    }
+    eventually("every download to be counted", || {
+        shares
+            .view(&view.id)
+            .is_some_and(|v| v.downloads_completed == DOWNLOADS && v.downloads_in_flight == 0)
+    })
+    .await;
+    // Every event up to the view that shows the last count (announced within a period of the
+    // last change), counted.
+    let (mut views, mut small) = (0u128, 0);
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::ShareUpdated { share }) => {
+                    views += 1;
+                    if share.downloads_completed == DOWNLOADS && share.downloads_in_flight == 0 {
+                        return;
+                    }
+                }
+                Ok(Event::DownloadStarted { .. } | Event::DownloadEnded { .. }) => small += 1,
+                Ok(_) => {}
+                Err(error) => panic!("events: {error}"),
+            }
+        }
+    })
+    .await
+    .expect("the last count was announced");
+    let elapsed = started.elapsed();
+    // Before: two whole views per download (400). Now one per period, plus the first.
+    let periods = elapsed.as_millis() / super::COUNTER_EVENTS_EVERY.as_millis() + 2;
+    assert!(
+        views <= periods,
+        "{views} views in {elapsed:?} (at most {periods})"
+    );
+    assert_eq!(
+        small,
+        2 * DOWNLOADS,
+        "every start and end is still announced"
+    );
+}

@@ -18,7 +18,7 @@ pub mod zip;
 use std::{collections::HashMap, io, sync::LazyLock};
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{FromRequestParts, Path, Query, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
@@ -34,6 +34,7 @@ use veilshare_shared::{ContentHash, Manifest, ManifestFile, ShareId, Transport};
 
 use crate::core::{
     bao::{MAX_BAO_RANGE, ranges_size},
+    body::{FileBody, FileBodySlot, Meter, Part, SendfileOk, Source},
     policy::Refusal,
     shares::{Admission, PublicShare, Publisher, Shares, Transfer, now_secs},
     store::ShareRecord,
@@ -431,9 +432,11 @@ async fn download(
     Found { id, share, via }: Found,
     method: Method,
     headers: HeaderMap,
+    sendfile: Option<Extension<SendfileOk>>,
 ) -> Response {
     let resource = whole_resource(&share.record);
-    serve(&shares, (&id, via), &share, resource, &method, &headers)
+    let request = (&method, &headers, sendfile.is_some());
+    serve(&shares, (&id, via), &share, resource, request)
 }
 
 async fn file(
@@ -442,6 +445,7 @@ async fn file(
     Path(params): Path<HashMap<String, String>>,
     method: Method,
     headers: HeaderMap,
+    sendfile: Option<Extension<SendfileOk>>,
 ) -> Response {
     let name = params.get("name").map(String::as_str).unwrap_or_default();
     let Some(index) = share.record.files.iter().position(|f| f.name == name) else {
@@ -452,7 +456,8 @@ async fn file(
         );
     };
     let resource = file_resource(&share.record, index, file_path(name));
-    serve(&shares, (&id, via), &share, resource, &method, &headers)
+    let request = (&method, &headers, sendfile.is_some());
+    serve(&shares, (&id, via), &share, resource, request)
 }
 
 /// `start..end` in bytes.
@@ -635,13 +640,14 @@ fn refusal_page(refusal: Refusal) -> Response {
     }
 }
 
+/// Answers a request (its method, its headers, and whether its listener sends files with
+/// `sendfile`) for `resource`.
 fn serve(
     shares: &Shares,
     (id, via): (&ShareId, Transport),
     share: &PublicShare,
     resource: Resource,
-    method: &Method,
-    headers: &HeaderMap,
+    (method, headers, sendfile): (&Method, &HeaderMap, bool),
 ) -> Response {
     if not_modified(headers, &resource.etag) {
         // The client has these bytes: nothing is sent, nothing is counted.
@@ -687,11 +693,78 @@ fn serve(
         Err(Admission::NotFound) => return not_found_page(),
         Err(Admission::Refused(refusal)) => return refusal_page(refusal),
     };
+    if sendfile {
+        let body = FileBody {
+            parts: content_parts(shares, &resource, start, end),
+            meter: Box::new(transfer),
+        };
+        let mut response = builder
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        response.extensions_mut().insert(FileBodySlot::new(body));
+        return response;
+    }
     let stream = content_stream(shares, &resource, start, end);
     let body = metered_body(stream, Some(end - start), transfer);
     builder
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The parts of the response, for a listener that sends files with `sendfile`: each stored
+/// file's bytes from its data file (a small blob kept in the store's database is streamed),
+/// a zip's headers from memory.
+fn content_parts(shares: &Shares, resource: &Resource, start: u64, end: u64) -> Vec<Part> {
+    let store = shares.store().clone();
+    let blob = move |hash: ContentHash, from: u64, to: u64| {
+        let store = store.clone();
+        Part::Content {
+            len: to - from,
+            open: Box::new(move || match store.blob_file(&hash) {
+                Some(file) => Source::File { file, start: from },
+                None => Source::Stream(store.read_range(&hash, from, to).boxed()),
+            }),
+        }
+    };
+    match &resource.content {
+        Content::File { hash, .. } => vec![blob(hash.clone(), start, end)],
+        Content::Zip { layout, hashes } => layout
+            .slice(start, end)
+            .into_iter()
+            .map(|(segment, from, to)| match segment {
+                Segment::Header(bytes) => Part::Bytes(bytes.slice(from as usize..to as usize)),
+                Segment::File { index, .. } => match hashes.get(index) {
+                    Some(hash) => blob(hash.clone(), from, to),
+                    None => Part::Content {
+                        len: to - from,
+                        open: Box::new(|| {
+                            Source::Stream(
+                                futures::stream::once(async {
+                                    Err(io::Error::other("zip layout out of step with its files"))
+                                })
+                                .boxed(),
+                            )
+                        }),
+                    },
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The plain listener counts what `sendfile` sent into the transfer.
+impl Meter for Transfer {
+    fn content_sent(&mut self, total: u64) {
+        self.set_sent(total);
+    }
+
+    fn complete(self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin((*self).finish_recorded())
+    }
+
+    fn revoked(&self) -> tokio_util::sync::CancellationToken {
+        self.cancelled().clone()
+    }
 }
 
 /// Bytes of the response, each flagged as content (counted) or zip structure (not counted).
