@@ -275,13 +275,13 @@ impl Transfer {
     pub async fn finish_recorded(mut self) {
         self.sent = self.reserved;
         self.finished = true;
-        if let Some(end) = self.end() {
-            let _ = tokio::spawn(end).await;
+        if let Some(recording) = self.recording() {
+            let _ = tokio::spawn(recording).await;
         }
     }
 
     /// What records the transfer's end; `None` once taken.
-    fn end(&mut self) -> Option<impl Future<Output = ()> + Send + 'static + use<>> {
+    fn recording(&mut self) -> Option<impl Future<Output = ()> + Send + 'static + use<>> {
         if self.recorded {
             return None;
         }
@@ -303,8 +303,10 @@ impl Transfer {
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        if let (Some(end), Ok(handle)) = (self.end(), tokio::runtime::Handle::try_current()) {
-            handle.spawn(end);
+        if let (Some(recording), Ok(handle)) =
+            (self.recording(), tokio::runtime::Handle::try_current())
+        {
+            handle.spawn(recording);
         }
     }
 }

@@ -915,9 +915,9 @@ impl Store {
         start: u64,
         end: u64,
     ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let file = self.blob_file(hash);
         let hash: Option<Hash> = hash.as_str().parse().ok();
         let blobs = self.blobs.clone();
-        let path = hash.map(|h| Options::new(&self.blob_root).path.data_path(&h));
         let read_ahead = self.read_ahead.clone();
         // One chunk waits here, one is being read and one is being sent.
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
@@ -926,8 +926,8 @@ impl Store {
                 let _ = tx.send(Err(io::Error::other("bad hash"))).await;
                 return;
             };
-            match path.map(std::fs::File::open) {
-                Some(Ok(file)) => {
+            match file {
+                Some(file) => {
                     // Large blobs live in their own data file.
                     send_file_range(Arc::new(file), start, end, &read_ahead, &tx).await;
                 }

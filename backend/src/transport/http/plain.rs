@@ -281,14 +281,13 @@ async fn answer(
         .and_then(|slot| slot.take());
     let (parts, body) = response.into_parts();
     let status = parts.status;
-    let has_body =
-        !(head_only || status.is_informational() || matches!(status.as_u16(), 204 | 304));
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let may_state_length = !(status.is_informational() || matches!(status.as_u16(), 204 | 304));
+    let has_body = may_state_length && !head_only;
 
     // Hyper's rules: an empty body states 0 (to a `HEAD`, the length the handler stated, which
     // is what a `GET` gets), a stated length is kept, a known one is stated, and an unknown
@@ -351,10 +350,9 @@ async fn answer(
     if !has_body {
         return Ok(());
     }
-    match (file_body, framing) {
-        (Some(file_body), Framing::Length(len)) => send_parts(stream, file_body, len, idle).await,
-        (Some(_), Framing::Chunked) => Err(io::Error::other("a file body without a length")),
-        (None, framing) => send_body(stream, body, framing, idle).await,
+    match file_body {
+        Some(file_body) => send_parts(stream, file_body, stated.unwrap_or(0), idle).await,
+        None => send_body(stream, body, framing, idle).await,
     }
 }
 

@@ -429,8 +429,7 @@ fn entry(
         // A large outboard, written to a temp file by the builder; kept in the database only
         // under a store's own (larger) limit.
         one_pass::Outboard::File(path) => {
-            let len = fs::metadata(&path)?.len();
-            if inline(len) {
+            if inline(raw_outboard_size(source.size())) {
                 let outboard = fs::read(&path)?;
                 fs::remove_file(&path).ok();
                 MemOrFile::Mem(Bytes::from(outboard))

@@ -61,8 +61,8 @@ pub(super) struct OutboardBuilder {
     group_blocks: usize,
     /// The chaining values of the groups spilled so far.
     groups: Vec<ChainingValue>,
-    /// The spilled groups' parents, in order: in memory until the first group is spilled
-    /// where the store has no temp folder (tests).
+    /// The spilled groups' parents, in order: in a file created with the first group, or in
+    /// memory where the builder has no temp folder (tests).
     spill: Spill,
     /// The chaining values of the blocks hashed since the last spilled group.
     leaves: Vec<ChainingValue>,
@@ -117,16 +117,15 @@ impl OutboardBuilder {
     }
 
     fn spill_parents(&mut self, parents: &[u8]) -> io::Result<()> {
-        if let (Spill::Mem(held), Some(temp)) = (&self.spill, &self.temp) {
+        if let Some(temp) = self.temp.as_ref().filter(|_| self.groups.is_empty()) {
             // An unnamed file: nothing is left behind, whatever happens to the import.
             let path = temp.temp_file_name();
-            let mut file = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
             std::fs::remove_file(&path)?;
-            file.write_all(held)?;
             self.spill = Spill::File(file);
         }
         match &mut self.spill {
