@@ -9,7 +9,7 @@ use std::{
 use reqwest::Method;
 use veilshare_shared::{ShareState, ShareView};
 
-use crate::util::{Server, data, eventually};
+use crate::util::{Server, data, eventually, eventually_within};
 
 /// Publishing on the test network takes seconds; allow for a slow machine.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(150);
@@ -167,20 +167,49 @@ async fn after_a_restart_the_same_address_answers() {
 async fn an_expired_share_loses_its_address_and_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_tor(&dir.path().join("server")).await;
-    let view = server
-        .create(
-            &[("brief.bin", &data(50_000, 25))],
-            &[("expires_in_secs", "15")],
+    // The expiry must outlast publishing, which on a loaded machine can take longer than
+    // the first guess: a share that expired before it went live is made again with twice
+    // the time (CI once saw 15 s pass while 96 tests ran beside this one).
+    let mut expires_in = 15;
+    let view = loop {
+        let view = server
+            .create(
+                &[("brief.bin", &data(50_000, 25))],
+                &[("expires_in_secs", &expires_in.to_string())],
+            )
+            .await;
+        let view = eventually_within(
+            PUBLISH_DEADLINE,
+            "the share to go live or expire",
+            || async {
+                let now = server.view(&view.id).await;
+                (now.state != ShareState::Publishing).then_some(now)
+            },
         )
         .await;
-    let view = wait_live(&server, &view).await;
+        if view.state == ShareState::Live {
+            break view;
+        }
+        assert_eq!(
+            view.state,
+            ShareState::Expired,
+            "{view:?}\n{}",
+            server.log()
+        );
+        assert!(
+            expires_in < 120,
+            "publishing outlasted {expires_in} s\n{}",
+            server.log()
+        );
+        expires_in *= 2;
+    };
     let onion = view.links.onion.clone().expect("onion");
     let keys = service_keys(&server, &view);
-    let expired = server
-        .wait_view(&view.id, "the share to expire", |v| {
-            v.state == ShareState::Expired
-        })
-        .await;
+    let expired = eventually_within(PUBLISH_DEADLINE, "the share to expire", || async {
+        let now = server.view(&view.id).await;
+        (now.state == ShareState::Expired).then_some(now)
+    })
+    .await;
     assert!(expired.links.onion.is_none(), "{expired:?}");
     eventually("the service keys to be deleted", || async {
         (!keys.exists()).then_some(())
