@@ -37,7 +37,7 @@ use crate::{
     app::{Context, mirror::MirrorError},
     core::{
         shares::ShareError,
-        store::{NewFileError, NewFiles, StoreError, StoredFile},
+        store::{NewFileError, NewFiles, Pieces, StoreError, StoredFile},
     },
     receive::error::ReceiveErrorKind,
     serve::public::upload::UploadGuard,
@@ -920,7 +920,7 @@ async fn receive_upload(
         let pump = async {
             let mut crc = crc32fast::Hasher::new();
             let mut size = 0u64;
-            let mut pending = bytes::BytesMut::with_capacity(IMPORT_PIECE);
+            let mut pieces = Pieces::new(IMPORT_PIECE);
             loop {
                 let chunk = match field.chunk().await {
                     Ok(Some(chunk)) => chunk,
@@ -938,17 +938,15 @@ async fn receive_upload(
                 }
                 crc.update(&chunk);
                 progress.add(chunk.len() as u64);
-                // Hand the store large pieces: per-message costs dominate with network-sized ones.
-                pending.extend_from_slice(&chunk);
-                if pending.len() >= IMPORT_PIECE
-                    && tx.send(Ok(pending.split().freeze())).await.is_err()
+                if let Some(piece) = pieces.push(chunk)
+                    && tx.send(Ok(piece)).await.is_err()
                 {
                     // The store stopped reading: its error comes from the import.
                     break;
                 }
             }
-            if !pending.is_empty() {
-                let _ = tx.send(Ok(pending.split().freeze())).await;
+            if let Some(piece) = pieces.take() {
+                let _ = tx.send(Ok(piece)).await;
             }
             drop(tx);
             Ok((size, crc.finalize()))

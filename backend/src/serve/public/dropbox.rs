@@ -33,7 +33,7 @@ use super::{
 use crate::core::{
     crash, metadata,
     shares::{AddItemError, NewItem, PublicShare, Shares, Upload, UploadRefusal},
-    store::StoredFile,
+    store::{Pieces, StoredFile},
 };
 
 /// How long an upload may send nothing before it is refused (the listener closes an idle
@@ -338,7 +338,7 @@ async fn read_upload(
                 };
                 let mut size = 0u64;
                 let mut hasher = blake3::Hasher::new();
-                let mut pending = bytes::BytesMut::new();
+                let mut pieces = Pieces::new(WRITE_PIECE);
                 while let Some(chunk) = field
                     .chunk()
                     .await
@@ -352,23 +352,20 @@ async fn read_upload(
                         return Err(no_room());
                     }
                     hasher.update(&chunk);
-                    pending.extend_from_slice(&chunk);
-                    if pending.len() >= WRITE_PIECE {
+                    if let Some(piece) = pieces.push(chunk) {
                         // Other uploads (and shares) take the disk too: look again.
                         if store
                             .room_for_uploads()
-                            .is_ok_and(|room| room < pending.len() as u64)
+                            .is_ok_and(|room| room < piece.len() as u64)
                         {
                             return Err(no_room());
                         }
-                        sink.write(pending.split().freeze())
-                            .await
-                            .map_err(write_failed)?;
+                        sink.write(piece).await.map_err(write_failed)?;
                     }
                 }
-                sink.write(pending.split().freeze())
-                    .await
-                    .map_err(write_failed)?;
+                if let Some(piece) = pieces.take() {
+                    sink.write(piece).await.map_err(write_failed)?;
+                }
                 sink.finish().await.map_err(write_failed)?;
                 crash::point("dropbox.part_written");
                 let sent = recipient.as_ref().map(|_| veilshare_shared::FileEntry {
