@@ -215,12 +215,37 @@ pub async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_read(
+        bytes::Bytes::new(),
+        io,
+        router,
+        audience,
+        stop,
+        admission,
+        gone,
+    )
+    .await;
+}
+
+/// [`serve_connection`] on a connection whose first bytes, `read`, were already read from it
+/// (the plain listener hands over a head it did not answer itself): hyper reads them first.
+async fn serve_read<I>(
+    read: bytes::Bytes,
+    io: I,
+    router: axum::Router,
+    audience: Audience,
+    stop: CancellationToken,
+    admission: Admission,
+    gone: Option<CancellationToken>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (head, idle) = deadlines();
     let idle = match audience {
         Audience::Strangers => Some(idle),
         Audience::Owner => None,
     };
-    let io = hyper_util::rt::TokioIo::new(Idle::new(io, idle));
+    let io = hyper_util::rt::TokioIo::new(Idle::new(io, idle).after(read));
     let close = CancellationToken::new();
     let service = Tracked {
         router,
@@ -393,11 +418,13 @@ impl HttpBody for Sending {
 }
 
 /// An I/O object that fails once no byte moved either way for its timeout (if it has one),
-/// while a read or a write waits.
+/// while a read or a write waits; bytes already read from `inner` can be put in front.
 struct Idle<I> {
     inner: I,
     /// The timeout and the deadline it sets.
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    /// Read before `inner`.
+    read: bytes::Bytes,
 }
 
 impl<I> Idle<I> {
@@ -405,7 +432,14 @@ impl<I> Idle<I> {
         Self {
             inner,
             deadline: timeout.map(|timeout| (timeout, Box::pin(tokio::time::sleep(timeout)))),
+            read: bytes::Bytes::new(),
         }
+    }
+
+    /// Reads give `read` before anything from the inner object.
+    fn after(mut self, read: bytes::Bytes) -> Self {
+        self.read = read;
+        self
     }
 
     fn moved(&mut self) {
@@ -456,6 +490,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Idle<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.read.is_empty() {
+            let take = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read.split_to(take));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -530,6 +569,17 @@ mod tests {
         // Then silence.
         let error = idle.read(&mut buf).await.expect_err("timed out");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn bytes_read_before_come_first_then_the_connection() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut idle = Idle::new(ours, None).after(bytes::Bytes::from_static(b"GET / HT"));
+        theirs.write_all(b"TP/1.1\r\n").await.expect("write");
+        drop(theirs);
+        let mut all = Vec::new();
+        idle.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, b"GET / HTTP/1.1\r\n");
     }
 
     #[tokio::test]

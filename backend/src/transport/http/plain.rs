@@ -28,19 +28,14 @@
 //! nginx's does; each call is at most [`MAX_CALL`] bytes, and the kernel is asked to read ahead
 //! of the answer ([`READ_AHEAD`]), so that the wait is rare and short.
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{io, time::Duration};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::BodyExt;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf},
+    io::{AsyncWriteExt, Interest},
     net::TcpStream,
 };
 use tokio_util::sync::CancellationToken;
@@ -90,12 +85,17 @@ pub async fn serve_connection(
         let (request, close) = match head {
             Head::Ours { request, close } => (request, close),
             Head::Hyper => {
-                let io = Rewind {
-                    prefix: buf.freeze(),
-                    inner: stream,
-                };
-                super::serve_connection(io, router, Audience::Strangers, stop, admission, None)
-                    .await;
+                let read = buf.freeze();
+                super::serve_read(
+                    read,
+                    stream,
+                    router,
+                    Audience::Strangers,
+                    stop,
+                    admission,
+                    None,
+                )
+                .await;
                 return;
             }
             Head::Gone => return,
@@ -565,58 +565,6 @@ async fn send_body(
     }
 }
 
-/// A connection handed to hyper with the bytes already read from it in front.
-struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let take = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(take));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, data)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{io::Write as _, net::SocketAddr};
@@ -631,6 +579,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
 
     use super::*;
     use crate::{core::body::Meter, transport::http::ConnectionCap};
