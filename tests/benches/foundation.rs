@@ -147,7 +147,10 @@ fn main() {
             let after: f64 = pids.iter().copied().map(cpu_seconds).sum();
             let gib = served.load(std::sync::atomic::Ordering::Relaxed) as f64 * SIZE as f64
                 / (1u64 << 30) as f64;
-            cpu_per_gib.push((name.to_owned(), (after - before) / gib.max(1.0)));
+            // A function left out by a filter served nothing: no figure.
+            if gib > 0.0 {
+                cpu_per_gib.push((name.to_owned(), (after - before) / gib));
+            }
         };
         for (name, url) in [("veilshare", &share_url), ("nginx_sendfile", &nginx_url)] {
             measure(name, &mut |name| {
@@ -321,10 +324,12 @@ fn main() {
                 cpu_per_gib
                     .iter()
                     .find(|(n, _)| n == name)
-                    .map_or(f64::NAN, |(_, cpu)| *cpu)
+                    .map_or("not measured in this run".to_owned(), |(_, cpu)| {
+                        format!("{cpu:.2} s")
+                    })
             };
             println!(
-                "download ({client}): veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x); server CPU per GiB: veilshare {:.2} s, nginx {:.2} s",
+                "download ({client}): veilshare {:.2} GiB/s, nginx sendfile {:.2} GiB/s, ratio {:.2}x (target >= 1.0x); server CPU per GiB: veilshare {}, nginx {}",
                 gib_per_s(ours),
                 gib_per_s(nginx),
                 nginx / ours,

@@ -32,7 +32,7 @@ const SIZE: usize = 100 << 20;
 const ROUNDS: usize = 3;
 /// curl fetches of each service per round, each on a circuit of its own: one stream's rate
 /// depends on its circuit's path (the same service gave one C tor client 2.0–2.2 MiB/s and
-/// another 4.8–6.3 on circuits kept from fetch to fetch), so the Tor Browser rows sample
+/// another 4.5–6.3 on circuits kept from fetch to fetch), so the Tor Browser rows sample
 /// circuits, not one circuit many times.
 const BROWSER_FETCHES: usize = 2;
 /// The range counts of `veilshare get --parallel` compared with one stream.

@@ -819,27 +819,32 @@ impl Shares {
 
     /// Announces a change of a share's counters: now, or when [`COUNTER_EVENTS_EVERY`] has
     /// passed since the last one (nothing more if one is due already: it will carry this).
+    /// Without a runtime to wait on (never, in the app), now.
     fn publish_counters(&self, id: &ShareId) {
+        enum Announce {
+            Now,
+            At(tokio::time::Instant, tokio::runtime::Handle),
+        }
         let now = tokio::time::Instant::now();
-        let when = self.with_entry(id, |entry| {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let announce = self.with_entry(id, |entry| {
             let counters = &mut entry.counters;
-            if counters.due {
-                return None;
-            }
-            match counters.last {
-                Some(last) if now < last + COUNTER_EVENTS_EVERY => {
+            match (counters.last, &runtime) {
+                _ if counters.due => None,
+                (Some(last), Some(runtime)) if now < last + COUNTER_EVENTS_EVERY => {
                     counters.due = true;
-                    Some(last + COUNTER_EVENTS_EVERY)
+                    Some(Announce::At(last + COUNTER_EVENTS_EVERY, runtime.clone()))
                 }
                 _ => {
                     counters.last = Some(now);
-                    Some(now)
+                    Some(Announce::Now)
                 }
             }
         });
-        match (when.flatten(), tokio::runtime::Handle::try_current()) {
-            (None, _) => {}
-            (Some(when), Ok(runtime)) if when > now => {
+        match announce.flatten() {
+            None => {}
+            Some(Announce::Now) => self.publish_updated(id),
+            Some(Announce::At(when, runtime)) => {
                 let (shares, id) = (self.clone(), id.clone());
                 runtime.spawn(async move {
                     tokio::time::sleep_until(when).await;
@@ -852,12 +857,6 @@ impl Shares {
                     shares.publish_updated(&id);
                 });
             }
-            (Some(when), Err(_)) if when > now => {
-                // No runtime to wait on (never, in the app): announce now.
-                self.with_entry(id, |entry| entry.counters.due = false);
-                self.publish_updated(id);
-            }
-            (Some(_), _) => self.publish_updated(id),
         }
     }
 

@@ -1221,15 +1221,6 @@ impl Pieces {
         full.flatten()
     }
 
-    /// Bytes gathered and not yet returned.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// The bytes gathered so far, if any, as a piece.
     pub fn take(&mut self) -> Option<Bytes> {
         (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending).freeze())
@@ -1273,20 +1264,25 @@ mod tests {
         let mut out: Vec<Bytes> = Vec::new();
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         let mut at = 0;
-        // Chunks of 30, 70 (fills exactly), 1, 250 (a piece on its own after the 1), 40...
+        // Chunks of 30, 70 (fills exactly), 1, 250 (larger than a piece, after the 1), 40...
         for len in [30, 70, 1, 250, 40, 99, 2, 100, 0, 408] {
             let chunk = Bytes::copy_from_slice(&data[at..at + len]);
             at += len;
-            let capacity = pieces.pending.capacity();
-            out.extend(pieces.push(chunk));
-            assert!(
-                capacity == 0 || pieces.pending.capacity() == capacity || pieces.len() == len,
-                "a buffer grew"
-            );
-            assert!(pieces.len() <= 100 || pieces.len() == len);
+            let gathering = (!pieces.pending.is_empty()).then(|| pieces.pending.capacity());
+            let piece = pieces.push(chunk);
+            // A chunk added to what was gathered fits the buffer as it is: it was allocated at
+            // its full size and is never grown (which copies what it holds).
+            if let (Some(before), None) = (gathering, &piece) {
+                assert_eq!(
+                    pieces.pending.capacity(),
+                    before,
+                    "grown at a chunk of {len}"
+                );
+            }
+            out.extend(piece);
         }
         out.extend(pieces.take());
-        assert!(pieces.is_empty());
+        assert!(pieces.take().is_none());
         assert_eq!(out.concat(), data);
         assert!(out.iter().all(|piece| !piece.is_empty()));
         // A large chunk with nothing gathered goes on uncopied.

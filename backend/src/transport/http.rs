@@ -205,33 +205,12 @@ pub async fn refuse_busy<I: AsyncWrite + Unpin>(mut io: I) {
 /// Once `gone` (if given) is cancelled, a request that arrives is not answered: the connection
 /// closes instead (an onion service that ended; a request on a kept-alive stream shows its
 /// client has every byte of the previous answer, so nothing sent is cut short).
+///
+/// `read` holds bytes already read from `io` (the plain listener hands over a head it did not
+/// answer itself): hyper reads them first.
 pub async fn serve_connection<I>(
     io: I,
-    router: axum::Router,
-    audience: Audience,
-    stop: CancellationToken,
-    admission: Admission,
-    gone: Option<CancellationToken>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    serve_read(
-        bytes::Bytes::new(),
-        io,
-        router,
-        audience,
-        stop,
-        admission,
-        gone,
-    )
-    .await;
-}
-
-/// [`serve_connection`] on a connection whose first bytes, `read`, were already read from it
-/// (the plain listener hands over a head it did not answer itself): hyper reads them first.
-async fn serve_read<I>(
     read: bytes::Bytes,
-    io: I,
     router: axum::Router,
     audience: Audience,
     stop: CancellationToken,
@@ -320,7 +299,13 @@ pub async fn serve_listener(
             }
             Audience::Owner => {
                 connections.spawn(serve_connection(
-                    stream, router, audience, stop, admission, None,
+                    stream,
+                    bytes::Bytes::new(),
+                    router,
+                    audience,
+                    stop,
+                    admission,
+                    None,
                 ));
             }
         }

@@ -524,6 +524,7 @@ impl Tor {
                                 // tail still queued on the circuit).
                                 http::serve_connection(
                                     super::coalesce::Coalesced::new(Ending(Some(stream))),
+                                    bytes::Bytes::new(),
                                     router,
                                     http::Audience::Strangers,
                                     tokio_util::sync::CancellationToken::new(),

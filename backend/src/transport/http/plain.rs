@@ -83,12 +83,11 @@ pub async fn serve_connection(
             head = read_head(&stream, &mut buf, head_timeout) => head,
         };
         let (request, close) = match head {
-            Head::Ours { request, close } => (request, close),
+            Head::Ours { request, close, .. } => (request, close),
             Head::Hyper => {
-                let read = buf.freeze();
-                super::serve_read(
-                    read,
+                super::serve_connection(
                     stream,
+                    buf.freeze(),
                     router,
                     Audience::Strangers,
                     stop,
@@ -127,10 +126,12 @@ pub async fn serve_connection(
 
 /// A request head read from a connection.
 enum Head {
-    /// One this module answers (with whether the client asked to close after it).
+    /// One this module answers (with whether the client asked to close after it, and the
+    /// head's length in bytes).
     Ours {
         request: Box<http::Request<axum::body::Body>>,
         close: bool,
+        len: usize,
     },
     /// One for hyper: everything read so far is in the buffer.
     Hyper,
@@ -145,17 +146,13 @@ async fn read_head(stream: &TcpStream, buf: &mut BytesMut, timeout: Duration) ->
     loop {
         if !buf.is_empty() {
             match parse_head(buf) {
-                Parsed::Ours {
-                    request,
-                    close,
-                    len,
-                } => {
+                Some(head @ Head::Ours { len, .. }) => {
                     buf.advance(len);
-                    return Head::Ours { request, close };
+                    return head;
                 }
-                Parsed::Hyper => return Head::Hyper,
-                Parsed::Partial if buf.len() >= MAX_HEAD => return Head::Hyper,
-                Parsed::Partial => {}
+                Some(head) => return head,
+                None if buf.len() >= MAX_HEAD => return Head::Hyper,
+                None => {}
             }
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -182,39 +179,29 @@ async fn read_head(stream: &TcpStream, buf: &mut BytesMut, timeout: Duration) ->
     }
 }
 
-enum Parsed {
-    Ours {
-        request: Box<http::Request<axum::body::Body>>,
-        close: bool,
-        len: usize,
-    },
-    Hyper,
-    Partial,
-}
-
-/// Judges the head at the start of `buf`.
-fn parse_head(buf: &[u8]) -> Parsed {
+/// Judges the head at the start of `buf`: `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let len = match head.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Hyper,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Head::Hyper),
     };
     let method = match head.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Parsed::Hyper,
+        _ => return Some(Head::Hyper),
     };
     if head.version != Some(1) {
-        return Parsed::Hyper;
+        return Some(Head::Hyper);
     }
     let Some(uri) = head
         .path
         .filter(|path| path.starts_with('/'))
         .and_then(|path| path.parse::<http::Uri>().ok())
     else {
-        return Parsed::Hyper;
+        return Some(Head::Hyper);
     };
     let mut map = HeaderMap::with_capacity(head.headers.len());
     let mut close = false;
@@ -223,14 +210,14 @@ fn parse_head(buf: &[u8]) -> Parsed {
             HeaderName::from_bytes(field.name.as_bytes()),
             HeaderValue::from_bytes(field.value),
         ) else {
-            return Parsed::Hyper;
+            return Some(Head::Hyper);
         };
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name == header::EXPECT
         {
-            return Parsed::Hyper;
+            return Some(Head::Hyper);
         }
         if name == header::CONNECTION {
             for token in field.value.split(|b| *b == b',') {
@@ -238,7 +225,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::Hyper;
+                    return Some(Head::Hyper);
                 }
             }
         }
@@ -250,11 +237,11 @@ fn parse_head(buf: &[u8]) -> Parsed {
     *request.version_mut() = http::Version::HTTP_11;
     *request.headers_mut() = map;
     request.extensions_mut().insert(SendfileOk);
-    Parsed::Ours {
+    Some(Head::Ours {
         request: Box::new(request),
         close,
         len,
-    }
+    })
 }
 
 /// How an answer's body is delimited.
@@ -740,6 +727,7 @@ mod tests {
                 } else {
                     tokio::spawn(super::super::serve_connection(
                         stream,
+                        Bytes::new(),
                         router,
                         Audience::Strangers,
                         stop,
@@ -900,7 +888,7 @@ mod tests {
             b"\x16\x03\x01\x02\x00",
         ] {
             assert!(
-                matches!(parse_head(head), Parsed::Hyper),
+                matches!(parse_head(head), Some(Head::Hyper)),
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
@@ -909,17 +897,14 @@ mod tests {
             "GET / HTTP/1.1\r\n{}\r\n",
             "A: b\r\n".repeat(MAX_HEADERS + 1)
         );
-        assert!(matches!(parse_head(many.as_bytes()), Parsed::Hyper));
-        assert!(matches!(
-            parse_head(b"GET / HTTP/1.1\r\nHost"),
-            Parsed::Partial
-        ));
+        assert!(matches!(parse_head(many.as_bytes()), Some(Head::Hyper)));
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost").is_none());
         match parse_head(b"GET /a?b HTTP/1.1\r\nConnection: Close\r\n\r\nGET") {
-            Parsed::Ours {
+            Some(Head::Ours {
                 request,
                 close,
                 len,
-            } => {
+            }) => {
                 assert_eq!(request.uri(), "/a?b");
                 assert!(close && len == 40);
                 assert!(request.extensions().get::<SendfileOk>().is_some());
