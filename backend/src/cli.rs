@@ -459,10 +459,19 @@ fn init_tracing(default: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only for a person at a terminal: a log written to a file or read by
+                // a program gets plain text (and `NO_COLOR` is honoured).
+                .with_ansi(colours())
                 .with_filter(filter),
         )
         .with(crate::app::bridges::watch_layer())
         .init();
+}
+
+/// Whether the log on stderr may use terminal colours.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 async fn run(cli: Cli) -> Result<()> {
